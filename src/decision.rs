@@ -1,0 +1,353 @@
+//! The allow/deny decision for one request body, single event or batch. Host-free: the glue hands
+//! in the bytes and the route's policy, and carries out the returned [`Judgement`].
+
+use crate::batch::{self, Item};
+use crate::config::{BatchMode, Config, MissingConsent};
+use crate::encoding::{DecodeError, Encoding};
+use crate::event::{read_event, Consent, EventFacts, Wanted};
+use crate::json::{Invalid, Scanner};
+use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
+
+/// Why an event (or a whole request) was not forwarded as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    FilteredByEndUserConsent,
+    MissingConsent,
+    InvalidEvent,
+    BodyTooLarge,
+    UnsupportedContentEncoding,
+    RouteConfigError,
+    /// The host refused an operation the decision needed (the request is refused, not forwarded).
+    InternalError,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::FilteredByEndUserConsent,
+        Reason::MissingConsent,
+        Reason::InvalidEvent,
+        Reason::BodyTooLarge,
+        Reason::UnsupportedContentEncoding,
+        Reason::RouteConfigError,
+        Reason::InternalError,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::FilteredByEndUserConsent => "FILTERED_BY_END_USER_CONSENT",
+            Reason::MissingConsent => "MISSING_CONSENT",
+            Reason::InvalidEvent => "INVALID_EVENT",
+            Reason::BodyTooLarge => "BODY_TOO_LARGE",
+            Reason::UnsupportedContentEncoding => "UNSUPPORTED_CONTENT_ENCODING",
+            Reason::RouteConfigError => "ROUTE_CONFIG_ERROR",
+            Reason::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// Position in [`Reason::ALL`], for per-reason counts.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The local reply status for this reason.
+    pub fn status(self, config: &Config) -> u16 {
+        match self {
+            Reason::FilteredByEndUserConsent | Reason::MissingConsent => config.deny_status,
+            Reason::InvalidEvent => 400,
+            Reason::BodyTooLarge => 413,
+            Reason::UnsupportedContentEncoding => 415,
+            Reason::RouteConfigError | Reason::InternalError => 500,
+        }
+    }
+}
+
+/// What happens to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Forward the client's bytes untouched.
+    Forward,
+    /// Forward this body instead (a batch with some items dropped; encoded like the original).
+    Rewrite(Vec<u8>),
+    /// Answer locally; the upstream sees nothing.
+    Reply(Reason),
+}
+
+/// The decision for one request, with what an auditor needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub action: Action,
+    /// True when the body was a `/v1/batch`-style batch.
+    pub is_batch: bool,
+    /// Events judged: 1 for a single event (or an empty body), the item count for a batch.
+    pub events: u32,
+    /// Events not forwarded.
+    pub dropped: u32,
+    /// `dropped` split by reason, indexed by [`Reason::index`].
+    pub dropped_by_reason: [u32; Reason::ALL.len()],
+    /// Bits of the policy's categories that a dropped event had not consented to.
+    pub denied_categories: u64,
+    /// Per policy category (same index): how many dropped events had not consented to it.
+    pub category_denials: [u32; MAX_CATEGORIES],
+}
+
+impl Judgement {
+    /// A whole request refused before any event could be read.
+    pub fn refused(reason: Reason) -> Judgement {
+        let mut dropped_by_reason = [0; Reason::ALL.len()];
+        if let Some(n) = dropped_by_reason.get_mut(reason.index()) {
+            *n = 1;
+        }
+        Judgement {
+            action: Action::Reply(reason),
+            is_batch: false,
+            events: 1,
+            dropped: 1,
+            dropped_by_reason,
+            denied_categories: 0,
+            category_denials: [0; MAX_CATEGORIES],
+        }
+    }
+
+    /// The reason named in the record: the reply's, or for a rewrite the most common drop reason.
+    pub fn reason(&self) -> Option<Reason> {
+        match self.action {
+            Action::Reply(r) => Some(r),
+            Action::Rewrite(_) => most_common(&self.dropped_by_reason),
+            Action::Forward => None,
+        }
+    }
+}
+
+/// One event's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// `missing`: the policy's categories that were not consented.
+    Deny { reason: Reason, missing: u64 },
+}
+
+/// The request as the decision sees it.
+pub struct Request<'r> {
+    pub config: &'r Config,
+    pub policy: &'r RoutePolicy,
+    /// The `content-encoding` header, if any.
+    pub content_encoding: Option<&'r str>,
+    /// The `:path`, used to infer the type of an event that has no `type` (`/v1/track`).
+    pub path: &'r str,
+}
+
+/// Decides a complete request body.
+pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
+    let config = req.config;
+    let Some(encoding) = Encoding::from_header(req.content_encoding) else {
+        return Judgement::refused(Reason::UnsupportedContentEncoding);
+    };
+    if raw.len() > config.max_body_bytes {
+        return Judgement::refused(Reason::BodyTooLarge);
+    }
+    if raw.is_empty() {
+        // No body at all: no consent either.
+        return single(req, no_event());
+    }
+    let decoded;
+    let plain: &[u8] = if encoding == Encoding::Identity {
+        raw
+    } else {
+        decoded = match encoding.decode(raw, config.max_body_bytes) {
+            Ok(d) => d,
+            Err(DecodeError::TooLarge) => return Judgement::refused(Reason::BodyTooLarge),
+            Err(DecodeError::Corrupt) => return Judgement::refused(Reason::InvalidEvent),
+        };
+        &decoded
+    };
+    let Ok(text) = std::str::from_utf8(plain) else {
+        return Judgement::refused(Reason::InvalidEvent);
+    };
+    let wanted = Wanted { categories: &req.policy.categories, always_allow: &config.always_allow_events };
+    let mut items: Vec<Item> = Vec::new();
+    let Ok(top) = read_body(text, &wanted, &mut items) else {
+        return Judgement::refused(Reason::InvalidEvent);
+    };
+    match top.batch {
+        None => single(req, top),
+        Some(array) => {
+            if !top.readable {
+                return Judgement::refused(Reason::InvalidEvent);
+            }
+            judge_batch(req, encoding, plain, &top, &items, array)
+        }
+    }
+}
+
+/// Scans the whole body: one JSON object, nothing after it. Batch items are collected as met.
+fn read_body(text: &str, wanted: &Wanted, items: &mut Vec<Item>) -> Result<EventFacts, Invalid> {
+    let mut s = Scanner::new(text);
+    if s.peek_token() != Some(b'{') {
+        return Err(Invalid);
+    }
+    let mut visit = |s: &mut Scanner, start: usize| -> Result<(), Invalid> {
+        let facts = if s.peek_token() == Some(b'{') {
+            Some(read_event(s, wanted, None)?)
+        } else {
+            s.skip_value()?;
+            None
+        };
+        items.push(Item { start, end: s.pos(), facts });
+        Ok(())
+    };
+    let top = read_event(&mut s, wanted, Some(&mut visit))?;
+    if !s.at_end() {
+        return Err(Invalid);
+    }
+    Ok(top)
+}
+
+fn no_event() -> EventFacts {
+    EventFacts { consent: Consent::Absent, readable: true, is_track: None, allow_listed_name: false, batch: None }
+}
+
+fn single(req: &Request, facts: EventFacts) -> Judgement {
+    let implied_track = facts.is_track.is_none() && path_names_track(req.path);
+    let verdict = decide(req.config, req.policy, &facts, facts.consent, implied_track);
+    let mut j = Judgement {
+        action: Action::Forward,
+        is_batch: false,
+        events: 1,
+        dropped: 0,
+        dropped_by_reason: [0; Reason::ALL.len()],
+        denied_categories: 0,
+        category_denials: [0; MAX_CATEGORIES],
+    };
+    if let Verdict::Deny { reason, missing } = verdict {
+        j.action = Action::Reply(reason);
+        count_drop(&mut j, reason, missing);
+    }
+    j
+}
+
+fn judge_batch(
+    req: &Request,
+    encoding: Encoding,
+    plain: &[u8],
+    top: &EventFacts,
+    items: &[Item],
+    array: (usize, usize),
+) -> Judgement {
+    let mut j = Judgement {
+        action: Action::Forward,
+        is_batch: true,
+        events: u32::try_from(items.len()).unwrap_or(u32::MAX),
+        dropped: 0,
+        dropped_by_reason: [0; Reason::ALL.len()],
+        denied_categories: 0,
+        category_denials: [0; MAX_CATEGORIES],
+    };
+    let mut keep = Vec::with_capacity(items.len());
+    for item in items {
+        let verdict = match &item.facts {
+            None => Verdict::Deny { reason: Reason::InvalidEvent, missing: 0 },
+            Some(facts) => {
+                // Segment merges the batch's context into each item's; the item's own keys win.
+                let consent = match facts.consent {
+                    Consent::Absent => top.consent,
+                    own => own,
+                };
+                decide(req.config, req.policy, facts, consent, false)
+            }
+        };
+        match verdict {
+            Verdict::Allow => keep.push(item),
+            Verdict::Deny { reason, missing } => count_drop(&mut j, reason, missing),
+        }
+    }
+    if j.dropped == 0 {
+        return j;
+    }
+    if keep.is_empty() || req.config.batch_mode == BatchMode::Reject {
+        j.action = Action::Reply(batch_reply_reason(&j.dropped_by_reason));
+        return j;
+    }
+    let rewritten = batch::rewrite(plain, array, &keep);
+    j.action = match encoding.encode(&rewritten) {
+        Ok(body) => Action::Rewrite(body),
+        // Cannot happen when writing to memory; refuse rather than forward the unfiltered batch.
+        Err(_) => Action::Reply(Reason::InvalidEvent),
+    };
+    j
+}
+
+/// A refused batch carries its single drop reason, or the consent denial when reasons mix.
+fn batch_reply_reason(counts: &[u32; Reason::ALL.len()]) -> Reason {
+    let mut present = Reason::ALL.iter().zip(counts).filter(|(_, &n)| n > 0).map(|(r, _)| *r);
+    match (present.next(), present.next()) {
+        (Some(only), None) => only,
+        _ => Reason::FilteredByEndUserConsent,
+    }
+}
+
+fn most_common(counts: &[u32; Reason::ALL.len()]) -> Option<Reason> {
+    Reason::ALL.iter().zip(counts).filter(|(_, &n)| n > 0).max_by_key(|(_, &n)| n).map(|(r, _)| *r)
+}
+
+fn count_drop(j: &mut Judgement, reason: Reason, missing: u64) {
+    j.dropped += 1;
+    if let Some(n) = j.dropped_by_reason.get_mut(reason.index()) {
+        *n += 1;
+    }
+    j.denied_categories |= missing;
+    for (i, n) in j.category_denials.iter_mut().enumerate() {
+        if missing & (1u64 << i) != 0 {
+            *n += 1;
+        }
+    }
+}
+
+/// A path whose last segment is `track` (the Segment HTTP API's `/v1/track`).
+fn path_names_track(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.trim_end_matches('/').rsplit('/').next() == Some("track")
+}
+
+/// The decision for one event, given the consent that applies to it.
+pub fn decide(
+    config: &Config,
+    policy: &RoutePolicy,
+    facts: &EventFacts,
+    consent: Consent,
+    implied_track: bool,
+) -> Verdict {
+    if !facts.readable {
+        return Verdict::Deny { reason: Reason::InvalidEvent, missing: 0 };
+    }
+    let is_track = facts.is_track.unwrap_or(implied_track);
+    if is_track && facts.allow_listed_name {
+        return Verdict::Allow;
+    }
+    let all = all_bits(policy.categories.len());
+    let consented = match consent {
+        Consent::Absent | Consent::NoPreferences => {
+            return match config.on_missing_consent {
+                MissingConsent::Allow => Verdict::Allow,
+                MissingConsent::Deny => Verdict::Deny { reason: Reason::MissingConsent, missing: all },
+            };
+        }
+        Consent::Preferences { consented } => consented & all,
+    };
+    let allowed = match policy.match_mode {
+        Match::All => consented == all,
+        Match::Any => consented != 0,
+    };
+    if allowed {
+        Verdict::Allow
+    } else {
+        Verdict::Deny { reason: Reason::FilteredByEndUserConsent, missing: all & !consented }
+    }
+}
+
+fn all_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}

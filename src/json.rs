@@ -1,0 +1,674 @@
+//! Strict JSON (RFC 8259) reading without building a tree.
+//!
+//! The filter only needs a handful of fields from an event, but it must never forward a body it
+//! could not judge, so everything it skips is still fully validated. Nesting is tracked with an
+//! explicit bit stack instead of recursion: hostile input cannot overflow the wasm stack.
+//!
+//! The caller checks UTF-8 once for the whole input ([`Scanner::new`] takes `&str`); outside
+//! strings JSON is ASCII, so that single check covers every string the scanner returns.
+
+use std::borrow::Cow;
+
+/// The input is not valid JSON, or nests deeper than [`MAX_DEPTH`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid;
+
+/// Deepest nesting accepted inside one skipped value.
+pub const MAX_DEPTH: usize = 512;
+
+/// A cursor over a JSON text.
+pub struct Scanner<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// The raw content of a JSON string (between the quotes, escapes not yet decoded).
+#[derive(Debug, Clone, Copy)]
+pub struct Str<'a> {
+    raw: &'a [u8],
+    escaped: bool,
+}
+
+impl<'a> Str<'a> {
+    /// The decoded text. Escapes were validated when the string was scanned.
+    pub fn decode(&self) -> Cow<'a, str> {
+        if !self.escaped {
+            return match std::str::from_utf8(self.raw) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => Cow::Owned(String::from_utf8_lossy(self.raw).into_owned()),
+            };
+        }
+        Cow::Owned(unescape(self.raw))
+    }
+
+    /// Whether the decoded text equals `s` (no allocation unless the string has escapes).
+    pub fn eq_str(&self, s: &str) -> bool {
+        if self.escaped {
+            self.decode() == s
+        } else {
+            self.raw == s.as_bytes()
+        }
+    }
+
+    /// Index of the first name in `names` equal to the decoded text.
+    pub fn position_in(&self, names: &[String]) -> Option<usize> {
+        if self.escaped {
+            let decoded = self.decode();
+            names.iter().position(|n| *n == decoded)
+        } else {
+            names.iter().position(|n| n.as_bytes() == self.raw)
+        }
+    }
+}
+
+/// Bytes that end the fast run inside a string: the closing quote, a backslash, control characters.
+#[allow(clippy::indexing_slicing)] // constant evaluation: an out-of-range index fails the build
+const STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+fn is_string_stop(b: u8) -> bool {
+    STRING_STOP.get(usize::from(b)).copied().unwrap_or(true)
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Scanner { buf: text.as_bytes(), pos: 0 }
+    }
+
+    /// Byte offset of the cursor.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Skips white space and returns the next byte, without consuming it.
+    pub fn peek_token(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.peek()
+    }
+
+    /// True when only white space is left.
+    pub fn at_end(&mut self) -> bool {
+        self.skip_ws();
+        self.pos >= self.buf.len()
+    }
+
+    fn eat(&mut self, b: u8) -> Result<(), Invalid> {
+        self.skip_ws();
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Invalid)
+        }
+    }
+
+    /// Consumes `{`; returns false for an empty object (its `}` consumed too).
+    pub fn object_start(&mut self) -> Result<bool, Invalid> {
+        self.eat(b'{')?;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Reads a member's key and its colon.
+    pub fn key(&mut self) -> Result<Str<'a>, Invalid> {
+        self.skip_ws();
+        let k = self.string()?;
+        self.eat(b':')?;
+        Ok(k)
+    }
+
+    /// After a member's value: true if another member follows (comma consumed), false at `}`.
+    pub fn object_more(&mut self) -> Result<bool, Invalid> {
+        self.more(b'}')
+    }
+
+    /// Consumes `[`; returns false for an empty array (its `]` consumed too).
+    pub fn array_start(&mut self) -> Result<bool, Invalid> {
+        self.eat(b'[')?;
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// After an element: true if another element follows (comma consumed), false at `]`.
+    pub fn array_more(&mut self) -> Result<bool, Invalid> {
+        self.more(b']')
+    }
+
+    fn more(&mut self, close: u8) -> Result<bool, Invalid> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => Err(Invalid),
+        }
+    }
+
+    /// Reads a string value (leading white space allowed).
+    pub fn string(&mut self) -> Result<Str<'a>, Invalid> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            let rest = self.buf.get(self.pos..).ok_or(Invalid)?;
+            let run = rest.iter().position(|&b| is_string_stop(b)).ok_or(Invalid)?;
+            self.pos += run;
+            match self.peek() {
+                Some(b'"') => {
+                    let raw = self.buf.get(start..self.pos).ok_or(Invalid)?;
+                    self.pos += 1;
+                    return Ok(Str { raw, escaped });
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 1;
+                    self.escape()?;
+                }
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    /// Validates one escape sequence after its backslash, surrogate pairs included.
+    fn escape(&mut self) -> Result<(), Invalid> {
+        match self.peek() {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(b'u') => {
+                self.pos += 1;
+                let unit = self.hex4()?;
+                match unit {
+                    0xD800..=0xDBFF => {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        if self.buf.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                            return Err(Invalid);
+                        }
+                        self.pos += 2;
+                        match self.hex4()? {
+                            0xDC00..=0xDFFF => Ok(()),
+                            _ => Err(Invalid),
+                        }
+                    }
+                    0xDC00..=0xDFFF => Err(Invalid),
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(Invalid),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, Invalid> {
+        let digits = self.buf.get(self.pos..self.pos + 4).ok_or(Invalid)?;
+        let mut v = 0u32;
+        for &d in digits {
+            v = v * 16 + (d as char).to_digit(16).ok_or(Invalid)?;
+        }
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// Reads a value; true only if it is the literal `true`.
+    pub fn value_is_true(&mut self) -> Result<bool, Invalid> {
+        self.skip_ws();
+        if self.peek() == Some(b't') {
+            self.literal(b"true")?;
+            return Ok(true);
+        }
+        self.skip_value()?;
+        Ok(false)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Invalid> {
+        if self.buf.get(self.pos..self.pos + word.len()) == Some(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(Invalid)
+        }
+    }
+
+    fn digits(&mut self) -> Result<(), Invalid> {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        if self.pos == start {
+            Err(Invalid)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn number(&mut self) -> Result<(), Invalid> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits()?,
+            _ => return Err(Invalid),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.digits()?;
+        }
+        Ok(())
+    }
+
+    /// Reads a number and returns its text.
+    pub fn number_text(&mut self) -> Result<&'a str, Invalid> {
+        self.skip_ws();
+        let start = self.pos;
+        self.number()?;
+        let raw = self.buf.get(start..self.pos).ok_or(Invalid)?;
+        std::str::from_utf8(raw).map_err(|_| Invalid)
+    }
+
+    /// Reads a scalar that is not a string or number: `true`, `false` or `null`.
+    fn word(&mut self) -> Result<(), Invalid> {
+        match self.peek() {
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => Err(Invalid),
+        }
+    }
+
+    /// Validates and skips one value of any kind.
+    pub fn skip_value(&mut self) -> Result<(), Invalid> {
+        let mut open = BitStack::default();
+        loop {
+            // One value starts here.
+            self.skip_ws();
+            match self.peek() {
+                Some(b'{') => {
+                    if self.object_start()? {
+                        open.push(OBJECT)?;
+                        self.key()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    if self.array_start()? {
+                        open.push(ARRAY)?;
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                _ => self.word()?,
+            }
+            // A value ended: close every container that ends with it.
+            loop {
+                let Some(kind) = open.top() else {
+                    return Ok(());
+                };
+                let next = if kind == OBJECT { self.object_more()? } else { self.array_more()? };
+                if next {
+                    if kind == OBJECT {
+                        self.key()?;
+                    }
+                    break;
+                }
+                open.pop();
+            }
+        }
+    }
+}
+
+const OBJECT: bool = true;
+const ARRAY: bool = false;
+
+/// A stack of container kinds, one bit each, bounded by [`MAX_DEPTH`].
+#[derive(Default)]
+struct BitStack {
+    bits: [u64; MAX_DEPTH / 64],
+    len: usize,
+}
+
+impl BitStack {
+    fn push(&mut self, kind: bool) -> Result<(), Invalid> {
+        let word = self.bits.get_mut(self.len / 64).ok_or(Invalid)?;
+        let mask = 1u64 << (self.len % 64);
+        if kind {
+            *word |= mask;
+        } else {
+            *word &= !mask;
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    fn top(&self) -> Option<bool> {
+        let i = self.len.checked_sub(1)?;
+        let word = self.bits.get(i / 64)?;
+        Some(word & (1u64 << (i % 64)) != 0)
+    }
+
+    fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+}
+
+/// Decodes a string body whose escapes were already validated by [`Scanner::string`].
+fn unescape(raw: &[u8]) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let simple = match raw.get(i + 1) {
+            Some(b'b') => Some(0x08),
+            Some(b'f') => Some(0x0c),
+            Some(b'n') => Some(b'\n'),
+            Some(b'r') => Some(b'\r'),
+            Some(b't') => Some(b'\t'),
+            Some(b'u') => None,
+            Some(&other) => Some(other),
+            None => break,
+        };
+        if let Some(c) = simple {
+            out.push(c);
+            i += 2;
+            continue;
+        }
+        let hex = |at: usize| -> u32 {
+            raw.get(at..at + 4)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .unwrap_or(0xFFFD)
+        };
+        let mut code = hex(i + 2);
+        i += 6;
+        if (0xD800..0xDC00).contains(&code) {
+            let low = hex(i + 2);
+            code = 0x10000 + ((code - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
+            i += 6;
+        }
+        let ch = char::from_u32(code).unwrap_or('\u{FFFD}');
+        let mut utf8 = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// A parsed JSON value, for the plugin configuration only (events are never turned into trees).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Value>),
+    /// Members in document order.
+    Object(Vec<(String, Value)>),
+}
+
+/// Why a configuration text is not usable JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not valid JSON; the byte offset where reading failed.
+    Syntax(usize),
+    /// An object with the same key twice (the JSON path of the object, and the key).
+    DuplicateKey(String),
+}
+
+impl Value {
+    /// Parses a complete JSON text into a tree. Duplicate keys are an error, never "last wins".
+    pub fn parse(text: &str) -> Result<Value, ParseError> {
+        let mut s = Scanner::new(text);
+        let v = parse_value(&mut s, 0).map_err(|e| match e {
+            TreeError::Syntax => ParseError::Syntax(s.pos()),
+            TreeError::DuplicateKey(k) => ParseError::DuplicateKey(k),
+        })?;
+        if !s.at_end() {
+            return Err(ParseError::Syntax(s.pos()));
+        }
+        Ok(v)
+    }
+
+    /// The JSON type name, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "a list",
+            Value::Object(_) => "an object",
+        }
+    }
+}
+
+enum TreeError {
+    Syntax,
+    DuplicateKey(String),
+}
+
+impl From<Invalid> for TreeError {
+    fn from(_: Invalid) -> Self {
+        TreeError::Syntax
+    }
+}
+
+fn parse_value(s: &mut Scanner, depth: usize) -> Result<Value, TreeError> {
+    if depth > 64 {
+        return Err(TreeError::Syntax);
+    }
+    Ok(match s.peek_token() {
+        Some(b'{') => {
+            let mut members: Vec<(String, Value)> = Vec::new();
+            if s.object_start()? {
+                loop {
+                    let key = s.key()?.decode().into_owned();
+                    let value = parse_value(s, depth + 1)?;
+                    if members.iter().any(|(k, _)| *k == key) {
+                        return Err(TreeError::DuplicateKey(key));
+                    }
+                    members.push((key, value));
+                    if !s.object_more()? {
+                        break;
+                    }
+                }
+            }
+            Value::Object(members)
+        }
+        Some(b'[') => {
+            let mut items = Vec::new();
+            if s.array_start()? {
+                loop {
+                    items.push(parse_value(s, depth + 1)?);
+                    if !s.array_more()? {
+                        break;
+                    }
+                }
+            }
+            Value::Array(items)
+        }
+        Some(b'"') => Value::String(s.string()?.decode().into_owned()),
+        Some(b'-' | b'0'..=b'9') => {
+            let text = s.number_text()?;
+            Value::Number(text.parse::<f64>().map_err(|_| TreeError::Syntax)?)
+        }
+        Some(b't') => {
+            s.literal(b"true")?;
+            Value::Bool(true)
+        }
+        Some(b'f') => {
+            s.literal(b"false")?;
+            Value::Bool(false)
+        }
+        _ => {
+            s.literal(b"null")?;
+            Value::Null
+        }
+    })
+}
+
+/// Appends `s` to `out` as a JSON string literal (quotes included).
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(text: &str) -> bool {
+        let mut s = Scanner::new(text);
+        s.skip_value().is_ok() && s.at_end()
+    }
+
+    #[test]
+    fn accepts_valid_json() {
+        for text in [
+            "{}",
+            "[]",
+            "0",
+            "-0.5e+10",
+            "\"a\\u00e9\\ud83d\\ude00\"",
+            " {\"a\": [1, {\"b\": null}, true, false, \"x\"]} ",
+            "[[[[[]]]]]",
+            "{\"\":\"\"}",
+        ] {
+            assert!(valid(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_json() {
+        for text in [
+            "",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "[1,]",
+            "[1 2]",
+            "01",
+            "1.",
+            "1e",
+            "-",
+            ".5",
+            "+1",
+            "tru",
+            "nul",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"a\nb\"",
+            "\"unterminated",
+            "{'a':1}",
+            "{a:1}",
+            "{} {}",
+            "NaN",
+        ] {
+            assert!(!valid(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_recursion() {
+        let ok = "[".repeat(MAX_DEPTH) + "0" + &"]".repeat(MAX_DEPTH);
+        assert!(valid(&ok));
+        let deep = "[".repeat(MAX_DEPTH + 1) + "0" + &"]".repeat(MAX_DEPTH + 1);
+        assert!(!valid(&deep));
+        let hostile = "[".repeat(1_000_000);
+        assert!(!valid(&hostile));
+    }
+
+    #[test]
+    fn decodes_escaped_strings() {
+        let mut s = Scanner::new(r#""Adv\u0065rtising \"q\" \\ \/ \n \ud83d\ude00""#);
+        let st = s.string().unwrap();
+        assert_eq!(st.decode(), "Advertising \"q\" \\ / \n \u{1F600}");
+        let mut s = Scanner::new(r#""Adv\u0065rtising""#);
+        let st = s.string().unwrap();
+        assert!(st.eq_str("Advertising"));
+        assert!(!st.eq_str("advertising"));
+        assert_eq!(st.position_in(&["X".into(), "Advertising".into()]), Some(1));
+    }
+
+    #[test]
+    fn value_tree_rejects_duplicate_keys() {
+        assert_eq!(
+            Value::parse(r#"{"a":1,"b":{"c":2,"c":3}}"#),
+            Err(ParseError::DuplicateKey("c".into()))
+        );
+        assert_eq!(
+            Value::parse(r#"{"a":[1,"x"]}"#),
+            Ok(Value::Object(vec![(
+                "a".into(),
+                Value::Array(vec![Value::Number(1.0), Value::String("x".into())])
+            )]))
+        );
+        assert!(matches!(Value::parse("{\"a\":1} x"), Err(ParseError::Syntax(_))));
+    }
+
+    #[test]
+    fn writes_escaped_strings() {
+        let mut out = String::new();
+        write_string(&mut out, "a\"b\\c\n\u{1}");
+        assert_eq!(out, r#""a\"b\\c\n\u0001""#);
+    }
+}

@@ -1,0 +1,76 @@
+//! Metric names. The glue defines them as Envoy counters; Envoy shows them in `/stats` as
+//! `wasmcustom.<name>` and in `/stats/prometheus` with dots turned into underscores.
+//!
+//! Category counters are named only after categories the configuration names (route metadata or
+//! `routes` rules), never after anything in an event, so traffic cannot create metrics.
+
+use crate::decision::Reason;
+
+pub const PREFIX: &str = "consent_gate";
+
+/// Request counters, one each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Requests on gated routes that the filter judged.
+    RequestsJudged,
+    /// Judged requests forwarded untouched.
+    RequestsAllowed,
+    /// Batches forwarded with some items removed.
+    RequestsFiltered,
+    /// Requests answered with a local reply.
+    RequestsDenied,
+    /// Items seen in batches.
+    BatchItemsSeen,
+    /// Items dropped from batches (whether the batch was rewritten or refused).
+    BatchItemsDropped,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 6] = [
+        Counter::RequestsJudged,
+        Counter::RequestsAllowed,
+        Counter::RequestsFiltered,
+        Counter::RequestsDenied,
+        Counter::BatchItemsSeen,
+        Counter::BatchItemsDropped,
+    ];
+
+    pub fn name(self) -> String {
+        let short = match self {
+            Counter::RequestsJudged => "requests_judged",
+            Counter::RequestsAllowed => "requests_allowed",
+            Counter::RequestsFiltered => "requests_filtered",
+            Counter::RequestsDenied => "requests_denied",
+            Counter::BatchItemsSeen => "batch_items_seen",
+            Counter::BatchItemsDropped => "batch_items_dropped",
+        };
+        format!("{PREFIX}.{short}")
+    }
+}
+
+/// Events (single events and batch items) dropped for `reason`.
+pub fn dropped_by_reason(reason: Reason) -> String {
+    format!("{PREFIX}.events_dropped.{}", reason.code())
+}
+
+/// Events dropped because `category` was required and not consented.
+pub fn denied_category(category: &str) -> String {
+    let safe: String = category
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    format!("{PREFIX}.events_denied_category.{safe}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable_and_safe() {
+        assert_eq!(Counter::RequestsJudged.name(), "consent_gate.requests_judged");
+        assert_eq!(dropped_by_reason(Reason::MissingConsent), "consent_gate.events_dropped.MISSING_CONSENT");
+        assert_eq!(denied_category("C0004"), "consent_gate.events_denied_category.C0004");
+        assert_eq!(denied_category("Ads.v2 x"), "consent_gate.events_denied_category.Ads_v2_x");
+    }
+}
