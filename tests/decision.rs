@@ -1,0 +1,170 @@
+//! The decision table, row by row: each row is a request body on a route and what must happen.
+
+use consent_gate::config::Config;
+use consent_gate::decision::{judge, Action, Judgement, Reason, Request};
+use consent_gate::encoding::Encoding;
+use consent_gate::policy::{Match, RoutePolicy};
+
+fn policy(categories: &[&str], match_mode: Match) -> RoutePolicy {
+    RoutePolicy { categories: categories.iter().map(|c| c.to_string()).collect(), match_mode }
+}
+
+fn run(config: &Config, policy: &RoutePolicy, path: &str, encoding: Option<&str>, body: &[u8]) -> Judgement {
+    judge(&Request { config, policy, content_encoding: encoding, path }, body)
+}
+
+fn event(prefs: &str) -> String {
+    format!(r#"{{"type":"track","event":"Order Completed","userId":"u1","context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#)
+}
+
+#[derive(Debug, PartialEq)]
+enum Want {
+    Allow,
+    Deny(&'static str, u16),
+}
+
+fn outcome(config: &Config, j: &Judgement) -> Want {
+    match j.action {
+        Action::Forward => Want::Allow,
+        Action::Reply(r) => Want::Deny(r.code(), r.status(config)),
+        Action::Rewrite(_) => panic!("single events are never rewritten"),
+    }
+}
+
+#[test]
+fn single_event_decision_table() {
+    let deny = Config::default();
+    let allow_missing = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    let status_451 = Config::parse(r#"{"deny_status":451}"#).unwrap();
+    let ads = policy(&["Advertising"], Match::All);
+    let both_all = policy(&["Advertising", "Analytics"], Match::All);
+    let both_any = policy(&["Advertising", "Analytics"], Match::Any);
+    use Want::*;
+    const CONSENT: &str = "FILTERED_BY_END_USER_CONSENT";
+    const MISSING: &str = "MISSING_CONSENT";
+    const INVALID: &str = "INVALID_EVENT";
+    let rows: Vec<(&str, &Config, &RoutePolicy, String, Want)> = vec![
+        ("consented", &deny, &ads, event(r#"{"Advertising":true}"#), Allow),
+        ("refused", &deny, &ads, event(r#"{"Advertising":false}"#), Deny(CONSENT, 403)),
+        ("custom deny status", &status_451, &ads, event(r#"{"Advertising":false}"#), Deny(CONSENT, 451)),
+        ("absent category is not consent", &deny, &ads, event(r#"{"Analytics":true}"#), Deny(CONSENT, 403)),
+        ("empty preferences consent to nothing", &deny, &ads, event("{}"), Deny(CONSENT, 403)),
+        ("empty preferences, even when missing consent is allowed", &allow_missing, &ads, event("{}"), Deny(CONSENT, 403)),
+        ("string \"true\" is not consent", &deny, &ads, event(r#"{"Advertising":"true"}"#), Deny(CONSENT, 403)),
+        ("1 is not consent", &deny, &ads, event(r#"{"Advertising":1}"#), Deny(CONSENT, 403)),
+        ("null is not consent", &deny, &ads, event(r#"{"Advertising":null}"#), Deny(CONSENT, 403)),
+        ("keys are case-sensitive", &deny, &ads, event(r#"{"advertising":true}"#), Deny(CONSENT, 403)),
+        ("keys are not trimmed", &deny, &ads, event(r#"{" Advertising":true}"#), Deny(CONSENT, 403)),
+        ("escaped keys are decoded", &deny, &ads, event(r#"{"Adv\u0065rtising":true}"#), Allow),
+        ("unused keys are ignored", &deny, &ads, event(r#"{"Advertising":true,"Other":false}"#), Allow),
+        ("all: every category", &deny, &both_all, event(r#"{"Advertising":true,"Analytics":true}"#), Allow),
+        ("all: one missing", &deny, &both_all, event(r#"{"Advertising":true,"Analytics":false}"#), Deny(CONSENT, 403)),
+        ("any: one is enough", &deny, &both_any, event(r#"{"Advertising":false,"Analytics":true}"#), Allow),
+        ("any: none", &deny, &both_any, event(r#"{"Advertising":false}"#), Deny(CONSENT, 403)),
+        ("no context", &deny, &ads, r#"{"type":"track","event":"x"}"#.into(), Deny(MISSING, 403)),
+        ("no consent", &deny, &ads, r#"{"type":"track","context":{"ip":"1.2.3.4"}}"#.into(), Deny(MISSING, 403)),
+        ("consent {}", &deny, &ads, r#"{"type":"track","context":{"consent":{}}}"#.into(), Deny(MISSING, 403)),
+        ("missing consent allowed", &allow_missing, &ads, r#"{"type":"track"}"#.into(), Allow),
+        ("preferences not an object", &deny, &ads, r#"{"context":{"consent":{"categoryPreferences":true}}}"#.into(), Deny(INVALID, 400)),
+        ("preferences null", &deny, &ads, r#"{"context":{"consent":{"categoryPreferences":null}}}"#.into(), Deny(INVALID, 400)),
+        ("consent not an object", &deny, &ads, r#"{"context":{"consent":"yes"}}"#.into(), Deny(INVALID, 400)),
+        ("context not an object", &deny, &ads, r#"{"context":[]}"#.into(), Deny(INVALID, 400)),
+        ("duplicate category (false then true)", &deny, &ads, event(r#"{"Advertising":false,"Advertising":true}"#), Deny(INVALID, 400)),
+        ("duplicate category (true then false)", &deny, &ads, event(r#"{"Advertising":true,"Advertising":false}"#), Deny(INVALID, 400)),
+        ("duplicate category via escape", &deny, &ads, event(r#"{"Advertising":false,"\u0041dvertising":true}"#), Deny(INVALID, 400)),
+        ("duplicate categoryPreferences", &deny, &ads,
+            r#"{"context":{"consent":{"categoryPreferences":{"Advertising":false},"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
+        ("duplicate consent", &deny, &ads,
+            r#"{"context":{"consent":{"categoryPreferences":{}},"consent":{"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
+        ("duplicate context", &deny, &ads,
+            r#"{"context":{},"context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
+        ("duplicate event name", &deny, &ads, r#"{"type":"track","event":"Consent Change","event":"Buy"}"#.into(), Deny(INVALID, 400)),
+        ("allow-listed consent event, no consent", &deny, &ads, r#"{"type":"track","event":"Consent Change"}"#.into(), Allow),
+        ("allow-listed consent event, refused", &deny, &ads,
+            r#"{"type":"track","event":"Segment Consent Preference Updated","context":{"consent":{"categoryPreferences":{"Advertising":false}}}}"#.into(), Allow),
+        ("allow-listed name but not a track event", &deny, &ads, r#"{"type":"identify","event":"Consent Change"}"#.into(), Deny(MISSING, 403)),
+        ("allow-listed event with unreadable consent", &deny, &ads,
+            r#"{"type":"track","event":"Consent Change","context":{"consent":{"categoryPreferences":7}}}"#.into(), Deny(INVALID, 400)),
+        ("not JSON", &deny, &ads, "hello".into(), Deny(INVALID, 400)),
+        ("an array", &deny, &ads, "[]".into(), Deny(INVALID, 400)),
+        ("a string", &deny, &ads, r#""{}""#.into(), Deny(INVALID, 400)),
+        ("trailing bytes", &deny, &ads, format!("{} x", event(r#"{"Advertising":true}"#)), Deny(INVALID, 400)),
+        ("two objects", &deny, &ads, format!("{0}{0}", event(r#"{"Advertising":true}"#)), Deny(INVALID, 400)),
+        ("truncated", &deny, &ads, event(r#"{"Advertising":true}"#).trim_end_matches('}').into(), Deny(INVALID, 400)),
+        ("white space around is fine", &deny, &ads, format!(" \n{}\r\n ", event(r#"{"Advertising":true}"#)), Allow),
+        ("empty body is missing consent", &deny, &ads, String::new(), Deny(MISSING, 403)),
+        ("empty body, missing consent allowed", &allow_missing, &ads, String::new(), Allow),
+    ];
+    for (name, config, policy, body, want) in rows {
+        let j = run(config, policy, "/v1/t", None, body.as_bytes());
+        assert_eq!(outcome(config, &j), want, "row: {name}");
+        assert!(!j.is_batch, "row: {name}");
+    }
+}
+
+#[test]
+fn invalid_utf8_is_invalid() {
+    let config = Config::default();
+    let body = b"{\"type\":\"track\",\"event\":\"\xff\",\"context\":{\"consent\":{\"categoryPreferences\":{\"Ads\":true}}}}";
+    let j = run(&config, &policy(&["Ads"], Match::All), "/", None, body);
+    assert_eq!(j.action, Action::Reply(Reason::InvalidEvent));
+}
+
+#[test]
+fn the_track_path_implies_the_type_only_when_type_is_absent() {
+    let config = Config::default();
+    let ads = policy(&["Ads"], Match::All);
+    let body = br#"{"event":"Consent Change"}"#;
+    assert_eq!(run(&config, &ads, "/v1/track", None, body).action, Action::Forward);
+    assert_eq!(run(&config, &ads, "/v1/track?x=1", None, body).action, Action::Forward);
+    assert_eq!(run(&config, &ads, "/v1/identify", None, body).action, Action::Reply(Reason::MissingConsent));
+    let typed = br#"{"type":"page","event":"Consent Change"}"#;
+    assert_eq!(run(&config, &ads, "/v1/track", None, typed).action, Action::Reply(Reason::MissingConsent));
+}
+
+#[test]
+fn denial_names_the_categories_not_consented_in_route_order() {
+    let config = Config::default();
+    let p = policy(&["A", "B", "C"], Match::All);
+    let j = run(&config, &p, "/", None, event(r#"{"C":false,"B":true}"#).as_bytes());
+    let names: Vec<&str> = consent_gate::reply::category_names(&p, j.denied_categories).collect();
+    assert_eq!(names, vec!["A", "C"]);
+    let reply = consent_gate::reply::body(Reason::FilteredByEndUserConsent, &j, Some(&p));
+    let parsed: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(parsed["reason"], "FILTERED_BY_END_USER_CONSENT");
+    assert_eq!(parsed["categories"], serde_json::json!(["A", "C"]));
+    assert!(!reply.contains("u1"), "the reply never echoes event content");
+}
+
+#[test]
+fn body_size_limit_applies_before_and_after_decompression() {
+    let config = Config::parse(r#"{"max_body_bytes":1000}"#).unwrap();
+    let ads = policy(&["Ads"], Match::All);
+    let big = format!(r#"{{"pad":"{}","context":{{"consent":{{"categoryPreferences":{{"Ads":true}}}}}}}}"#, "x".repeat(1000));
+    assert_eq!(run(&config, &ads, "/", None, big.as_bytes()).action, Action::Reply(Reason::BodyTooLarge));
+    let packed = Encoding::Gzip.encode(big.as_bytes()).unwrap();
+    assert!(packed.len() < 1000);
+    assert_eq!(run(&config, &ads, "/", Some("gzip"), &packed).action, Action::Reply(Reason::BodyTooLarge));
+}
+
+#[test]
+fn compressed_events_are_judged_on_their_content() {
+    let config = Config::default();
+    let ads = policy(&["Ads"], Match::All);
+    for (enc, header) in [(Encoding::Gzip, "gzip"), (Encoding::Deflate, "deflate")] {
+        let yes = enc.encode(event(r#"{"Ads":true}"#).as_bytes()).unwrap();
+        let no = enc.encode(event(r#"{"Ads":false}"#).as_bytes()).unwrap();
+        assert_eq!(run(&config, &ads, "/", Some(header), &yes).action, Action::Forward);
+        assert_eq!(run(&config, &ads, "/", Some(header), &no).action, Action::Reply(Reason::FilteredByEndUserConsent));
+        let truncated = &yes[..yes.len() - 4];
+        assert_eq!(run(&config, &ads, "/", Some(header), truncated).action, Action::Reply(Reason::InvalidEvent));
+    }
+    let yes = event(r#"{"Ads":true}"#);
+    for header in ["br", "zstd", "gzip, gzip", "compress"] {
+        assert_eq!(
+            run(&config, &ads, "/", Some(header), yes.as_bytes()).action,
+            Action::Reply(Reason::UnsupportedContentEncoding),
+            "{header}"
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Hostile and random input: the decision core must never panic, must agree with a reference JSON
+//! parser on what is valid, and must never let an item through that it did not allow.
+
+use consent_gate::config::Config;
+use consent_gate::decision::{judge, Action, Request};
+use consent_gate::json::Scanner;
+use consent_gate::policy::{Match, RoutePolicy};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn policy() -> RoutePolicy {
+    RoutePolicy { categories: vec!["Advertising".into(), "Analytics".into()], match_mode: Match::All }
+}
+
+/// Random JSON-like text: real JSON fragments spliced with noise, so most inputs get deep into
+/// the scanner before they break.
+fn jsonish() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        Just("{".to_string()), Just("}".to_string()), Just("[".to_string()), Just("]".to_string()),
+        Just(",".to_string()), Just(":".to_string()), Just("\"".to_string()), Just("\\".to_string()),
+        Just("\"context\"".to_string()), Just("\"consent\"".to_string()),
+        Just("\"categoryPreferences\"".to_string()), Just("\"Advertising\"".to_string()),
+        Just("\"batch\"".to_string()), Just("\"type\"".to_string()), Just("\"track\"".to_string()),
+        Just("true".to_string()), Just("false".to_string()), Just("null".to_string()),
+        Just("\\u0041".to_string()), Just("\\ud83d\\ude00".to_string()), Just("\\ud800".to_string()),
+        Just(" ".to_string()), Just("\n".to_string()), Just("-0.5e3".to_string()), Just("01".to_string()),
+        "[a-z0-9 ]{0,4}",
+    ];
+    prop::collection::vec(atom, 0..40).prop_map(|parts| parts.concat())
+}
+
+fn scanner_accepts(text: &str) -> bool {
+    let mut s = Scanner::new(text);
+    s.skip_value().is_ok() && s.at_end()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn judge_never_panics_on_arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..512), enc in 0usize..4) {
+        let encodings = [None, Some("gzip"), Some("deflate"), Some("identity")];
+        let config = Config::default();
+        let p = policy();
+        let _ = judge(&Request { config: &config, policy: &p, content_encoding: encodings[enc], path: "/v1/track" }, &body);
+    }
+
+    #[test]
+    fn judge_never_panics_on_jsonish_text(text in jsonish()) {
+        let config = Config::default();
+        let p = policy();
+        let _ = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/" }, text.as_bytes());
+        let wrapped = format!("{{\"batch\":[{text}],\"context\":{{\"consent\":{text}}}}}");
+        let _ = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/" }, wrapped.as_bytes());
+    }
+
+    #[test]
+    fn scanner_agrees_with_serde_json_on_validity(text in jsonish()) {
+        let reference = serde_json::from_str::<Value>(&text);
+        // serde_json refuses numbers it cannot hold and stops at 128 levels; JSON itself does not.
+        let skip = matches!(&reference, Err(e) if e.to_string().contains("out of range") || e.to_string().contains("recursion"));
+        if !skip {
+            prop_assert_eq!(scanner_accepts(&text), reference.is_ok(), "text: {:?}", text);
+        }
+    }
+
+    #[test]
+    fn batches_forward_exactly_the_allowed_items(
+        items in prop::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 0..30),
+        top in prop::option::of(any::<bool>()),
+    ) {
+        // Each item: (has own consent, Advertising, Analytics).
+        let mut batch = Vec::new();
+        let mut expected = Vec::new();
+        for (i, (own, ad, an)) in items.iter().enumerate() {
+            let id = format!("m{i}");
+            let mut e = json!({"type": "track", "messageId": id});
+            let consent = if *own {
+                e["context"] = json!({"consent": {"categoryPreferences": {"Advertising": ad, "Analytics": an}}});
+                Some(*ad && *an)
+            } else {
+                top
+            };
+            if consent == Some(true) {
+                expected.push(id);
+            }
+            batch.push(e);
+        }
+        let mut body = json!({"batch": batch, "sentAt": "now"});
+        if let Some(t) = top {
+            body["context"] = json!({"consent": {"categoryPreferences": {"Advertising": t, "Analytics": t}}});
+        }
+        let text = body.to_string();
+        let config = Config::default();
+        let p = policy();
+        let j = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/" }, text.as_bytes());
+        let forwarded: Vec<String> = match &j.action {
+            Action::Forward => batch_ids(text.as_bytes()),
+            Action::Rewrite(out) => {
+                let v: Value = serde_json::from_slice(out).unwrap();
+                prop_assert_eq!(&v["sentAt"], &json!("now"));
+                batch_ids(out)
+            }
+            Action::Reply(_) => Vec::new(),
+        };
+        prop_assert_eq!(forwarded, expected);
+    }
+}
+
+fn batch_ids(body: &[u8]) -> Vec<String> {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    v["batch"].as_array().unwrap().iter().map(|i| i["messageId"].as_str().unwrap().to_string()).collect()
+}
