@@ -39,12 +39,26 @@ mod tests {
     #[test]
     fn keeps_everything_outside_the_array_and_the_kept_items_verbatim() {
         let body = br#"{"sentAt":"x", "batch": [ {"a":1} ,	{"b":2}, {"c":3} ], "context":{}}"#;
-        let find = |needle: &[u8]| body.windows(needle.len()).position(|w| w == needle).unwrap();
-        let item = |text: &[u8]| Item { start: find(text), end: find(text) + text.len(), facts: None };
+        let find = |needle: &[u8]| {
+            body.windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap()
+        };
+        let item = |text: &[u8]| Item {
+            start: find(text),
+            end: find(text) + text.len(),
+            facts: None,
+        };
         let (a, c) = (item(br#"{"a":1}"#), item(br#"{"c":3}"#));
         let array = (find(b"["), find(b"]"));
         let out = rewrite(body, array, &[&a, &c]);
-        assert_eq!(out, br#"{"sentAt":"x", "batch": [{"a":1},{"c":3}], "context":{}}"#.to_vec());
-        assert_eq!(rewrite(body, array, &[]), br#"{"sentAt":"x", "batch": [], "context":{}}"#.to_vec());
+        assert_eq!(
+            out,
+            br#"{"sentAt":"x", "batch": [{"a":1},{"c":3}], "context":{}}"#.to_vec()
+        );
+        assert_eq!(
+            rewrite(body, array, &[]),
+            br#"{"sentAt":"x", "batch": [], "context":{}}"#.to_vec()
+        );
     }
 }

@@ -71,9 +71,17 @@ pub struct RequestTarget<'a> {
 
 impl RouteRule {
     pub fn matches(&self, target: &RequestTarget) -> bool {
-        self.route_name.as_deref().is_none_or(|n| n == target.route_name)
-            && self.host.as_deref().is_none_or(|h| host_matches(h, target.authority))
-            && self.path_prefix.as_deref().is_none_or(|p| target.path.starts_with(p))
+        self.route_name
+            .as_deref()
+            .is_none_or(|n| n == target.route_name)
+            && self
+                .host
+                .as_deref()
+                .is_none_or(|h| host_matches(h, target.authority))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| target.path.starts_with(p))
     }
 }
 
@@ -94,7 +102,10 @@ fn host_matches(host: &str, authority: &str) -> bool {
 impl Config {
     /// The first rule that matches, if any.
     pub fn rule_for(&self, target: &RequestTarget) -> Option<&RoutePolicy> {
-        self.routes.iter().find(|r| r.matches(target)).map(|r| &r.policy)
+        self.routes
+            .iter()
+            .find(|r| r.matches(target))
+            .map(|r| &r.policy)
     }
 
     /// Parses the plugin configuration text. An empty text means all defaults.
@@ -111,7 +122,10 @@ impl Config {
             }
         })?;
         let Value::Object(members) = root else {
-            return Err(format!("plugin configuration must be a JSON object, got {}", root.kind()));
+            return Err(format!(
+                "plugin configuration must be a JSON object, got {}",
+                root.kind()
+            ));
         };
         let mut config = Config::default();
         for (key, value) in &members {
@@ -129,7 +143,9 @@ impl Config {
                 "max_body_bytes" => {
                     config.max_body_bytes = integer(key, value, 1, u32::MAX as u64)? as usize
                 }
-                "always_allow_events" => config.always_allow_events = string_list(key, value, true)?,
+                "always_allow_events" => {
+                    config.always_allow_events = string_list(key, value, true)?
+                }
                 "routes" => config.routes = route_rules(key, value)?,
                 "batch_mode" => {
                     config.batch_mode = match enum_value(key, value, &["filter", "reject"])? {
@@ -175,7 +191,11 @@ fn enum_value<'v>(key: &str, value: &'v Value, allowed: &[&str]) -> Result<&'v s
         Value::String(s) if allowed.contains(&s.as_str()) => Ok(s.as_str()),
         _ => Err(format!(
             "\"{key}\" must be one of {}, got {}",
-            allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "),
+            allowed
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             describe(value)
         )),
     }
@@ -190,22 +210,36 @@ fn match_value(key: &str, value: &Value) -> Result<Match, String> {
 
 fn integer(key: &str, value: &Value, min: u64, max: u64) -> Result<u64, String> {
     match value {
-        Value::Number(n) if n.fract() == 0.0 && *n >= min as f64 && *n <= max as f64 => Ok(*n as u64),
-        _ => Err(format!("\"{key}\" must be an integer from {min} to {max}, got {}", describe(value))),
+        Value::Number(n) => match n.parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(format!(
+                "\"{key}\" must be an integer from {min} to {max}, got {n}"
+            )),
+        },
+        _ => Err(format!(
+            "\"{key}\" must be an integer from {min} to {max}, got {}",
+            describe(value)
+        )),
     }
 }
 
 fn boolean(key: &str, value: &Value) -> Result<bool, String> {
     match value {
         Value::Bool(b) => Ok(*b),
-        other => Err(format!("\"{key}\" must be true or false, got {}", describe(other))),
+        other => Err(format!(
+            "\"{key}\" must be true or false, got {}",
+            describe(other)
+        )),
     }
 }
 
 /// A list of strings; category names must also be non-empty and unique.
 fn string_list(key: &str, value: &Value, allow_empty_list: bool) -> Result<Vec<String>, String> {
     let Value::Array(items) = value else {
-        return Err(format!("\"{key}\" must be a list of strings, got {}", value.kind()));
+        return Err(format!(
+            "\"{key}\" must be a list of strings, got {}",
+            value.kind()
+        ));
     };
     if items.is_empty() && !allow_empty_list {
         return Err(format!("\"{key}\" must not be empty"));
@@ -213,12 +247,19 @@ fn string_list(key: &str, value: &Value, allow_empty_list: bool) -> Result<Vec<S
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         match item {
-            Value::String(s) if s.is_empty() => return Err(format!("\"{key}[{i}]\" must not be empty")),
+            Value::String(s) if s.is_empty() => {
+                return Err(format!("\"{key}[{i}]\" must not be empty"))
+            }
             Value::String(s) if out.contains(s) => {
                 return Err(format!("\"{key}[{i}]\" repeats \"{s}\""))
             }
             Value::String(s) => out.push(s.clone()),
-            other => return Err(format!("\"{key}[{i}]\" must be a string, got {}", other.kind())),
+            other => {
+                return Err(format!(
+                    "\"{key}[{i}]\" must be a string, got {}",
+                    other.kind()
+                ))
+            }
         }
     }
     Ok(out)
@@ -226,9 +267,16 @@ fn string_list(key: &str, value: &Value, allow_empty_list: bool) -> Result<Vec<S
 
 fn route_rules(key: &str, value: &Value) -> Result<Vec<RouteRule>, String> {
     let Value::Array(items) = value else {
-        return Err(format!("\"{key}\" must be a list of rules, got {}", value.kind()));
+        return Err(format!(
+            "\"{key}\" must be a list of rules, got {}",
+            value.kind()
+        ));
     };
-    items.iter().enumerate().map(|(i, item)| route_rule(&format!("{key}[{i}]"), item)).collect()
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| route_rule(&format!("{key}[{i}]"), item))
+        .collect()
 }
 
 fn route_rule(at: &str, value: &Value) -> Result<RouteRule, String> {
@@ -239,7 +287,10 @@ fn route_rule(at: &str, value: &Value) -> Result<RouteRule, String> {
         route_name: None,
         host: None,
         path_prefix: None,
-        policy: RoutePolicy { categories: Vec::new(), match_mode: Match::All },
+        policy: RoutePolicy {
+            categories: Vec::new(),
+            match_mode: Match::All,
+        },
     };
     let mut has_categories = false;
     for (key, v) in members {
@@ -251,7 +302,9 @@ fn route_rule(at: &str, value: &Value) -> Result<RouteRule, String> {
             "categories" => {
                 rule.policy.categories = string_list(&path, v, false)?;
                 if rule.policy.categories.len() > MAX_CATEGORIES {
-                    return Err(format!("\"{path}\" has more than {MAX_CATEGORIES} categories"));
+                    return Err(format!(
+                        "\"{path}\" has more than {MAX_CATEGORIES} categories"
+                    ));
                 }
                 has_categories = true;
             }
@@ -263,7 +316,9 @@ fn route_rule(at: &str, value: &Value) -> Result<RouteRule, String> {
         return Err(format!("\"{at}.categories\" is required"));
     }
     if rule.route_name.is_none() && rule.host.is_none() && rule.path_prefix.is_none() {
-        return Err(format!("\"{at}\" needs at least one of route_name, host, path_prefix"));
+        return Err(format!(
+            "\"{at}\" needs at least one of route_name, host, path_prefix"
+        ));
     }
     Ok(rule)
 }
@@ -273,7 +328,7 @@ fn route_rule(at: &str, value: &Value) -> Result<RouteRule, String> {
 fn describe(value: &Value) -> String {
     match value {
         Value::String(s) if s.chars().count() <= 40 => format!("\"{s}\""),
-        Value::Number(n) => format!("{n}"),
+        Value::Number(n) => n.clone(),
         Value::Bool(b) => format!("{b}"),
         other => other.kind().to_string(),
     }
@@ -336,13 +391,31 @@ mod tests {
             (r#"{"always_allow_events":"x"}"#, "always_allow_events"),
             (r#"{"always_allow_events":[1]}"#, "always_allow_events[0]"),
             (r#"{"routes":{}}"#, "routes"),
-            (r#"{"routes":[{"path_prefix":"/a"}]}"#, "routes[0].categories"),
-            (r#"{"routes":[{"path_prefix":"/a","categories":[]}]}"#, "routes[0].categories"),
-            (r#"{"routes":[{"path_prefix":"/a","categories":[""]}]}"#, "routes[0].categories[0]"),
-            (r#"{"routes":[{"path_prefix":"/a","categories":["A","A"]}]}"#, "routes[0].categories[1]"),
+            (
+                r#"{"routes":[{"path_prefix":"/a"}]}"#,
+                "routes[0].categories",
+            ),
+            (
+                r#"{"routes":[{"path_prefix":"/a","categories":[]}]}"#,
+                "routes[0].categories",
+            ),
+            (
+                r#"{"routes":[{"path_prefix":"/a","categories":[""]}]}"#,
+                "routes[0].categories[0]",
+            ),
+            (
+                r#"{"routes":[{"path_prefix":"/a","categories":["A","A"]}]}"#,
+                "routes[0].categories[1]",
+            ),
             (r#"{"routes":[{"categories":["A"]}]}"#, "routes[0]"),
-            (r#"{"routes":[{"path_prefix":"/a","categories":["A"],"hots":"x"}]}"#, "hots"),
-            (r#"{"routes":[{"path_prefix":"/a","categories":["A"],"match":"some"}]}"#, "routes[0].match"),
+            (
+                r#"{"routes":[{"path_prefix":"/a","categories":["A"],"hots":"x"}]}"#,
+                "hots",
+            ),
+            (
+                r#"{"routes":[{"path_prefix":"/a","categories":["A"],"match":"some"}]}"#,
+                "routes[0].match",
+            ),
             (r#"{"batch_mode":"drop"}"#, "batch_mode"),
             (r#"{"dry_run":"yes"}"#, "dry_run"),
             (r#"{"match":"all","match":"any"}"#, "match"),
@@ -362,13 +435,23 @@ mod tests {
                           {"route_name":"named","categories":["B"]}]}"#,
         )
         .unwrap();
-        let t = |route_name, authority, path| RequestTarget { route_name, authority, path };
+        let t = |route_name, authority, path| RequestTarget {
+            route_name,
+            authority,
+            path,
+        };
         let first = |t: RequestTarget| c.rule_for(&t).map(|p| p.categories[0].clone());
         assert_eq!(first(t("", "api.example.com", "/v1/t")), Some("A".into()));
-        assert_eq!(first(t("", "API.example.com:8443", "/v1/t")), Some("A".into()));
+        assert_eq!(
+            first(t("", "API.example.com:8443", "/v1/t")),
+            Some("A".into())
+        );
         assert_eq!(first(t("", "api.example.com", "/v2/t")), None);
         assert_eq!(first(t("", "other.example.com", "/v1/t")), None);
         assert_eq!(first(t("named", "x", "/v2")), Some("B".into()));
-        assert_eq!(first(t("named", "api.example.com", "/v1")), Some("A".into()));
+        assert_eq!(
+            first(t("named", "api.example.com", "/v1")),
+            Some("A".into())
+        );
     }
 }

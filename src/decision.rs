@@ -123,7 +123,10 @@ impl Judgement {
 pub enum Verdict {
     Allow,
     /// `missing`: the policy's categories that were not consented.
-    Deny { reason: Reason, missing: u64 },
+    Deny {
+        reason: Reason,
+        missing: u64,
+    },
 }
 
 /// The request as the decision sees it.
@@ -163,7 +166,10 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
     let Ok(text) = std::str::from_utf8(plain) else {
         return Judgement::refused(Reason::InvalidEvent);
     };
-    let wanted = Wanted { categories: &req.policy.categories, always_allow: &config.always_allow_events };
+    let wanted = Wanted {
+        categories: &req.policy.categories,
+        always_allow: &config.always_allow_events,
+    };
     let mut items: Vec<Item> = Vec::new();
     let Ok(top) = read_body(text, &wanted, &mut items) else {
         return Judgement::refused(Reason::InvalidEvent);
@@ -192,7 +198,11 @@ fn read_body(text: &str, wanted: &Wanted, items: &mut Vec<Item>) -> Result<Event
             s.skip_value()?;
             None
         };
-        items.push(Item { start, end: s.pos(), facts });
+        items.push(Item {
+            start,
+            end: s.pos(),
+            facts,
+        });
         Ok(())
     };
     let top = read_event(&mut s, wanted, Some(&mut visit))?;
@@ -203,7 +213,13 @@ fn read_body(text: &str, wanted: &Wanted, items: &mut Vec<Item>) -> Result<Event
 }
 
 fn no_event() -> EventFacts {
-    EventFacts { consent: Consent::Absent, readable: true, is_track: None, allow_listed_name: false, batch: None }
+    EventFacts {
+        consent: Consent::Absent,
+        readable: true,
+        is_track: None,
+        allow_listed_name: false,
+        batch: None,
+    }
 }
 
 fn single(req: &Request, facts: EventFacts) -> Judgement {
@@ -245,7 +261,10 @@ fn judge_batch(
     let mut keep = Vec::with_capacity(items.len());
     for item in items {
         let verdict = match &item.facts {
-            None => Verdict::Deny { reason: Reason::InvalidEvent, missing: 0 },
+            None => Verdict::Deny {
+                reason: Reason::InvalidEvent,
+                missing: 0,
+            },
             Some(facts) => {
                 // Segment merges the batch's context into each item's; the item's own keys win.
                 let consent = match facts.consent {
@@ -278,7 +297,11 @@ fn judge_batch(
 
 /// A refused batch carries its single drop reason, or the consent denial when reasons mix.
 fn batch_reply_reason(counts: &[u32; Reason::ALL.len()]) -> Reason {
-    let mut present = Reason::ALL.iter().zip(counts).filter(|(_, &n)| n > 0).map(|(r, _)| *r);
+    let mut present = Reason::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, &n)| n > 0)
+        .map(|(r, _)| *r);
     match (present.next(), present.next()) {
         (Some(only), None) => only,
         _ => Reason::FilteredByEndUserConsent,
@@ -286,7 +309,12 @@ fn batch_reply_reason(counts: &[u32; Reason::ALL.len()]) -> Reason {
 }
 
 fn most_common(counts: &[u32; Reason::ALL.len()]) -> Option<Reason> {
-    Reason::ALL.iter().zip(counts).filter(|(_, &n)| n > 0).max_by_key(|(_, &n)| n).map(|(r, _)| *r)
+    Reason::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, &n)| n > 0)
+        .max_by_key(|(_, &n)| n)
+        .map(|(r, _)| *r)
 }
 
 fn count_drop(j: &mut Judgement, reason: Reason, missing: u64) {
@@ -317,7 +345,10 @@ pub fn decide(
     implied_track: bool,
 ) -> Verdict {
     if !facts.readable {
-        return Verdict::Deny { reason: Reason::InvalidEvent, missing: 0 };
+        return Verdict::Deny {
+            reason: Reason::InvalidEvent,
+            missing: 0,
+        };
     }
     let is_track = facts.is_track.unwrap_or(implied_track);
     if is_track && facts.allow_listed_name {
@@ -328,7 +359,10 @@ pub fn decide(
         Consent::Absent | Consent::NoPreferences => {
             return match config.on_missing_consent {
                 MissingConsent::Allow => Verdict::Allow,
-                MissingConsent::Deny => Verdict::Deny { reason: Reason::MissingConsent, missing: all },
+                MissingConsent::Deny => Verdict::Deny {
+                    reason: Reason::MissingConsent,
+                    missing: all,
+                },
             };
         }
         Consent::Preferences { consented } => consented & all,
@@ -340,7 +374,10 @@ pub fn decide(
     if allowed {
         Verdict::Allow
     } else {
-        Verdict::Deny { reason: Reason::FilteredByEndUserConsent, missing: all & !consented }
+        Verdict::Deny {
+            reason: Reason::FilteredByEndUserConsent,
+            missing: all & !consented,
+        }
     }
 }
 

@@ -87,7 +87,9 @@ impl Encoding {
 fn read_capped(d: &mut impl Read, limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
     let cap = (limit as u64).saturating_add(1);
-    d.take(cap).read_to_end(&mut out).map_err(|_| DecodeError::Corrupt)?;
+    d.take(cap)
+        .read_to_end(&mut out)
+        .map_err(|_| DecodeError::Corrupt)?;
     if out.len() > limit {
         return Err(DecodeError::TooLarge);
     }
@@ -115,11 +117,24 @@ mod tests {
     #[test]
     fn reads_the_header() {
         assert_eq!(Encoding::from_header(None), Some(Encoding::Identity));
-        assert_eq!(Encoding::from_header(Some("identity")), Some(Encoding::Identity));
+        assert_eq!(
+            Encoding::from_header(Some("identity")),
+            Some(Encoding::Identity)
+        );
         assert_eq!(Encoding::from_header(Some(" GZIP ")), Some(Encoding::Gzip));
         assert_eq!(Encoding::from_header(Some("x-gzip")), Some(Encoding::Gzip));
-        assert_eq!(Encoding::from_header(Some("deflate")), Some(Encoding::Deflate));
-        for other in ["br", "zstd", "compress", "gzip, gzip", "gzip,br", "deflate, gzip"] {
+        assert_eq!(
+            Encoding::from_header(Some("deflate")),
+            Some(Encoding::Deflate)
+        );
+        for other in [
+            "br",
+            "zstd",
+            "compress",
+            "gzip, gzip",
+            "gzip,br",
+            "deflate, gzip",
+        ] {
             assert_eq!(Encoding::from_header(Some(other)), None, "{other}");
         }
     }
@@ -140,10 +155,19 @@ mod tests {
     fn caps_decompressed_size() {
         let bomb = Encoding::Gzip.encode(&vec![b' '; 10_000_000]).unwrap();
         assert!(bomb.len() < 20_000);
-        assert_eq!(Encoding::Gzip.decode(&bomb, 1_048_576), Err(DecodeError::TooLarge));
+        assert_eq!(
+            Encoding::Gzip.decode(&bomb, 1_048_576),
+            Err(DecodeError::TooLarge)
+        );
         let z = Encoding::Deflate.encode(&vec![b' '; 2_000]).unwrap();
-        assert_eq!(Encoding::Deflate.decode(&z, 1_999), Err(DecodeError::TooLarge));
-        assert_eq!(Encoding::Deflate.decode(&z, 2_000).map(|v| v.len()), Ok(2_000));
+        assert_eq!(
+            Encoding::Deflate.decode(&z, 1_999),
+            Err(DecodeError::TooLarge)
+        );
+        assert_eq!(
+            Encoding::Deflate.decode(&z, 2_000).map(|v| v.len()),
+            Ok(2_000)
+        );
     }
 
     #[test]
@@ -152,12 +176,28 @@ mod tests {
         for enc in [Encoding::Gzip, Encoding::Deflate] {
             let packed = enc.encode(&body).unwrap();
             let truncated = &packed[..packed.len() - 5];
-            assert_eq!(enc.decode(truncated, 1 << 20), Err(DecodeError::Corrupt), "{enc:?} truncated");
+            assert_eq!(
+                enc.decode(truncated, 1 << 20),
+                Err(DecodeError::Corrupt),
+                "{enc:?} truncated"
+            );
             let mut trailing = packed.clone();
             trailing.extend_from_slice(b"junk");
-            assert_eq!(enc.decode(&trailing, 1 << 20), Err(DecodeError::Corrupt), "{enc:?} trailing");
-            assert_eq!(enc.decode(&body, 1 << 20), Err(DecodeError::Corrupt), "{enc:?} plain");
-            assert_eq!(enc.decode(b"", 1 << 20), Err(DecodeError::Corrupt), "{enc:?} empty");
+            assert_eq!(
+                enc.decode(&trailing, 1 << 20),
+                Err(DecodeError::Corrupt),
+                "{enc:?} trailing"
+            );
+            assert_eq!(
+                enc.decode(&body, 1 << 20),
+                Err(DecodeError::Corrupt),
+                "{enc:?} plain"
+            );
+            assert_eq!(
+                enc.decode(b"", 1 << 20),
+                Err(DecodeError::Corrupt),
+                "{enc:?} empty"
+            );
         }
     }
 }

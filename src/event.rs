@@ -116,7 +116,10 @@ pub fn read_event<'a>(
     Ok(facts)
 }
 
-fn read_items<'a>(s: &mut Scanner<'a>, visit: ItemVisitor<'_, 'a>) -> Result<(usize, usize), Invalid> {
+fn read_items<'a>(
+    s: &mut Scanner<'a>,
+    visit: ItemVisitor<'_, 'a>,
+) -> Result<(usize, usize), Invalid> {
     s.peek_token();
     let open = s.pos();
     if s.array_start()? {
@@ -171,7 +174,11 @@ fn read_consent(s: &mut Scanner, categories: &[String]) -> Result<Option<Consent
             let key = s.key()?;
             if key.eq_str("categoryPreferences") {
                 let read = read_preferences(s, categories)?;
-                consent = if seen { None } else { read.map(|consented| Consent::Preferences { consented }) };
+                consent = if seen {
+                    None
+                } else {
+                    read.map(|consented| Consent::Preferences { consented })
+                };
                 seen = true;
             } else {
                 s.skip_value()?;
@@ -222,7 +229,10 @@ mod tests {
     fn facts(body: &str, categories: &[&str]) -> Result<EventFacts, Invalid> {
         let categories: Vec<String> = categories.iter().map(|c| c.to_string()).collect();
         let always_allow = vec!["Consent Change".to_string()];
-        let wanted = Wanted { categories: &categories, always_allow: &always_allow };
+        let wanted = Wanted {
+            categories: &categories,
+            always_allow: &always_allow,
+        };
         let mut s = Scanner::new(body);
         let f = read_event(&mut s, &wanted, None)?;
         assert!(s.at_end());
@@ -237,21 +247,50 @@ mod tests {
     #[test]
     fn reads_consent_bits_for_required_categories_only() {
         let p = |consented| Some(Consent::Preferences { consented });
-        assert_eq!(consent(r#"{"context":{"consent":{"categoryPreferences":{"A":true,"B":false,"C":true}}}}"#), p(0b01));
-        assert_eq!(consent(r#"{"context":{"consent":{"categoryPreferences":{"B":true}}}}"#), p(0b10));
-        assert_eq!(consent(r#"{"context":{"consent":{"categoryPreferences":{}}}}"#), p(0));
-        assert_eq!(consent(r#"{"context":{"consent":{"categoryPreferences":{"A":"true","B":1}}}}"#), p(0));
-        assert_eq!(consent(r#"{"context":{"consent":{"categoryPreferences":{"a":true,"A ":true}}}}"#), p(0));
-        assert_eq!(consent(r#"{"context":{"consent":{"categoryPreferences":{"\u0041":true}}}}"#), p(0b01));
-        assert_eq!(consent(r#"{"context":{"consent":{"categoryPreferences":{"A":{"x":[true]}}}}}"#), p(0));
+        assert_eq!(
+            consent(
+                r#"{"context":{"consent":{"categoryPreferences":{"A":true,"B":false,"C":true}}}}"#
+            ),
+            p(0b01)
+        );
+        assert_eq!(
+            consent(r#"{"context":{"consent":{"categoryPreferences":{"B":true}}}}"#),
+            p(0b10)
+        );
+        assert_eq!(
+            consent(r#"{"context":{"consent":{"categoryPreferences":{}}}}"#),
+            p(0)
+        );
+        assert_eq!(
+            consent(r#"{"context":{"consent":{"categoryPreferences":{"A":"true","B":1}}}}"#),
+            p(0)
+        );
+        assert_eq!(
+            consent(r#"{"context":{"consent":{"categoryPreferences":{"a":true,"A ":true}}}}"#),
+            p(0)
+        );
+        assert_eq!(
+            consent(r#"{"context":{"consent":{"categoryPreferences":{"\u0041":true}}}}"#),
+            p(0b01)
+        );
+        assert_eq!(
+            consent(r#"{"context":{"consent":{"categoryPreferences":{"A":{"x":[true]}}}}}"#),
+            p(0)
+        );
     }
 
     #[test]
     fn tells_absent_consent_from_consent_without_preferences() {
         assert_eq!(consent(r#"{"type":"track"}"#), Some(Consent::Absent));
         assert_eq!(consent(r#"{"context":{}}"#), Some(Consent::Absent));
-        assert_eq!(consent(r#"{"context":{"consent":{}}}"#), Some(Consent::NoPreferences));
-        assert_eq!(consent(r#"{"context":{"consent":{"version":2}}}"#), Some(Consent::NoPreferences));
+        assert_eq!(
+            consent(r#"{"context":{"consent":{}}}"#),
+            Some(Consent::NoPreferences)
+        );
+        assert_eq!(
+            consent(r#"{"context":{"consent":{"version":2}}}"#),
+            Some(Consent::NoPreferences)
+        );
     }
 
     #[test]
@@ -272,7 +311,10 @@ mod tests {
             assert_eq!(consent(body), None, "{body}");
         }
         // A key no route needs may repeat: nobody reads it.
-        assert!(consent(r#"{"context":{"consent":{"categoryPreferences":{"C":true,"C":false}}}}"#).is_some());
+        assert!(
+            consent(r#"{"context":{"consent":{"categoryPreferences":{"C":true,"C":false}}}}"#)
+                .is_some()
+        );
     }
 
     #[test]
@@ -289,7 +331,11 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_errors() {
-        assert!(facts(r#"{"context":{"consent":{"categoryPreferences":{"A":tru}}}}"#, &["A"]).is_err());
+        assert!(facts(
+            r#"{"context":{"consent":{"categoryPreferences":{"A":tru}}}}"#,
+            &["A"]
+        )
+        .is_err());
         assert!(facts(r#"{"context":"#, &["A"]).is_err());
     }
 }

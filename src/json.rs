@@ -79,9 +79,37 @@ fn is_string_stop(b: u8) -> bool {
     STRING_STOP.get(usize::from(b)).copied().unwrap_or(true)
 }
 
+/// Offset of the first string-stop byte in `bytes`, eight bytes at a time (strings are most of
+/// an event's bytes, so this loop is most of the filter's time).
+fn find_string_stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Flags bytes of `x` that are below `n`; the lowest flagged byte is always a true one.
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(word);
+        let hits = below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1)
+            | below(w, 0x20);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = bytes.get(at..)?;
+    tail.iter().position(|&b| is_string_stop(b)).map(|p| at + p)
+}
+
 impl<'a> Scanner<'a> {
     pub fn new(text: &'a str) -> Self {
-        Scanner { buf: text.as_bytes(), pos: 0 }
+        Scanner {
+            buf: text.as_bytes(),
+            pos: 0,
+        }
     }
 
     /// Byte offset of the cursor.
@@ -183,7 +211,7 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             let rest = self.buf.get(self.pos..).ok_or(Invalid)?;
-            let run = rest.iter().position(|&b| is_string_stop(b)).ok_or(Invalid)?;
+            let run = find_string_stop(rest).ok_or(Invalid)?;
             self.pos += run;
             match self.peek() {
                 Some(b'"') => {
@@ -346,7 +374,11 @@ impl<'a> Scanner<'a> {
                 let Some(kind) = open.top() else {
                     return Ok(());
                 };
-                let next = if kind == OBJECT { self.object_more()? } else { self.array_more()? };
+                let next = if kind == OBJECT {
+                    self.object_more()?
+                } else {
+                    self.array_more()?
+                };
                 if next {
                     if kind == OBJECT {
                         self.key()?;
@@ -443,7 +475,8 @@ fn unescape(raw: &[u8]) -> String {
 pub enum Value {
     Null,
     Bool(bool),
-    Number(f64),
+    /// The number's text as written (the configuration only needs integers, parsed where used).
+    Number(String),
     String(String),
     Array(Vec<Value>),
     /// Members in document order.
@@ -532,10 +565,7 @@ fn parse_value(s: &mut Scanner, depth: usize) -> Result<Value, TreeError> {
             Value::Array(items)
         }
         Some(b'"') => Value::String(s.string()?.decode().into_owned()),
-        Some(b'-' | b'0'..=b'9') => {
-            let text = s.number_text()?;
-            Value::Number(text.parse::<f64>().map_err(|_| TreeError::Syntax)?)
-        }
+        Some(b'-' | b'0'..=b'9') => Value::Number(s.number_text()?.to_string()),
         Some(b't') => {
             s.literal(b"true")?;
             Value::Bool(true)
@@ -638,6 +668,21 @@ mod tests {
     }
 
     #[test]
+    fn finds_string_stops_like_the_byte_table() {
+        let mut text: Vec<u8> = (0u8..=255).collect();
+        text.extend((0u8..=255).rev());
+        for start in 0..text.len() {
+            for len in [0, 1, 7, 8, 9, 17, 64] {
+                let slice = &text[start..(start + len).min(text.len())];
+                let expected = slice.iter().position(|&b| is_string_stop(b));
+                assert_eq!(find_string_stop(slice), expected, "{slice:?}");
+            }
+        }
+        let plain = b"abcdefghijklmnopqrstuvwxyz \xe2\x80\x94 ABCDEFGH\"";
+        assert_eq!(find_string_stop(plain), Some(plain.len() - 1));
+    }
+
+    #[test]
     fn decodes_escaped_strings() {
         let mut s = Scanner::new(r#""Adv\u0065rtising \"q\" \\ \/ \n \ud83d\ude00""#);
         let st = s.string().unwrap();
@@ -659,10 +704,13 @@ mod tests {
             Value::parse(r#"{"a":[1,"x"]}"#),
             Ok(Value::Object(vec![(
                 "a".into(),
-                Value::Array(vec![Value::Number(1.0), Value::String("x".into())])
+                Value::Array(vec![Value::Number("1".into()), Value::String("x".into())])
             )]))
         );
-        assert!(matches!(Value::parse("{\"a\":1} x"), Err(ParseError::Syntax(_))));
+        assert!(matches!(
+            Value::parse("{\"a\":1} x"),
+            Err(ParseError::Syntax(_))
+        ));
     }
 
     #[test]

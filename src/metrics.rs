@@ -57,7 +57,13 @@ pub fn dropped_by_reason(reason: Reason) -> String {
 pub fn denied_category(category: &str) -> String {
     let safe: String = category
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{PREFIX}.events_denied_category.{safe}")
 }
@@ -68,9 +74,21 @@ mod tests {
 
     #[test]
     fn names_are_stable_and_safe() {
-        assert_eq!(Counter::RequestsJudged.name(), "consent_gate.requests_judged");
-        assert_eq!(dropped_by_reason(Reason::MissingConsent), "consent_gate.events_dropped.MISSING_CONSENT");
-        assert_eq!(denied_category("C0004"), "consent_gate.events_denied_category.C0004");
-        assert_eq!(denied_category("Ads.v2 x"), "consent_gate.events_denied_category.Ads_v2_x");
+        assert_eq!(
+            Counter::RequestsJudged.name(),
+            "consent_gate.requests_judged"
+        );
+        assert_eq!(
+            dropped_by_reason(Reason::MissingConsent),
+            "consent_gate.events_dropped.MISSING_CONSENT"
+        );
+        assert_eq!(
+            denied_category("C0004"),
+            "consent_gate.events_denied_category.C0004"
+        );
+        assert_eq!(
+            denied_category("Ads.v2 x"),
+            "consent_gate.events_denied_category.Ads_v2_x"
+        );
     }
 }

@@ -48,26 +48,33 @@ impl RouteMetadata {
         let categories = match (&self.category, &self.categories) {
             (None, None) => {
                 if self.match_mode.is_some() {
-                    return Err("route metadata has \"match\" but no \"category\" or \"categories\"".into());
+                    return Err(
+                        "route metadata has \"match\" but no \"category\" or \"categories\"".into(),
+                    );
                 }
                 return Ok(None);
             }
             (Some(_), Some(_)) => {
-                return Err("route metadata has both \"category\" and \"categories\"; use one".into())
+                return Err(
+                    "route metadata has both \"category\" and \"categories\"; use one".into(),
+                )
             }
             (Some(raw), None) => {
                 let name = std::str::from_utf8(raw)
                     .map_err(|_| "route metadata \"category\" is not a UTF-8 string".to_string())?;
                 vec![name.to_string()]
             }
-            (None, Some(raw)) => decode_string_list(raw)
-                .ok_or_else(|| "route metadata \"categories\" must be a list of strings".to_string())?,
+            (None, Some(raw)) => decode_string_list(raw).ok_or_else(|| {
+                "route metadata \"categories\" must be a list of strings".to_string()
+            })?,
         };
         if categories.is_empty() {
             return Err("route metadata \"categories\" is empty".into());
         }
         if categories.len() > MAX_CATEGORIES {
-            return Err(format!("route metadata names more than {MAX_CATEGORIES} categories"));
+            return Err(format!(
+                "route metadata names more than {MAX_CATEGORIES} categories"
+            ));
         }
         for (i, c) in categories.iter().enumerate() {
             if c.is_empty() {
@@ -83,7 +90,10 @@ impl RouteMetadata {
             Some(b"any") => Match::Any,
             Some(_) => return Err("route metadata \"match\" must be \"all\" or \"any\"".into()),
         };
-        Ok(Some(RoutePolicy { categories, match_mode }))
+        Ok(Some(RoutePolicy {
+            categories,
+            match_mode,
+        }))
     }
 }
 
@@ -122,7 +132,13 @@ pub fn decode_pairs(raw: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 pub fn decode_string_list(raw: &[u8]) -> Option<Vec<String>> {
     decode_pairs(raw)?
         .into_iter()
-        .map(|(k, v)| if v.is_empty() { String::from_utf8(k.to_vec()).ok() } else { None })
+        .map(|(k, v)| {
+            if v.is_empty() {
+                String::from_utf8(k.to_vec()).ok()
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -191,26 +207,38 @@ mod tests {
         let md = RouteMetadata::from_struct(&raw).unwrap();
         assert_eq!(md.category.as_deref(), Some(&b"X"[..]));
         assert_eq!(md.match_mode.as_deref(), Some(&b"any"[..]));
-        assert_eq!(decode_string_list(md.categories.as_deref().unwrap()).unwrap(), vec!["Advertising", "Analytics"]);
+        assert_eq!(
+            decode_string_list(md.categories.as_deref().unwrap()).unwrap(),
+            vec!["Advertising", "Analytics"]
+        );
         assert!(RouteMetadata::from_struct(&raw[..raw.len() - 1]).is_none());
-        assert!(RouteMetadata::from_struct(&0u32.to_le_bytes()).unwrap().is_empty());
+        assert!(RouteMetadata::from_struct(&0u32.to_le_bytes())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn policy_from_metadata() {
-        let md = |category: Option<&str>, categories: Option<&[&str]>, m: Option<&str>| RouteMetadata {
-            category: category.map(|c| c.as_bytes().to_vec()),
-            categories: categories.map(encode_list),
-            match_mode: m.map(|m| m.as_bytes().to_vec()),
-        };
+        let md =
+            |category: Option<&str>, categories: Option<&[&str]>, m: Option<&str>| RouteMetadata {
+                category: category.map(|c| c.as_bytes().to_vec()),
+                categories: categories.map(encode_list),
+                match_mode: m.map(|m| m.as_bytes().to_vec()),
+            };
         assert_eq!(md(None, None, None).policy(Match::All), Ok(None));
         assert_eq!(
             md(Some("Ads"), None, None).policy(Match::Any),
-            Ok(Some(RoutePolicy { categories: vec!["Ads".into()], match_mode: Match::Any }))
+            Ok(Some(RoutePolicy {
+                categories: vec!["Ads".into()],
+                match_mode: Match::Any
+            }))
         );
         assert_eq!(
             md(None, Some(&["A", "B"]), Some("any")).policy(Match::All),
-            Ok(Some(RoutePolicy { categories: vec!["A".into(), "B".into()], match_mode: Match::Any }))
+            Ok(Some(RoutePolicy {
+                categories: vec!["A".into(), "B".into()],
+                match_mode: Match::Any
+            }))
         );
         for bad in [
             md(Some("A"), Some(&["B"]), None),

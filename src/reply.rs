@@ -8,11 +8,15 @@ use crate::policy::RoutePolicy;
 /// A sentence for people reading the reply.
 fn message(reason: Reason) -> &'static str {
     match reason {
-        Reason::FilteredByEndUserConsent => "the end user has not consented to the categories this destination requires",
+        Reason::FilteredByEndUserConsent => {
+            "the end user has not consented to the categories this destination requires"
+        }
         Reason::MissingConsent => "the event carries no context.consent.categoryPreferences",
         Reason::InvalidEvent => "the body is not an event whose consent can be read unambiguously",
         Reason::BodyTooLarge => "the body is larger than max_body_bytes",
-        Reason::UnsupportedContentEncoding => "the content-encoding is not identity, gzip or deflate",
+        Reason::UnsupportedContentEncoding => {
+            "the content-encoding is not identity, gzip or deflate"
+        }
         Reason::RouteConfigError => "this route's consent configuration is invalid",
         Reason::InternalError => "the filter could not carry out its decision",
     }
@@ -48,7 +52,10 @@ pub fn body(reason: Reason, j: &Judgement, policy: Option<&RoutePolicy>) -> Stri
         }
     }
     if j.is_batch {
-        out.push_str(&format!(",\"events\":{},\"dropped\":{},\"dropped_by_reason\":{{", j.events, j.dropped));
+        out.push_str(&format!(
+            ",\"events\":{},\"dropped\":{},\"dropped_by_reason\":{{",
+            j.events, j.dropped
+        ));
         let mut first = true;
         for (r, n) in Reason::ALL.iter().zip(j.dropped_by_reason) {
             if n > 0 {

@@ -79,7 +79,12 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> u32;
-    fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
 }
 
@@ -102,7 +107,9 @@ fn owned(data: *mut u8, size: usize) -> Vec<u8> {
 }
 
 /// Calls a "return bytes" host function; `Ok(None)` for NOT_FOUND.
-fn returned(call: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> Result<Option<Vec<u8>>, HostError> {
+fn returned(
+    call: impl FnOnce(*mut *mut u8, *mut usize) -> u32,
+) -> Result<Option<Vec<u8>>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     match call(&mut data, &mut size) {
@@ -170,7 +177,11 @@ pub fn send_local_response(
             status_code,
             details.as_ptr(),
             details.len(),
-            if body.is_empty() { null() } else { body.as_ptr() },
+            if body.is_empty() {
+                null()
+            } else {
+                body.as_ptr()
+            },
             body.len(),
             map.as_ptr(),
             map.len(),
@@ -195,7 +206,12 @@ pub fn increment(metric: u32, by: u64) {
 /// The proxy-wasm header map encoding: u32 count, (u32 name len, u32 value len) each, then
 /// `name\0value\0` each.
 fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + pairs.iter().map(|(k, v)| 10 + k.len() + v.len()).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        4 + pairs
+            .iter()
+            .map(|(k, v)| 10 + k.len() + v.len())
+            .sum::<usize>(),
+    );
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());

@@ -6,7 +6,9 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action as HostAction;
 
-use super::host::{self, BUFFER_HTTP_REQUEST_BODY, MAP_HTTP_REQUEST_HEADERS, MAP_HTTP_RESPONSE_HEADERS};
+use super::host::{
+    self, BUFFER_HTTP_REQUEST_BODY, MAP_HTTP_REQUEST_HEADERS, MAP_HTTP_RESPONSE_HEADERS,
+};
 use super::Shared;
 use crate::config::RequestTarget;
 use crate::decision::{judge, Action, Judgement, Reason, Request};
@@ -46,21 +48,36 @@ pub struct Http {
 
 impl Http {
     pub fn new(shared: Rc<Shared>) -> Http {
-        Http { shared, state: State::Open, dropped: 0 }
+        Http {
+            shared,
+            state: State::Open,
+            dropped: 0,
+        }
     }
 
     fn request_header(&self, name: &str) -> Result<Option<String>, host::HostError> {
-        Ok(host::get_header(MAP_HTTP_REQUEST_HEADERS, name)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(host::get_header(MAP_HTTP_REQUEST_HEADERS, name)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// The route's policy: its metadata first, then the first matching `routes` rule.
     fn route_policy(&self) -> Result<Option<RoutePolicy>, String> {
         let config = &self.shared.config;
-        let path = ["xds", "route_metadata", "filter_metadata", config.metadata_namespace.as_str()];
-        let raw = host::get_property(&path).map_err(|e| format!("cannot read route metadata (host status {})", e.0))?;
+        let path = [
+            "xds",
+            "route_metadata",
+            "filter_metadata",
+            config.metadata_namespace.as_str(),
+        ];
+        let raw = host::get_property(&path)
+            .map_err(|e| format!("cannot read route metadata (host status {})", e.0))?;
         if let Some(raw) = raw {
-            let metadata = RouteMetadata::from_struct(&raw)
-                .ok_or_else(|| format!("route metadata \"{}\" is not a struct", config.metadata_namespace))?;
+            let metadata = RouteMetadata::from_struct(&raw).ok_or_else(|| {
+                format!(
+                    "route metadata \"{}\" is not a struct",
+                    config.metadata_namespace
+                )
+            })?;
             if let Some(policy) = metadata.policy(config.match_mode)? {
                 return Ok(Some(policy));
             }
@@ -69,12 +86,19 @@ impl Http {
             return Ok(None);
         }
         let text = |v: Result<Option<Vec<u8>>, host::HostError>| -> String {
-            v.ok().flatten().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+            v.ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
         };
         let route_name = text(host::get_property(&["xds", "route_name"]));
         let authority = text(host::get_header(MAP_HTTP_REQUEST_HEADERS, ":authority"));
         let path = text(host::get_header(MAP_HTTP_REQUEST_HEADERS, ":path"));
-        let target = RequestTarget { route_name: &route_name, authority: &authority, path: &path };
+        let target = RequestTarget {
+            route_name: &route_name,
+            authority: &authority,
+            path: &path,
+        };
         Ok(config.rule_for(&target).cloned())
     }
 
@@ -99,12 +123,20 @@ impl Http {
 
     /// Records the judgement (metrics, filter state, log), then acts on it. In dry-run mode the
     /// record says what would have happened and the request goes on untouched.
-    fn carry_out(&mut self, mut j: Judgement, policy: Option<&RoutePolicy>, body_size: usize) -> HostAction {
+    fn carry_out(
+        &mut self,
+        mut j: Judgement,
+        policy: Option<&RoutePolicy>,
+        body_size: usize,
+    ) -> HostAction {
         let dry_run = self.shared.config.dry_run;
         if !dry_run {
             if let Action::Rewrite(body) = &j.action {
                 if let Err(e) = replace_body(body_size, body) {
-                    log::error!("consent_gate: cannot replace the request body (host status {})", e.0);
+                    log::error!(
+                        "consent_gate: cannot replace the request body (host status {})",
+                        e.0
+                    );
                     j.action = Action::Reply(Reason::InternalError);
                 }
             }
@@ -121,10 +153,21 @@ impl Http {
                 let config = &self.shared.config;
                 let body = reply::body(reason, &j, policy);
                 let details = format!("consent_gate.{}", reason.code());
-                let headers = [("content-type", "application/json"), ("x-consent-gate-reason", reason.code())];
-                if let Err(e) = host::send_local_response(reason.status(config).into(), &details, &headers, body.as_bytes()) {
+                let headers = [
+                    ("content-type", "application/json"),
+                    ("x-consent-gate-reason", reason.code()),
+                ];
+                if let Err(e) = host::send_local_response(
+                    reason.status(config).into(),
+                    &details,
+                    &headers,
+                    body.as_bytes(),
+                ) {
                     // The request stays held: never forwarded, it ends at the stream timeout.
-                    log::error!("consent_gate: cannot send the local reply (host status {})", e.0);
+                    log::error!(
+                        "consent_gate: cannot send the local reply (host status {})",
+                        e.0
+                    );
                 }
                 HostAction::Pause
             }
@@ -144,11 +187,19 @@ impl Http {
             }
             Action::Rewrite(_) => {
                 m.add(Counter::RequestsFiltered, 1);
-                if dry_run { "would_filter" } else { "filter" }
+                if dry_run {
+                    "would_filter"
+                } else {
+                    "filter"
+                }
             }
             Action::Reply(_) => {
                 m.add(Counter::RequestsDenied, 1);
-                if dry_run { "would_deny" } else { "deny" }
+                if dry_run {
+                    "would_deny"
+                } else {
+                    "deny"
+                }
             }
         };
         if j.is_batch {
@@ -158,13 +209,17 @@ impl Http {
         for (reason, n) in Reason::ALL.iter().zip(j.dropped_by_reason) {
             m.add_reason(*reason, n.into());
         }
-        let required: Vec<&str> = policy.map(|p| p.categories.iter().map(String::as_str).collect()).unwrap_or_default();
+        let required: Vec<&str> = policy
+            .map(|p| p.categories.iter().map(String::as_str).collect())
+            .unwrap_or_default();
         for (category, n) in required.iter().zip(j.category_denials) {
             if n > 0 {
                 m.add_category(category, n.into());
             }
         }
-        let denied: Vec<&str> = policy.map(|p| reply::category_names(p, j.denied_categories).collect()).unwrap_or_default();
+        let denied: Vec<&str> = policy
+            .map(|p| reply::category_names(p, j.denied_categories).collect())
+            .unwrap_or_default();
         let reason = j.reason().map_or("-", Reason::code);
         let record = format!(
             "reason={reason} required={} denied={} events={} dropped={}",
@@ -175,7 +230,10 @@ impl Http {
         );
         for (key, value) in [(DECISION_KEY, decision), (RECORD_KEY, record.as_str())] {
             if let Err(e) = host::set_property(&[key], value.as_bytes()) {
-                log::warn!("consent_gate: cannot record the decision (host status {})", e.0);
+                log::warn!(
+                    "consent_gate: cannot record the decision (host status {})",
+                    e.0
+                );
             }
         }
         if !matches!(j.action, Action::Forward) {
@@ -184,7 +242,10 @@ impl Http {
                 .flatten()
                 .map(|r| String::from_utf8_lossy(&r).into_owned())
                 .unwrap_or_default();
-            log::info!("consent_gate: {decision} route={} {record}", or_dash(&route));
+            log::info!(
+                "consent_gate: {decision} route={} {record}",
+                or_dash(&route)
+            );
         }
     }
 }
@@ -200,7 +261,11 @@ fn or_dash(s: &str) -> &str {
 fn replace_body(old_size: usize, body: &[u8]) -> Result<(), host::HostError> {
     host::set_buffer(BUFFER_HTTP_REQUEST_BODY, 0, old_size, body)?;
     // A stale content-length would make the upstream wait for bytes that never come.
-    host::set_header(MAP_HTTP_REQUEST_HEADERS, "content-length", &body.len().to_string())
+    host::set_header(
+        MAP_HTTP_REQUEST_HEADERS,
+        "content-length",
+        &body.len().to_string(),
+    )
 }
 
 impl Context for Http {}
@@ -216,14 +281,22 @@ impl HttpContext for Http {
             }
         };
         let headers = self.request_header("content-encoding").and_then(|ce| {
-            Ok((ce, self.request_header("content-length")?, self.request_header(":path")?))
+            Ok((
+                ce,
+                self.request_header("content-length")?,
+                self.request_header(":path")?,
+            ))
         });
         let Ok((content_encoding, content_length, path)) = headers else {
             return self.carry_out(Judgement::refused(Reason::InternalError), Some(&policy), 0);
         };
         // Refuse early what the body cannot change: nothing is buffered for it.
         if Encoding::from_header(content_encoding.as_deref()).is_none() {
-            return self.carry_out(Judgement::refused(Reason::UnsupportedContentEncoding), Some(&policy), 0);
+            return self.carry_out(
+                Judgement::refused(Reason::UnsupportedContentEncoding),
+                Some(&policy),
+                0,
+            );
         }
         let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.shared.config.max_body_bytes as u64) {
@@ -272,11 +345,18 @@ impl HttpContext for Http {
         self.finish_buffered(size)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
+    fn on_http_response_headers(
+        &mut self,
+        _num_headers: usize,
+        _end_of_stream: bool,
+    ) -> HostAction {
         if self.dropped > 0 {
             let n = self.dropped.to_string();
             if let Err(e) = host::set_header(MAP_HTTP_RESPONSE_HEADERS, DROPPED_HEADER, &n) {
-                log::warn!("consent_gate: cannot set {DROPPED_HEADER} (host status {})", e.0);
+                log::warn!(
+                    "consent_gate: cannot set {DROPPED_HEADER} (host status {})",
+                    e.0
+                );
             }
         }
         HostAction::Continue
@@ -288,12 +368,19 @@ impl Http {
         match self.read_body(size) {
             Ok(body) => self.finish(&body),
             Err(e) => {
-                log::error!("consent_gate: cannot read the request body (host status {})", e.0);
+                log::error!(
+                    "consent_gate: cannot read the request body (host status {})",
+                    e.0
+                );
                 let policy = match std::mem::replace(&mut self.state, State::Open) {
                     State::Buffering(p) => Some(p.policy),
                     _ => None,
                 };
-                self.carry_out(Judgement::refused(Reason::InternalError), policy.as_ref(), 0)
+                self.carry_out(
+                    Judgement::refused(Reason::InternalError),
+                    policy.as_ref(),
+                    0,
+                )
             }
         }
     }

@@ -3,7 +3,6 @@
 //! the configuration names.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use super::host;
 use crate::config::Config;
@@ -13,14 +12,18 @@ use crate::metrics::{denied_category, dropped_by_reason, Counter};
 pub struct Metrics {
     counters: [Option<u32>; Counter::ALL.len()],
     reasons: [Option<u32>; Reason::ALL.len()],
-    categories: RefCell<HashMap<String, Option<u32>>>,
+    /// Few entries (the configured categories): a list beats a hash map, in code size too.
+    categories: RefCell<Vec<(String, Option<u32>)>>,
 }
 
 fn define(name: &str) -> Option<u32> {
     match host::define_counter(name) {
         Ok(id) => Some(id),
         Err(e) => {
-            log::warn!("consent_gate: cannot define metric {name} (host status {})", e.0);
+            log::warn!(
+                "consent_gate: cannot define metric {name} (host status {})",
+                e.0
+            );
             None
         }
     }
@@ -31,7 +34,7 @@ impl Metrics {
         let metrics = Metrics {
             counters: Counter::ALL.map(|c| define(&c.name())),
             reasons: Reason::ALL.map(|r| define(&dropped_by_reason(r))),
-            categories: RefCell::new(HashMap::new()),
+            categories: RefCell::new(Vec::new()),
         };
         // Rule categories are known now; route metadata ones appear with their first denial.
         for rule in &config.routes {
@@ -69,11 +72,11 @@ impl Metrics {
         let Ok(mut ids) = self.categories.try_borrow_mut() else {
             return None;
         };
-        if let Some(id) = ids.get(category) {
+        if let Some((_, id)) = ids.iter().find(|(c, _)| c == category) {
             return *id;
         }
         let id = define(&denied_category(category));
-        ids.insert(category.to_string(), id);
+        ids.push((category.to_string(), id));
         id
     }
 }

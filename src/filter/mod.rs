@@ -36,7 +36,13 @@ impl RootContext for Root {
         let text = match host::get_buffer(BUFFER_PLUGIN_CONFIGURATION, 0, size) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(e) => {
-                host::log(LOG_ERROR, &format!("consent_gate: cannot read the plugin configuration (host status {})", e.0));
+                host::log(
+                    LOG_ERROR,
+                    &format!(
+                        "consent_gate: cannot read the plugin configuration (host status {})",
+                        e.0
+                    ),
+                );
                 return false;
             }
         };
@@ -51,7 +57,10 @@ impl RootContext for Root {
             }
             Err(message) => {
                 // Envoy prints this line and refuses to start (or to take the new config).
-                host::log(LOG_ERROR, &format!("consent_gate: invalid plugin configuration: {message}"));
+                host::log(
+                    LOG_ERROR,
+                    &format!("consent_gate: invalid plugin configuration: {message}"),
+                );
                 false
             }
         }
