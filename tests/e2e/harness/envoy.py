@@ -1,0 +1,215 @@
+"""Real Envoy processes for the end-to-end suite.
+
+`render_config` turns the canonical `envoy/e2e.yaml` into a runnable copy: ports swapped (listener
+and admin on port 0, so the kernel picks free ones; the upstream on the recording upstream's port),
+plugin configuration JSON and wasm path set, access log sent to a file. `passthrough=True` removes
+the consent_gate filter, which is how the harness proves itself without the module.
+
+`Envoy` owns the child process: started with --concurrency N, --disable-hot-restart (several
+Envoys side by side), --file-flush-interval-msec 100, stderr to a file; ready once admin /ready
+answers 200; killed at stop().
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+CANONICAL_CONFIG = REPO / "envoy" / "e2e.yaml"
+FILTER_NAME = "consent_gate"
+UPSTREAM_CLUSTER = "recording_upstream"
+
+
+def envoy_bin() -> str:
+    return os.environ.get("ENVOY_BIN") or str(REPO / ".venv" / "bin" / "envoy")
+
+
+def wasm_path() -> Path:
+    return Path(os.environ.get("CONSENT_GATE_WASM") or REPO / "dist" / "consent_gate.wasm").resolve()
+
+
+def _hcm(config: dict) -> dict:
+    return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def render_config(
+    *,
+    upstream_port: int,
+    plugin_config: dict | str | None = None,
+    access_log: Path | None = None,
+    passthrough: bool = False,
+) -> dict:
+    """The canonical config with this run's ports, plugin configuration and paths.
+
+    `plugin_config` is a dict (dumped as JSON) or a raw string (sent as is, for bad-config cases).
+    """
+    config = copy.deepcopy(yaml.safe_load(CANONICAL_CONFIG.read_text()))
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = 0
+    config["admin"]["address"]["socket_address"]["port_value"] = 0
+    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == UPSTREAM_CLUSTER]
+    for group in cluster["load_assignment"]["endpoints"]:
+        for endpoint in group["lb_endpoints"]:
+            endpoint["endpoint"]["address"]["socket_address"]["port_value"] = upstream_port
+
+    hcm = _hcm(config)
+    if access_log is not None:
+        hcm["access_log"][0]["typed_config"]["path"] = str(access_log)
+    (gate,) = [f for f in hcm["http_filters"] if f["name"] == FILTER_NAME]
+    if passthrough:
+        hcm["http_filters"].remove(gate)
+    else:
+        plugin = gate["typed_config"]["config"]
+        if plugin_config is not None:
+            value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+            plugin["configuration"]["value"] = value
+        plugin["vm_config"]["code"]["local"]["filename"] = str(wasm_path())
+    return config
+
+
+def write_config(config: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@dataclass
+class ValidateResult:
+    returncode: int
+    output: str  # stdout + stderr
+
+
+def validate(config_path: Path, timeout: float = 60) -> ValidateResult:
+    """`envoy --mode validate -c FILE`: loads the VM and runs the plugin's on_configure."""
+    proc = subprocess.run(
+        [envoy_bin(), "--mode", "validate", "-c", str(config_path), "--disable-hot-restart"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return ValidateResult(proc.returncode, proc.stdout + proc.stderr)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the test process dies (PR_SET_PDEATHSIG), so no
+    Envoy outlives a killed test run."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class EnvoyStartError(RuntimeError):
+    pass
+
+
+class Envoy:
+    """One Envoy child process. Use `port` for requests, `stderr_text()` / `access_log_text()` to read logs."""
+
+    def __init__(self, name: str, workdir: Path, config: dict, concurrency: int = 1):
+        self.name = name
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = write_config(config, workdir / f"{name}.yaml")
+        self.stderr_path = workdir / f"{name}.stderr.log"
+        self.access_log_path = Path(_hcm(config)["access_log"][0]["typed_config"]["path"])
+        self.admin_address_path = workdir / f"{name}.admin-address"
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.admin_port: int | None = None
+
+    def start(self, timeout: float = 30.0) -> "Envoy":
+        self.admin_address_path.unlink(missing_ok=True)
+        with open(self.stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(
+                [
+                    envoy_bin(),
+                    "-c", str(self.config_path),
+                    "--concurrency", str(self.concurrency),
+                    "--disable-hot-restart",
+                    "--file-flush-interval-msec", "100",
+                    "--admin-address-path", str(self.admin_address_path),
+                    "--log-level", "info",
+                    "--component-log-level", "wasm:debug",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                preexec_fn=_die_with_parent,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EnvoyStartError(
+                    f"envoy {self.name} exited with {self.proc.returncode}:\n{self.stderr_tail()}"
+                )
+            if self._try_ready():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise EnvoyStartError(f"envoy {self.name} not ready after {timeout}s:\n{self.stderr_tail()}")
+
+    def _try_ready(self) -> bool:
+        try:
+            if self.admin_port is None:
+                address = self.admin_address_path.read_text().strip()
+                if not address:
+                    return False
+                self.admin_port = int(address.rsplit(":", 1)[1])
+            status, _ = self.admin_get("/ready")
+            if status != 200:
+                return False
+            _, body = self.admin_get("/listeners?format=json")
+            (listener,) = json.loads(body)["listener_statuses"]
+            self.port = int(listener["local_address"]["socket_address"]["port_value"])
+            return self.port != 0
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def admin_get(self, path: str) -> tuple[int, str]:
+        url = f"http://127.0.0.1:{self.admin_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def stats(self) -> dict[str, str]:
+        _, body = self.admin_get("/stats")
+        stats = {}
+        for line in body.splitlines():
+            name, _, value = line.partition(": ")
+            stats[name] = value
+        return stats
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def stderr_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.stderr_text().splitlines()[-lines:])
+
+    def access_log_text(self) -> str:
+        path = self.access_log_path
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)

@@ -1,0 +1,265 @@
+"""The consent decision for single events, against the default plugin configuration `{}`
+(on_missing_consent deny, match all, deny_status 403, default always_allow_events).
+
+Routes in envoy/e2e.yaml: /ads → Advertising; / (e.g. /v1/track) → Analytics;
+/multi → Advertising + Analytics (match all); /multi-any → the same, match any; /open and
+/rule-gated → not gated.
+
+Every row is one HTTP/1.1 POST with Content-Length; an allowed row must reach the upstream
+byte-identical with its headers, a denied row must not reach it at all.
+"""
+
+import pytest
+
+from harness import clients
+from harness.checks import (
+    ALLOW,
+    INVALID,
+    MISSING,
+    OMIT,
+    assert_outcome,
+    denied,
+    encode,
+    event,
+)
+
+HEADERS = {
+    "content-type": "application/json",
+    "sec-gpc": "1",
+    "x-custom-header": "keep me",
+    "user-agent": "consent-gate-e2e/1",
+}
+
+
+def row(id, path, body, expect):
+    if not isinstance(body, bytes):
+        body = encode(body)
+    return pytest.param(path, body, expect, id=id)
+
+
+def run(gate, upstream, path, body, expect):
+    resp = clients.http1(gate.port, "POST", path, body, HEADERS)
+    assert_outcome(resp, upstream, expect, body, path=path, sent_headers=HEADERS)
+
+
+# ---- consent per route --------------------------------------------------------------------------
+
+ROUTES = [
+    row("ads/consented", "/ads", event({"Advertising": True}), ALLOW),
+    row("ads/refused", "/ads", event({"Advertising": False}), denied("Advertising")),
+    row("ads/other-category-only", "/ads", event({"Analytics": True}), denied("Advertising")),
+    row("ads/extra-categories-ignored", "/ads/v1/track",
+        event({"Advertising": True, "Analytics": False, "C0004": False}), ALLOW),
+    row("default-route/consented", "/v1/track", event({"Analytics": True}), ALLOW),
+    row("default-route/refused", "/v1/track", event({"Analytics": False, "Advertising": True}),
+        denied("Analytics")),
+    row("multi-all/both", "/multi", event({"Advertising": True, "Analytics": True}), ALLOW),
+    row("multi-all/advertising-only", "/multi", event({"Advertising": True, "Analytics": False}),
+        denied("Analytics")),
+    row("multi-all/analytics-only", "/multi", event({"Analytics": True}), denied("Advertising")),
+    row("multi-all/none", "/multi", event({"Functional": True}), denied("Advertising", "Analytics")),
+    row("multi-all/denied-listed-in-route-order", "/multi",
+        event({"Analytics": False, "Advertising": False}), denied("Advertising", "Analytics")),
+    row("multi-any/advertising-only", "/multi-any", event({"Advertising": True, "Analytics": False}),
+        ALLOW),
+    row("multi-any/analytics-only", "/multi-any", event({"Analytics": True}), ALLOW),
+    row("multi-any/none", "/multi-any", event({"Advertising": False, "Analytics": False}),
+        denied("Advertising", "Analytics")),
+    row("multi-any/empty-preferences", "/multi-any", event({}), denied("Advertising", "Analytics")),
+    row("ungated-open/refused-consent-passes", "/open", event({"Advertising": False}), ALLOW),
+    row("ungated-open/no-consent-passes", "/open", event(), ALLOW),
+    row("ungated-rule-gated-without-rules", "/rule-gated/x", event({"Advertising": False}), ALLOW),
+]
+
+
+@pytest.mark.parametrize("path, body, expect", ROUTES)
+def test_consent_per_route(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
+
+
+# ---- missing or unreadable consent --------------------------------------------------------------
+
+MISSING_CONSENT = [
+    row("no-context", "/ads", event(context=OMIT), MISSING),
+    row("context-without-consent", "/ads", event(), MISSING),
+    row("empty-context", "/ads", event(context={}), MISSING),
+    row("empty-consent", "/ads", event(consent={}), MISSING),
+    row("consent-without-preferences", "/ads", event(consent={"version": 2}), MISSING),
+    row("empty-preferences-consent-to-nothing", "/ads", event({}), denied("Advertising")),
+    row("context-null", "/ads", event(context=None), INVALID),
+    row("context-string", "/ads", event(context="eu"), INVALID),
+    row("context-array", "/ads", event(context=[]), INVALID),
+    row("consent-null", "/ads", event(consent=None), INVALID),
+    row("consent-array", "/ads", event(consent=[{"categoryPreferences": {}}]), INVALID),
+    row("consent-string", "/ads", event(consent="granted"), INVALID),
+    row("preferences-null", "/ads", event(None), INVALID),
+    row("preferences-array", "/ads", event(["Advertising"]), INVALID),
+    row("preferences-string", "/ads", event("Advertising"), INVALID),
+    row("preferences-true", "/ads", event(True), INVALID),
+]
+
+
+@pytest.mark.parametrize("path, body, expect", MISSING_CONSENT)
+def test_missing_or_unreadable_consent(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
+
+
+# ---- only JSON true consents; keys match exactly, after unescaping ------------------------------
+
+VALUES_AND_KEYS = [
+    row("value-string-true", "/ads", event({"Advertising": "true"}), denied("Advertising")),
+    row("value-1", "/ads", event({"Advertising": 1}), denied("Advertising")),
+    row("value-string-1", "/ads", event({"Advertising": "1"}), denied("Advertising")),
+    row("value-null", "/ads", event({"Advertising": None}), denied("Advertising")),
+    row("value-object", "/ads", event({"Advertising": {"granted": True}}), denied("Advertising")),
+    row("value-array", "/ads", event({"Advertising": [True]}), denied("Advertising")),
+    row("value-yes", "/ads", event({"Advertising": "yes"}), denied("Advertising")),
+    row("key-lower-case", "/ads", event({"advertising": True}), denied("Advertising")),
+    row("key-upper-case", "/ads", event({"ADVERTISING": True}), denied("Advertising")),
+    row("key-leading-space", "/ads", event({" Advertising": True}), denied("Advertising")),
+    row("key-trailing-space", "/ads", event({"Advertising ": True}), denied("Advertising")),
+    row("key-display-name", "/ads", event({"Advertising Cookies": True}), denied("Advertising")),
+    row("escaped-category-key", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":'
+        b'{"categoryPreferences":{"Adv\\u0065rtising":true}}}}', ALLOW),
+    row("fully-escaped-category-key", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"\\u0041\\u0064\\u0076\\u0065\\u0072\\u0074\\u0069\\u0073\\u0069\\u006e\\u0067":true}}}}',
+        ALLOW),
+    row("escaped-category-key-refused", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":'
+        b'{"categoryPreferences":{"Adv\\u0065rtising":false}}}}', denied("Advertising")),
+    row("escaped-path-keys", "/ads",
+        b'{"type":"track","event":"Order Completed","c\\u006fntext":{"cons\\u0065nt":'
+        b'{"category\\u0050references":{"Advertising":true}}}}', ALLOW),
+    row("escaped-key-with-nul-is-another-key", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":'
+        b'{"categoryPreferences":{"Advertising\\u0000":true}}}}', denied("Advertising")),
+    row("non-ascii-keys-and-values", "/ads",
+        event({"Werbung \u00fc\U0001F36A": False, "Advertising": True}, name="Caf\u00e9 \u2615"),
+        ALLOW),
+]
+
+
+@pytest.mark.parametrize("path, body, expect", VALUES_AND_KEYS)
+def test_category_values_and_keys(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
+
+
+# ---- consent that can be read two ways is rejected ----------------------------------------------
+
+PREFS_TRUE = b'{"consent":{"categoryPreferences":{"Advertising":true}}}'
+DUPLICATES = [
+    row("two-context", "/ads",
+        b'{"type":"track","event":"Order Completed","context":' + PREFS_TRUE + b',"context":' +
+        PREFS_TRUE + b"}", INVALID),
+    row("two-context-one-escaped", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":false}}},"c\\u006fntext":' + PREFS_TRUE + b"}", INVALID),
+    row("two-consent", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":false}},"consent":{"categoryPreferences":{"Advertising":true}}}}', INVALID),
+    row("two-categoryPreferences", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":false},"categoryPreferences":{"Advertising":true}}}}', INVALID),
+    row("category-twice-false-then-true", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":false,"Advertising":true}}}}', INVALID),
+    row("category-twice-true-then-false", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":true,"Advertising":false}}}}', INVALID),
+    row("category-twice-both-true", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":true,"Advertising":true}}}}', INVALID),
+    row("category-twice-one-escaped", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":false,"Adv\\u0065rtising":true}}}}', INVALID),
+    row("second-required-category-twice", "/multi",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":true,"Analytics":true,"Analytics":false}}}}', INVALID),
+    row("two-type", "/ads",
+        b'{"type":"track","type":"identify","event":"Order Completed","context":' + PREFS_TRUE + b"}",
+        INVALID),
+    row("two-event", "/ads",
+        b'{"type":"track","event":"Consent Change","event":"Order Completed","context":' +
+        PREFS_TRUE + b"}", INVALID),
+    row("two-event-both-always-allowed-no-consent", "/ads",
+        b'{"type":"track","event":"Consent Change","event":"Consent Change"}', INVALID),
+]
+
+
+@pytest.mark.parametrize("path, body, expect", DUPLICATES)
+def test_duplicate_keys_are_rejected(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
+
+
+# ---- the body must be exactly one JSON object ---------------------------------------------------
+
+VALID = encode(event({"Advertising": True}))
+INVALID_BODIES = [
+    row("not-json", "/ads", b"not json", INVALID),
+    row("empty-array", "/ads", b"[]", INVALID),
+    row("array-of-events", "/ads", b"[" + VALID + b"]", INVALID),
+    row("string", "/ads", b'"track"', INVALID),
+    row("number", "/ads", b"42", INVALID),
+    row("null", "/ads", b"null", INVALID),
+    row("true", "/ads", b"true", INVALID),
+    row("whitespace-only", "/ads", b" \n", INVALID),
+    row("trailing-garbage", "/ads", VALID + b" x", INVALID),
+    row("two-objects", "/ads", VALID + VALID, INVALID),
+    row("truncated", "/ads", VALID[:-1], INVALID),
+    row("trailing-comma", "/ads", VALID[:-1] + b",}", INVALID),
+    row("single-quotes", "/ads", b"{'type':'track'}", INVALID),
+    row("nan", "/ads", VALID[:-1] + b',"revenue":NaN}', INVALID),
+    row("comment", "/ads", VALID + b" // allowed", INVALID),
+    row("invalid-utf8-in-string", "/ads", VALID[:-1] + b',"userId2":"\xff\xfe"}', INVALID),
+    row("raw-control-char-in-string", "/ads", VALID[:-1] + b',"note":"a\x01b"}', INVALID),
+    row("bad-escape", "/ads", VALID[:-1] + b',"note":"\\x41"}', INVALID),
+    row("bad-number", "/ads", VALID[:-1] + b',"n":1e}', INVALID),
+    row("whitespace-around-object-is-fine", "/ads", b" \r\n\t" + VALID + b"\n ", ALLOW),
+]
+
+
+@pytest.mark.parametrize("path, body, expect", INVALID_BODIES)
+def test_body_must_be_one_json_object(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
+
+
+def test_invalid_json_on_ungated_route_passes_untouched(gate, upstream):
+    run(gate, upstream, "/open/collect", b"\xff not json {", ALLOW)
+
+
+@pytest.mark.parametrize("depth", [200, 5000])
+def test_deeply_nested_body_is_decided_without_crashing(gate, upstream, depth):
+    """Valid JSON nested deeper than any parser's recursion limit: either decided (forwarded
+    intact) or rejected as INVALID_EVENT, never a crash (5xx)."""
+    body = encode(event({"Advertising": True}))[:-1] + b',"deep":' + b"[" * depth + b"]" * depth + b"}"
+    resp = clients.http1(gate.port, "POST", "/ads", body, HEADERS)
+    expect = ALLOW if resp.status == 200 else INVALID
+    assert_outcome(resp, upstream, expect, body, path="/ads", sent_headers=HEADERS)
+
+
+# ---- consent-change events always pass ----------------------------------------------------------
+
+ALWAYS_ALLOW = [
+    row("consent-change-without-consent", "/ads", event(name="Consent Change"), ALLOW),
+    row("preference-updated-with-refusal", "/ads",
+        event({"Advertising": False}, name="Segment Consent Preference Updated"), ALLOW),
+    row("untyped-on-track-path", "/ads/v1/track", event(type=OMIT, name="Consent Change"), ALLOW),
+    row("untyped-on-track-path-with-query", "/ads/v1/track?writeKey=abc",
+        event(type=OMIT, name="Consent Change"), ALLOW),
+    row("typed-track-wins-over-path", "/ads/v1/identify", event(name="Consent Change"), ALLOW),
+    row("untyped-on-other-path", "/ads/v1/identify", event(type=OMIT, name="Consent Change"), MISSING),
+    row("identify-type-on-track-path", "/ads/v1/track", event(type="identify", name="Consent Change"),
+        MISSING),
+    row("name-is-case-sensitive", "/ads", event(name="consent change"), MISSING),
+    row("name-must-match-exactly", "/ads", event(name="Consent Change "), MISSING),
+    row("not-in-default-list", "/ads", event(name="Opt Out Recorded"), MISSING),
+    row("still-must-be-valid-preferences", "/ads", event("yes", name="Consent Change"), INVALID),
+    row("still-must-be-valid-context", "/ads", event(context=None, name="Consent Change"), INVALID),
+]
+
+
+@pytest.mark.parametrize("path, body, expect", ALWAYS_ALLOW)
+def test_always_allow_events(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
