@@ -12,8 +12,14 @@ export ENVOY_BIN
 
 all: build
 
+# wasm-opt (binaryen, from Debian) shrinks the module; rustc 1.95 output needs these features.
+WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+                  --enable-mutable-globals --enable-multivalue --enable-reference-types
+
 toolchain:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+	@command -v wasm-opt >/dev/null || { echo "installing binaryen (wasm-opt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null; }
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: tests/requirements.txt
@@ -25,7 +31,7 @@ $(VENV)/.installed: tests/requirements.txt
 build: toolchain
 	cargo build --release --target $(TARGET)
 	@mkdir -p dist
-	cp target/$(TARGET)/release/consent_gate.wasm $(WASM)
+	wasm-opt $(WASM_OPT_FLAGS) target/$(TARGET)/release/consent_gate.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
 ## run: Envoy with the filter in front of a demo destination, and example requests

@@ -1,11 +1,16 @@
 //! Content-Encoding: compressed bodies are decompressed to be judged (never past the size cap),
 //! and a rewritten body is compressed again the same way. Anything else is refused, unjudged.
+//!
+//! Built on miniz_oxide's raw inflate/deflate with the gzip framing (RFC 1952) done here: the
+//! module stays small, and the filter sees exactly how many input bytes each stream used, so
+//! trailing bytes are caught instead of ignored.
 
-use std::io::{BufRead, Read, Write};
+use miniz_oxide::deflate::{compress_to_vec, compress_to_vec_zlib};
+use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+use miniz_oxide::inflate::TINFLStatus;
 
-use flate2::bufread::{MultiGzDecoder, ZlibDecoder};
-use flate2::write::{GzEncoder, ZlibEncoder};
-use flate2::Compression;
+/// Compression level for rewritten bodies (zlib's default).
+const LEVEL: u8 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -48,66 +53,168 @@ impl Encoding {
     pub fn decode(self, raw: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
         match self {
             Encoding::Identity => Ok(raw.to_vec()),
-            Encoding::Gzip => {
-                // Several gzip members are one body, as most HTTP servers read it.
-                let mut d = MultiGzDecoder::new(raw);
-                let out = read_capped(&mut d, limit)?;
-                let mut rest: &[u8] = d.get_ref();
-                ensure_consumed(&mut rest)?;
+            Encoding::Deflate => {
+                let mut out = Vec::new();
+                let used = inflate(raw, true, &mut out, limit)?;
+                if used != raw.len() {
+                    return Err(DecodeError::Corrupt);
+                }
                 Ok(out)
             }
-            Encoding::Deflate => {
-                let mut d = ZlibDecoder::new(raw);
-                let out = read_capped(&mut d, limit)?;
-                let mut rest: &[u8] = d.get_ref();
-                ensure_consumed(&mut rest)?;
-                Ok(out)
+            Encoding::Gzip => {
+                // Several gzip members are one body, as most HTTP servers read it.
+                let mut out = Vec::new();
+                let mut rest = raw;
+                loop {
+                    rest = gunzip_member(rest, &mut out, limit)?;
+                    if rest.is_empty() {
+                        return Ok(out);
+                    }
+                }
             }
         }
     }
 
     /// Compresses a rewritten body with this encoding.
-    pub fn encode(self, plain: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    pub fn encode(self, plain: &[u8]) -> Vec<u8> {
         match self {
-            Encoding::Identity => Ok(plain.to_vec()),
+            Encoding::Identity => plain.to_vec(),
+            Encoding::Deflate => compress_to_vec_zlib(plain, LEVEL),
             Encoding::Gzip => {
-                let mut e = GzEncoder::new(Vec::new(), Compression::default());
-                e.write_all(plain)?;
-                e.finish()
-            }
-            Encoding::Deflate => {
-                let mut e = ZlibEncoder::new(Vec::new(), Compression::default());
-                e.write_all(plain)?;
-                e.finish()
+                // No name, no time stamp, unknown OS: nothing about the client or the filter.
+                let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+                out.extend_from_slice(&compress_to_vec(plain, LEVEL));
+                out.extend_from_slice(&crc32(plain).to_le_bytes());
+                out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+                out
             }
         }
     }
 }
 
-fn read_capped(d: &mut impl Read, limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::new();
-    let cap = (limit as u64).saturating_add(1);
-    d.take(cap)
-        .read_to_end(&mut out)
-        .map_err(|_| DecodeError::Corrupt)?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge);
+/// Decodes one gzip member, appending to `out`; returns the input after it.
+fn gunzip_member<'a>(
+    raw: &'a [u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<&'a [u8], DecodeError> {
+    const FHCRC: u8 = 2;
+    const FEXTRA: u8 = 4;
+    const FNAME: u8 = 8;
+    const FCOMMENT: u8 = 16;
+    let header = raw.get(..10).ok_or(DecodeError::Corrupt)?;
+    let flags = match header {
+        [0x1f, 0x8b, 8, flags, ..] if flags & 0xe0 == 0 => *flags,
+        _ => return Err(DecodeError::Corrupt),
+    };
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let len = raw.get(at..at + 2).ok_or(DecodeError::Corrupt)?;
+        at += 2 + usize::from(u16::from_le_bytes([
+            len.first().copied().unwrap_or(0),
+            len.get(1).copied().unwrap_or(0),
+        ]));
     }
-    // A truncated stream ends without error in some decoders: require the real end.
-    let mut probe = [0u8; 1];
-    match d.read(&mut probe) {
-        Ok(0) => Ok(out),
-        Ok(_) => Err(DecodeError::TooLarge),
-        Err(_) => Err(DecodeError::Corrupt),
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let text = raw.get(at..).ok_or(DecodeError::Corrupt)?;
+            at += text
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or(DecodeError::Corrupt)?
+                + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    let data = raw.get(at..).ok_or(DecodeError::Corrupt)?;
+    let start = out.len();
+    let used = inflate(data, false, out, limit)?;
+    let trailer = data.get(used..used + 8).ok_or(DecodeError::Corrupt)?;
+    let word = |i: usize| {
+        trailer
+            .get(i..i + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+    };
+    let member = out.get(start..).unwrap_or_default();
+    if word(0) != Some(crc32(member)) || word(4) != Some(member.len() as u32) {
+        return Err(DecodeError::Corrupt);
+    }
+    data.get(used + 8..).ok_or(DecodeError::Corrupt)
+}
+
+/// Inflates one complete stream (zlib-wrapped or raw deflate) from the start of `input`,
+/// appending to `out` without letting it pass `limit`; returns the input bytes it used.
+fn inflate(
+    input: &[u8],
+    zlib: bool,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<usize, DecodeError> {
+    // No HAS_MORE_INPUT flag: the whole stream is here, so a truncated one is an error.
+    let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF
+        | if zlib {
+            inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER | inflate_flags::TINFL_FLAG_COMPUTE_ADLER32
+        } else {
+            0
+        };
+    let mut state = Box::<DecompressorOxide>::default();
+    let base = out.len();
+    // Room for one byte past what the cap allows: producing it proves the body is too large.
+    let max_room = limit.saturating_sub(base).saturating_add(1);
+    let mut room = input.len().saturating_mul(4).max(1024).min(max_room);
+    let mut written = 0;
+    let mut used = 0;
+    loop {
+        // The decompressor writes into out[base..] and needs all of it for back-references.
+        out.resize(base + room, 0);
+        let rest = input.get(used..).ok_or(DecodeError::Corrupt)?;
+        let target = out.get_mut(base..).ok_or(DecodeError::Corrupt)?;
+        let (status, consumed, produced) = decompress(&mut state, rest, target, written, flags);
+        used += consumed;
+        written += produced;
+        match status {
+            TINFLStatus::Done if written < max_room => {
+                out.truncate(base + written);
+                return Ok(used);
+            }
+            TINFLStatus::Done => return Err(DecodeError::TooLarge),
+            TINFLStatus::HasMoreOutput if room >= max_room => return Err(DecodeError::TooLarge),
+            TINFLStatus::HasMoreOutput => room = room.saturating_mul(2).min(max_room),
+            _ => return Err(DecodeError::Corrupt),
+        }
     }
 }
 
-/// Bytes after the compressed stream would be read differently by different servers.
-fn ensure_consumed(rest: &mut impl BufRead) -> Result<(), DecodeError> {
-    match rest.fill_buf() {
-        Ok([]) => Ok(()),
-        _ => Err(DecodeError::Corrupt),
-    }
+/// CRC-32 (IEEE), as gzip's trailer carries it.
+fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            #[allow(clippy::indexing_slicing)] // constant evaluation: out of range fails the build
+            {
+                table[i] = c;
+            }
+            i += 1;
+        }
+        table
+    };
+    !data.iter().fold(!0u32, |c, &b| {
+        TABLE.get(usize::from((c as u8) ^ b)).copied().unwrap_or(0) ^ (c >> 8)
+    })
 }
 
 #[cfg(test)]
@@ -143,7 +250,7 @@ mod tests {
     fn round_trips() {
         let body = br#"{"batch":[{"type":"track"}]}"#.repeat(50);
         for enc in [Encoding::Identity, Encoding::Gzip, Encoding::Deflate] {
-            let packed = enc.encode(&body).unwrap();
+            let packed = enc.encode(&body);
             assert_eq!(enc.decode(&packed, body.len()).unwrap(), body, "{enc:?}");
             if enc != Encoding::Identity {
                 assert!(packed.len() < body.len());
@@ -153,13 +260,13 @@ mod tests {
 
     #[test]
     fn caps_decompressed_size() {
-        let bomb = Encoding::Gzip.encode(&vec![b' '; 10_000_000]).unwrap();
+        let bomb = Encoding::Gzip.encode(&vec![b' '; 10_000_000]);
         assert!(bomb.len() < 20_000);
         assert_eq!(
             Encoding::Gzip.decode(&bomb, 1_048_576),
             Err(DecodeError::TooLarge)
         );
-        let z = Encoding::Deflate.encode(&vec![b' '; 2_000]).unwrap();
+        let z = Encoding::Deflate.encode(&vec![b' '; 2_000]);
         assert_eq!(
             Encoding::Deflate.decode(&z, 1_999),
             Err(DecodeError::TooLarge)
@@ -171,10 +278,59 @@ mod tests {
     }
 
     #[test]
+    fn crc32_matches_the_reference_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn reads_gzip_header_fields_and_several_members() {
+        let a = Encoding::Gzip.encode(b"{\"a\":");
+        let b = Encoding::Gzip.encode(b"1}");
+        let mut both = a.clone();
+        both.extend_from_slice(&b);
+        assert_eq!(Encoding::Gzip.decode(&both, 100).unwrap(), b"{\"a\":1}");
+        // FEXTRA + FNAME + FCOMMENT + FHCRC, as some clients write them.
+        let mut fancy = vec![
+            0x1f,
+            0x8b,
+            8,
+            4 | 8 | 16 | 2,
+            0,
+            0,
+            0,
+            0,
+            0,
+            3,
+            2,
+            0,
+            b'x',
+            b'y',
+        ];
+        fancy.extend_from_slice(b"name.json\0comment\0");
+        fancy.extend_from_slice(&[0xab, 0xcd]);
+        fancy.extend_from_slice(&a[10..]);
+        assert_eq!(Encoding::Gzip.decode(&fancy, 100).unwrap(), b"{\"a\":");
+        let mut reserved = a.clone();
+        reserved[3] = 0x20;
+        assert_eq!(
+            Encoding::Gzip.decode(&reserved, 100),
+            Err(DecodeError::Corrupt)
+        );
+        let mut bad_crc = a.clone();
+        let n = bad_crc.len();
+        bad_crc[n - 8] ^= 1;
+        assert_eq!(
+            Encoding::Gzip.decode(&bad_crc, 100),
+            Err(DecodeError::Corrupt)
+        );
+    }
+
+    #[test]
     fn rejects_corrupt_truncated_and_trailing_data() {
         let body = br#"{"type":"track","event":"x"}"#.repeat(20);
         for enc in [Encoding::Gzip, Encoding::Deflate] {
-            let packed = enc.encode(&body).unwrap();
+            let packed = enc.encode(&body);
             let truncated = &packed[..packed.len() - 5];
             assert_eq!(
                 enc.decode(truncated, 1 << 20),

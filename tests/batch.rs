@@ -7,15 +7,27 @@ use consent_gate::policy::{Match, RoutePolicy};
 use serde_json::{json, Value};
 
 fn ads() -> RoutePolicy {
-    RoutePolicy { categories: vec!["Advertising".into()], match_mode: Match::All }
+    RoutePolicy {
+        categories: vec!["Advertising".into()],
+        match_mode: Match::All,
+    }
 }
 
 fn run(config: &Config, body: &str) -> Judgement {
-    judge(&Request { config, policy: &ads(), content_encoding: None, path: "/v1/batch" }, body.as_bytes())
+    judge(
+        &Request {
+            config,
+            policy: &ads(),
+            content_encoding: None,
+            path: "/v1/batch",
+        },
+        body.as_bytes(),
+    )
 }
 
 fn item(id: &str, prefs: Option<Value>) -> Value {
-    let mut e = json!({"type": "track", "event": "Order Completed", "messageId": id, "userId": "u1"});
+    let mut e =
+        json!({"type": "track", "event": "Order Completed", "messageId": id, "userId": "u1"});
     if let Some(p) = prefs {
         e["context"] = json!({"consent": {"categoryPreferences": p}});
     }
@@ -25,7 +37,12 @@ fn item(id: &str, prefs: Option<Value>) -> Value {
 /// The message ids a rewritten body still carries.
 fn kept_ids(body: &[u8]) -> Vec<String> {
     let v: Value = serde_json::from_slice(body).unwrap();
-    v["batch"].as_array().unwrap().iter().map(|i| i["messageId"].as_str().unwrap_or("?").to_string()).collect()
+    v["batch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["messageId"].as_str().unwrap_or("?").to_string())
+        .collect()
 }
 
 #[test]
@@ -47,10 +64,15 @@ fn mixed_batch_keeps_only_allowed_items_in_order_and_every_other_field() {
         item("d", Some(json!({"Advertising": true, "Other": false}))),
     );
     let j = run(&Config::default(), &body);
-    let Action::Rewrite(out) = &j.action else { panic!("expected a rewrite, got {:?}", j.action) };
+    let Action::Rewrite(out) = &j.action else {
+        panic!("expected a rewrite, got {:?}", j.action)
+    };
     assert_eq!(kept_ids(out), vec!["a", "d"]);
     assert_eq!((j.events, j.dropped), (5, 3));
-    assert_eq!(j.dropped_by_reason[Reason::FilteredByEndUserConsent.index()], 1);
+    assert_eq!(
+        j.dropped_by_reason[Reason::FilteredByEndUserConsent.index()],
+        1
+    );
     assert_eq!(j.dropped_by_reason[Reason::MissingConsent.index()], 1);
     assert_eq!(j.dropped_by_reason[Reason::InvalidEvent.index()], 1);
     // Byte-wise: the prefix up to `[` and the suffix from `]` are the client's; items verbatim.
@@ -64,7 +86,10 @@ fn mixed_batch_keeps_only_allowed_items_in_order_and_every_other_field() {
         item("a", Some(json!({"Advertising": true}))),
         item("d", Some(json!({"Advertising": true, "Other": false})))
     );
-    assert_eq!(&text[open + 1..text.len() - (body.len() - close)], expected_inside);
+    assert_eq!(
+        &text[open + 1..text.len() - (body.len() - close)],
+        expected_inside
+    );
 }
 
 #[test]
@@ -79,16 +104,26 @@ fn top_level_consent_applies_to_items_without_their_own() {
         ]
     });
     let j = run(&Config::default(), &body.to_string());
-    let Action::Rewrite(out) = &j.action else { panic!("{:?}", j.action) };
-    assert_eq!(kept_ids(out), vec!["inherits", "context-without-consent-inherits"]);
-    assert_eq!(j.dropped_by_reason[Reason::FilteredByEndUserConsent.index()], 1);
+    let Action::Rewrite(out) = &j.action else {
+        panic!("{:?}", j.action)
+    };
+    assert_eq!(
+        kept_ids(out),
+        vec!["inherits", "context-without-consent-inherits"]
+    );
+    assert_eq!(
+        j.dropped_by_reason[Reason::FilteredByEndUserConsent.index()],
+        1
+    );
     assert_eq!(j.dropped_by_reason[Reason::MissingConsent.index()], 1);
 
     let refused_top = json!({
         "context": {"consent": {"categoryPreferences": {"Advertising": false}}},
         "batch": [item("granted-by-item", Some(json!({"Advertising": true}))), item("inherits-refusal", None)]
     });
-    let Action::Rewrite(out) = run(&Config::default(), &refused_top.to_string()).action else { panic!() };
+    let Action::Rewrite(out) = run(&Config::default(), &refused_top.to_string()).action else {
+        panic!()
+    };
     assert_eq!(kept_ids(&out), vec!["granted-by-item"]);
 }
 
@@ -98,17 +133,31 @@ fn nothing_allowed_is_answered_locally_with_counts() {
     let j = run(&Config::default(), &body.to_string());
     assert_eq!(j.action, Action::Reply(Reason::FilteredByEndUserConsent));
     assert_eq!((j.events, j.dropped), (2, 2));
-    let reply: Value = serde_json::from_str(&consent_gate::reply::body(Reason::FilteredByEndUserConsent, &j, Some(&ads()))).unwrap();
+    let reply: Value = serde_json::from_str(&consent_gate::reply::body(
+        Reason::FilteredByEndUserConsent,
+        &j,
+        Some(&ads()),
+    ))
+    .unwrap();
     assert_eq!(reply["dropped"], 2);
     assert_eq!(reply["events"], 2);
-    assert_eq!(reply["dropped_by_reason"], json!({"FILTERED_BY_END_USER_CONSENT": 1, "MISSING_CONSENT": 1}));
+    assert_eq!(
+        reply["dropped_by_reason"],
+        json!({"FILTERED_BY_END_USER_CONSENT": 1, "MISSING_CONSENT": 1})
+    );
     assert_eq!(reply["categories"], json!(["Advertising"]));
 
     // A single shared reason is the reply's reason (and status).
     let only_missing = json!({"batch": [item("a", None), item("b", None)]});
-    assert_eq!(run(&Config::default(), &only_missing.to_string()).action, Action::Reply(Reason::MissingConsent));
+    assert_eq!(
+        run(&Config::default(), &only_missing.to_string()).action,
+        Action::Reply(Reason::MissingConsent)
+    );
     let only_invalid = json!({"batch": [1, "x", null]});
-    assert_eq!(run(&Config::default(), &only_invalid.to_string()).action, Action::Reply(Reason::InvalidEvent));
+    assert_eq!(
+        run(&Config::default(), &only_invalid.to_string()).action,
+        Action::Reply(Reason::InvalidEvent)
+    );
 }
 
 #[test]
@@ -129,7 +178,9 @@ fn unreadable_items_are_dropped_and_unreadable_batches_refused() {
         item("ok", Some(json!({"Advertising": true})))
     );
     let j = run(&Config::default(), &dup);
-    let Action::Rewrite(out) = &j.action else { panic!("{:?}", j.action) };
+    let Action::Rewrite(out) = &j.action else {
+        panic!("{:?}", j.action)
+    };
     assert_eq!(kept_ids(out), vec!["ok"]);
     assert_eq!(j.dropped_by_reason[Reason::InvalidEvent.index()], 1);
 
@@ -141,7 +192,11 @@ fn unreadable_items_are_dropped_and_unreadable_batches_refused() {
         r#"{"batch":[{"type":"track"},]}"#,
         r#"{"batch":[{"type":"track"}]"#,
     ] {
-        assert_eq!(run(&Config::default(), unreadable).action, Action::Reply(Reason::InvalidEvent), "{unreadable}");
+        assert_eq!(
+            run(&Config::default(), unreadable).action,
+            Action::Reply(Reason::InvalidEvent),
+            "{unreadable}"
+        );
     }
 }
 
@@ -156,11 +211,21 @@ fn empty_batch_has_nothing_to_refuse() {
 fn rewritten_compressed_batches_are_compressed_the_same_way() {
     let body = json!({"batch": [item("a", Some(json!({"Advertising": true}))), item("b", Some(json!({"Advertising": false})))]}).to_string();
     for (enc, header) in [(Encoding::Gzip, "gzip"), (Encoding::Deflate, "deflate")] {
-        let packed = enc.encode(body.as_bytes()).unwrap();
+        let packed = enc.encode(body.as_bytes());
         let config = Config::default();
         let policy = ads();
-        let j = judge(&Request { config: &config, policy: &policy, content_encoding: Some(header), path: "/" }, &packed);
-        let Action::Rewrite(out) = &j.action else { panic!("{:?}", j.action) };
+        let j = judge(
+            &Request {
+                config: &config,
+                policy: &policy,
+                content_encoding: Some(header),
+                path: "/",
+            },
+            &packed,
+        );
+        let Action::Rewrite(out) = &j.action else {
+            panic!("{:?}", j.action)
+        };
         let plain = enc.decode(out, 1 << 20).unwrap();
         assert_eq!(kept_ids(&plain), vec!["a"], "{header}");
     }

@@ -6,15 +6,34 @@ use consent_gate::encoding::Encoding;
 use consent_gate::policy::{Match, RoutePolicy};
 
 fn policy(categories: &[&str], match_mode: Match) -> RoutePolicy {
-    RoutePolicy { categories: categories.iter().map(|c| c.to_string()).collect(), match_mode }
+    RoutePolicy {
+        categories: categories.iter().map(|c| c.to_string()).collect(),
+        match_mode,
+    }
 }
 
-fn run(config: &Config, policy: &RoutePolicy, path: &str, encoding: Option<&str>, body: &[u8]) -> Judgement {
-    judge(&Request { config, policy, content_encoding: encoding, path }, body)
+fn run(
+    config: &Config,
+    policy: &RoutePolicy,
+    path: &str,
+    encoding: Option<&str>,
+    body: &[u8],
+) -> Judgement {
+    judge(
+        &Request {
+            config,
+            policy,
+            content_encoding: encoding,
+            path,
+        },
+        body,
+    )
 }
 
 fn event(prefs: &str) -> String {
-    format!(r#"{{"type":"track","event":"Order Completed","userId":"u1","context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#)
+    format!(
+        r#"{{"type":"track","event":"Order Completed","userId":"u1","context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#
+    )
 }
 
 #[derive(Debug, PartialEq)]
@@ -115,36 +134,66 @@ fn the_track_path_implies_the_type_only_when_type_is_absent() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);
     let body = br#"{"event":"Consent Change"}"#;
-    assert_eq!(run(&config, &ads, "/v1/track", None, body).action, Action::Forward);
-    assert_eq!(run(&config, &ads, "/v1/track?x=1", None, body).action, Action::Forward);
-    assert_eq!(run(&config, &ads, "/v1/identify", None, body).action, Action::Reply(Reason::MissingConsent));
+    assert_eq!(
+        run(&config, &ads, "/v1/track", None, body).action,
+        Action::Forward
+    );
+    assert_eq!(
+        run(&config, &ads, "/v1/track?x=1", None, body).action,
+        Action::Forward
+    );
+    assert_eq!(
+        run(&config, &ads, "/v1/identify", None, body).action,
+        Action::Reply(Reason::MissingConsent)
+    );
     let typed = br#"{"type":"page","event":"Consent Change"}"#;
-    assert_eq!(run(&config, &ads, "/v1/track", None, typed).action, Action::Reply(Reason::MissingConsent));
+    assert_eq!(
+        run(&config, &ads, "/v1/track", None, typed).action,
+        Action::Reply(Reason::MissingConsent)
+    );
 }
 
 #[test]
 fn denial_names_the_categories_not_consented_in_route_order() {
     let config = Config::default();
     let p = policy(&["A", "B", "C"], Match::All);
-    let j = run(&config, &p, "/", None, event(r#"{"C":false,"B":true}"#).as_bytes());
+    let j = run(
+        &config,
+        &p,
+        "/",
+        None,
+        event(r#"{"C":false,"B":true}"#).as_bytes(),
+    );
     let names: Vec<&str> = consent_gate::reply::category_names(&p, j.denied_categories).collect();
     assert_eq!(names, vec!["A", "C"]);
     let reply = consent_gate::reply::body(Reason::FilteredByEndUserConsent, &j, Some(&p));
     let parsed: serde_json::Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(parsed["reason"], "FILTERED_BY_END_USER_CONSENT");
     assert_eq!(parsed["categories"], serde_json::json!(["A", "C"]));
-    assert!(!reply.contains("u1"), "the reply never echoes event content");
+    assert!(
+        !reply.contains("u1"),
+        "the reply never echoes event content"
+    );
 }
 
 #[test]
 fn body_size_limit_applies_before_and_after_decompression() {
     let config = Config::parse(r#"{"max_body_bytes":1000}"#).unwrap();
     let ads = policy(&["Ads"], Match::All);
-    let big = format!(r#"{{"pad":"{}","context":{{"consent":{{"categoryPreferences":{{"Ads":true}}}}}}}}"#, "x".repeat(1000));
-    assert_eq!(run(&config, &ads, "/", None, big.as_bytes()).action, Action::Reply(Reason::BodyTooLarge));
-    let packed = Encoding::Gzip.encode(big.as_bytes()).unwrap();
+    let big = format!(
+        r#"{{"pad":"{}","context":{{"consent":{{"categoryPreferences":{{"Ads":true}}}}}}}}"#,
+        "x".repeat(1000)
+    );
+    assert_eq!(
+        run(&config, &ads, "/", None, big.as_bytes()).action,
+        Action::Reply(Reason::BodyTooLarge)
+    );
+    let packed = Encoding::Gzip.encode(big.as_bytes());
     assert!(packed.len() < 1000);
-    assert_eq!(run(&config, &ads, "/", Some("gzip"), &packed).action, Action::Reply(Reason::BodyTooLarge));
+    assert_eq!(
+        run(&config, &ads, "/", Some("gzip"), &packed).action,
+        Action::Reply(Reason::BodyTooLarge)
+    );
 }
 
 #[test]
@@ -152,12 +201,21 @@ fn compressed_events_are_judged_on_their_content() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);
     for (enc, header) in [(Encoding::Gzip, "gzip"), (Encoding::Deflate, "deflate")] {
-        let yes = enc.encode(event(r#"{"Ads":true}"#).as_bytes()).unwrap();
-        let no = enc.encode(event(r#"{"Ads":false}"#).as_bytes()).unwrap();
-        assert_eq!(run(&config, &ads, "/", Some(header), &yes).action, Action::Forward);
-        assert_eq!(run(&config, &ads, "/", Some(header), &no).action, Action::Reply(Reason::FilteredByEndUserConsent));
+        let yes = enc.encode(event(r#"{"Ads":true}"#).as_bytes());
+        let no = enc.encode(event(r#"{"Ads":false}"#).as_bytes());
+        assert_eq!(
+            run(&config, &ads, "/", Some(header), &yes).action,
+            Action::Forward
+        );
+        assert_eq!(
+            run(&config, &ads, "/", Some(header), &no).action,
+            Action::Reply(Reason::FilteredByEndUserConsent)
+        );
         let truncated = &yes[..yes.len() - 4];
-        assert_eq!(run(&config, &ads, "/", Some(header), truncated).action, Action::Reply(Reason::InvalidEvent));
+        assert_eq!(
+            run(&config, &ads, "/", Some(header), truncated).action,
+            Action::Reply(Reason::InvalidEvent)
+        );
     }
     let yes = event(r#"{"Ads":true}"#);
     for header in ["br", "zstd", "gzip, gzip", "compress"] {
