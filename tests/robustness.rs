@@ -9,21 +9,41 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 fn policy() -> RoutePolicy {
-    RoutePolicy { categories: vec!["Advertising".into(), "Analytics".into()], match_mode: Match::All }
+    RoutePolicy {
+        categories: vec!["Advertising".into(), "Analytics".into()],
+        match_mode: Match::All,
+    }
 }
 
 /// Random JSON-like text: real JSON fragments spliced with noise, so most inputs get deep into
 /// the scanner before they break.
 fn jsonish() -> impl Strategy<Value = String> {
     let atom = prop_oneof![
-        Just("{".to_string()), Just("}".to_string()), Just("[".to_string()), Just("]".to_string()),
-        Just(",".to_string()), Just(":".to_string()), Just("\"".to_string()), Just("\\".to_string()),
-        Just("\"context\"".to_string()), Just("\"consent\"".to_string()),
-        Just("\"categoryPreferences\"".to_string()), Just("\"Advertising\"".to_string()),
-        Just("\"batch\"".to_string()), Just("\"type\"".to_string()), Just("\"track\"".to_string()),
-        Just("true".to_string()), Just("false".to_string()), Just("null".to_string()),
-        Just("\\u0041".to_string()), Just("\\ud83d\\ude00".to_string()), Just("\\ud800".to_string()),
-        Just(" ".to_string()), Just("\n".to_string()), Just("-0.5e3".to_string()), Just("01".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just(",".to_string()),
+        Just(":".to_string()),
+        Just("\"".to_string()),
+        Just("\\".to_string()),
+        Just("\"context\"".to_string()),
+        Just("\"consent\"".to_string()),
+        Just("\"categoryPreferences\"".to_string()),
+        Just("\"Advertising\"".to_string()),
+        Just("\"batch\"".to_string()),
+        Just("\"type\"".to_string()),
+        Just("\"track\"".to_string()),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        Just("null".to_string()),
+        Just("\\u0041".to_string()),
+        Just("\\ud83d\\ude00".to_string()),
+        Just("\\ud800".to_string()),
+        Just(" ".to_string()),
+        Just("\n".to_string()),
+        Just("-0.5e3".to_string()),
+        Just("01".to_string()),
         "[a-z0-9 ]{0,4}",
     ];
     prop::collection::vec(atom, 0..40).prop_map(|parts| parts.concat())
@@ -109,5 +129,10 @@ proptest! {
 
 fn batch_ids(body: &[u8]) -> Vec<String> {
     let v: Value = serde_json::from_slice(body).unwrap();
-    v["batch"].as_array().unwrap().iter().map(|i| i["messageId"].as_str().unwrap().to_string()).collect()
+    v["batch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["messageId"].as_str().unwrap().to_string())
+        .collect()
 }
