@@ -36,6 +36,10 @@ PLUGIN_CONFIGS = {
     },
     "small_body": {"max_body_bytes": 1024},
     "alt_namespace": {"metadata_namespace": "alt_consent"},
+    "batch_reject": {"batch_mode": "reject"},
+    "deny_429": {"deny_status": 429},  # a status the Segment client retries
+    "metrics": {"max_body_bytes": 4096},
+    "dry_run": {"dry_run": True, "max_body_bytes": 4096},
 }
 
 
