@@ -291,23 +291,24 @@ fn judge_batch(
     j
 }
 
-/// A refused batch carries its single drop reason, or the consent denial when reasons mix.
+/// A refused batch is a consent denial (its body says how many items were dropped and why),
+/// unless no item could be read at all: then it is an invalid request.
 fn batch_reply_reason(counts: &[u32; Reason::ALL.len()]) -> Reason {
-    let mut present = Reason::ALL
-        .iter()
-        .zip(counts)
-        .filter(|(_, &n)| n > 0)
-        .map(|(r, _)| *r);
-    match (present.next(), present.next()) {
-        (Some(only), None) => only,
-        _ => Reason::FilteredByEndUserConsent,
+    let dropped: u32 = counts.iter().sum();
+    let invalid = counts.get(Reason::InvalidEvent.index()).copied().unwrap_or(0);
+    if dropped > 0 && invalid == dropped {
+        Reason::InvalidEvent
+    } else {
+        Reason::FilteredByEndUserConsent
     }
 }
 
+/// The most frequent reason; a tie goes to the one listed first in [`Reason::ALL`].
 fn most_common(counts: &[u32; Reason::ALL.len()]) -> Option<Reason> {
     Reason::ALL
         .iter()
         .zip(counts)
+        .rev()
         .filter(|(_, &n)| n > 0)
         .max_by_key(|(_, &n)| n)
         .map(|(r, _)| *r)

@@ -147,11 +147,12 @@ fn nothing_allowed_is_answered_locally_with_counts() {
     );
     assert_eq!(reply["categories"], json!(["Advertising"]));
 
-    // A single shared reason is the reply's reason (and status).
+    // Items without consent are consent denials too; only a batch of nothing but unreadable
+    // items is an invalid request.
     let only_missing = json!({"batch": [item("a", None), item("b", None)]});
     assert_eq!(
         run(&Config::default(), &only_missing.to_string()).action,
-        Action::Reply(Reason::MissingConsent)
+        Action::Reply(Reason::FilteredByEndUserConsent)
     );
     let only_invalid = json!({"batch": [1, "x", null]});
     assert_eq!(

@@ -114,8 +114,8 @@ MATRIX = [
         refused(403, FILTERED, "Analytics")),
     row("all-denied/refused", batch(drop(FILTERED, no("r1")), drop(FILTERED, no("r2"))),
         refused(403, FILTERED, "Analytics")),
-    row("all-denied/no-consent-anywhere-is-missing-consent",
-        batch(drop(MISSING, bare("n1")), drop(MISSING, bare("n2"))), refused(403, MISSING, "Analytics")),
+    row("all-denied/no-consent-anywhere-is-a-consent-denial",
+        batch(drop(MISSING, bare("n1")), drop(MISSING, bare("n2"))), refused(403, FILTERED, "Analytics")),
     row("all-denied/all-invalid-is-400", batch(drop(INVALID, b"1"), drop(INVALID, b'"x"'),
                                                drop(INVALID, DUP_CATEGORY)), refused(400, INVALID)),
     row("all-denied/invalid-and-refused-is-a-consent-denial",
@@ -260,13 +260,13 @@ def rejecting(envoys):
 
 
 REJECT = [
-    # The reply names the single reason of the denied items (or the consent denial when they mix);
+    # The reply is a consent denial unless every denied item was unreadable (then 400);
     # `dropped` counts the denied items.
     row("mixed-is-refused-whole", MIXED, refused(403, FILTERED, "Analytics")),
     row("one-refused-item", batch(keep(ok("j1")), drop(FILTERED, no("j2")), keep(ok("j3"))),
         refused(403, FILTERED, "Analytics")),
     row("one-item-without-consent", batch(keep(ok("j1")), drop(MISSING, bare("j2"))),
-        refused(403, MISSING, "Analytics")),
+        refused(403, FILTERED, "Analytics")),
     row("one-invalid-item", batch(keep(ok("j1")), drop(INVALID, b"[]")), refused(400, INVALID)),
     row("item-overriding-top-level-consent", batch(keep(bare("j1")), drop(FILTERED, no("j2")),
                                                    top_consent={"Analytics": True}),
