@@ -14,7 +14,7 @@ all: build
 
 # wasm-opt (binaryen, from Debian) shrinks the module; rustc 1.95 output needs these features.
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-                  --enable-mutable-globals --enable-multivalue --enable-reference-types
+                  --enable-mutable-globals --enable-multivalue --enable-reference-types --enable-simd
 
 toolchain:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)

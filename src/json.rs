@@ -79,18 +79,31 @@ fn is_string_stop(b: u8) -> bool {
     STRING_STOP.get(usize::from(b)).copied().unwrap_or(true)
 }
 
-/// Offset of the first string-stop byte in `bytes`, eight bytes at a time (strings are most of
-/// an event's bytes, so this loop is most of the filter's time).
+/// Offset of the first string-stop byte in `bytes`. Strings are most of an event's bytes, so
+/// this is most of the filter's time: sixteen bytes at a time with SIMD where the target has it
+/// (x86-64 natively; wasm32 with the `simd128` feature the build enables), then eight at a time.
 fn find_string_stop(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 16) {
+        let Ok(block) = <&[u8; 16]>::try_from(chunk) else { break };
+        let hits = simd::stops16(block);
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize);
+        }
+        at += 16;
+    }
+    find_string_stop_swar(bytes.get(at..)?).map(|p| at + p)
+}
+
+/// Eight bytes at a time in a `u64`, then byte by byte.
+fn find_string_stop_swar(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Flags bytes of `x` that are below `n`; the lowest flagged byte is always a true one.
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
     let mut at = 0;
     while let Some(chunk) = bytes.get(at..at + 8) {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
         let w = u64::from_le_bytes(word);
         let hits = below(w ^ (ONES * u64::from(b'"')), 1)
             | below(w ^ (ONES * u64::from(b'\\')), 1)
@@ -102,6 +115,43 @@ fn find_string_stop(bytes: &[u8]) -> Option<usize> {
     }
     let tail = bytes.get(at..)?;
     tail.iter().position(|&b| is_string_stop(b)).map(|p| at + p)
+}
+
+/// `stops16(block)`: bit `i` set when `block[i]` is a string-stop byte.
+mod simd {
+    #[cfg(target_arch = "x86_64")]
+    pub fn stops16(block: &[u8; 16]) -> u32 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86-64 baseline; the load reads exactly the 16 bytes of
+        // `block` and allows any alignment.
+        unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            // v <= 0x1f (unsigned) exactly when min(v, 0x1f) == v.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+        }
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    pub fn stops16(block: &[u8; 16]) -> u32 {
+        use std::arch::wasm32::*;
+        // SAFETY: the load reads exactly the 16 bytes of `block`; v128_load allows any alignment.
+        let v = unsafe { v128_load(block.as_ptr().cast::<v128>()) };
+        let quote = u8x16_eq(v, u8x16_splat(b'"'));
+        let backslash = u8x16_eq(v, u8x16_splat(b'\\'));
+        let control = u8x16_lt(v, u8x16_splat(0x20));
+        u32::from(u8x16_bitmask(v128_or(v128_or(quote, backslash), control)))
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    pub fn stops16(block: &[u8; 16]) -> u32 {
+        match super::find_string_stop_swar(block) {
+            Some(i) => 1 << i,
+            None => 0,
+        }
+    }
 }
 
 impl<'a> Scanner<'a> {
