@@ -31,6 +31,8 @@ pub struct Config {
     pub routes: Vec<RouteRule>,
     pub batch_mode: BatchMode,
     pub dry_run: bool,
+    /// Whether route metadata is read at all (false: `routes` rules only, which is cheaper).
+    pub route_metadata: bool,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             routes: Vec::new(),
             batch_mode: BatchMode::Filter,
             dry_run: false,
+            route_metadata: true,
         }
     }
 }
@@ -154,6 +157,7 @@ impl Config {
                     }
                 }
                 "dry_run" => config.dry_run = boolean(key, value)?,
+                "route_metadata" => config.route_metadata = boolean(key, value)?,
                 other => return Err(format!("unknown configuration key \"{other}\"")),
             }
         }
@@ -350,6 +354,7 @@ mod tests {
         assert_eq!(d.metadata_namespace, "consent_gate");
         assert_eq!(d.batch_mode, BatchMode::Filter);
         assert!(!d.dry_run);
+        assert!(d.route_metadata);
     }
 
     #[test]
@@ -357,7 +362,7 @@ mod tests {
         let c = Config::parse(
             r#"{"metadata_namespace":"ns","on_missing_consent":"allow","match":"any",
                 "deny_status":451,"max_body_bytes":2048,"always_allow_events":["X"],
-                "batch_mode":"reject","dry_run":true,
+                "batch_mode":"reject","dry_run":true,"route_metadata":false,
                 "routes":[{"host":"API.example.com","categories":["A","B"]},
                           {"path_prefix":"/p","route_name":"r","categories":["C"],"match":"all"}]}"#,
         )
@@ -370,6 +375,7 @@ mod tests {
         assert_eq!(c.always_allow_events, vec!["X".to_string()]);
         assert_eq!(c.batch_mode, BatchMode::Reject);
         assert!(c.dry_run);
+        assert!(!c.route_metadata);
         assert_eq!(c.routes[0].host.as_deref(), Some("api.example.com"));
         // A rule without its own `match` inherits the top-level one.
         assert_eq!(c.routes[0].policy.match_mode, Match::Any);
@@ -418,6 +424,7 @@ mod tests {
             ),
             (r#"{"batch_mode":"drop"}"#, "batch_mode"),
             (r#"{"dry_run":"yes"}"#, "dry_run"),
+            (r#"{"route_metadata":1}"#, "route_metadata"),
             (r#"{"match":"all","match":"any"}"#, "match"),
         ];
         for (text, key) in cases {

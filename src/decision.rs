@@ -295,7 +295,10 @@ fn judge_batch(
 /// unless no item could be read at all: then it is an invalid request.
 fn batch_reply_reason(counts: &[u32; Reason::ALL.len()]) -> Reason {
     let dropped: u32 = counts.iter().sum();
-    let invalid = counts.get(Reason::InvalidEvent.index()).copied().unwrap_or(0);
+    let invalid = counts
+        .get(Reason::InvalidEvent.index())
+        .copied()
+        .unwrap_or(0);
     if dropped > 0 && invalid == dropped {
         Reason::InvalidEvent
     } else {

@@ -85,7 +85,9 @@ fn is_string_stop(b: u8) -> bool {
 fn find_string_stop(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
     while let Some(chunk) = bytes.get(at..at + 16) {
-        let Ok(block) = <&[u8; 16]>::try_from(chunk) else { break };
+        let Ok(block) = <&[u8; 16]>::try_from(chunk) else {
+            break;
+        };
         let hits = simd::stops16(block);
         if hits != 0 {
             return Some(at + hits.trailing_zeros() as usize);
@@ -103,7 +105,9 @@ fn find_string_stop_swar(bytes: &[u8]) -> Option<usize> {
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
     let mut at = 0;
     while let Some(chunk) = bytes.get(at..at + 8) {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
         let w = u64::from_le_bytes(word);
         let hits = below(w ^ (ONES * u64::from(b'"')), 1)
             | below(w ^ (ONES * u64::from(b'\\')), 1)
@@ -145,7 +149,10 @@ mod simd {
         u32::from(u8x16_bitmask(v128_or(v128_or(quote, backslash), control)))
     }
 
-    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
     pub fn stops16(block: &[u8; 16]) -> u32 {
         match super::find_string_stop_swar(block) {
             Some(i) => 1 << i,

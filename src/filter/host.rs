@@ -43,10 +43,8 @@ extern "C" {
         data: *const u8,
         data_size: usize,
     ) -> u32;
-    fn proxy_get_header_map_value(
+    fn proxy_get_header_map_pairs(
         map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
@@ -135,9 +133,10 @@ pub fn set_buffer(buffer: u32, start: usize, size: usize, value: &[u8]) -> Resul
     status(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
 }
 
-pub fn get_header(map: u32, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+/// The whole header map in one call, in the pairs encoding (see `policy::decode_pairs`).
+pub fn get_header_map(map: u32) -> Result<Vec<u8>, HostError> {
     // SAFETY: as for `get_buffer`.
-    returned(|d, s| unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), d, s) })
+    Ok(returned(|d, s| unsafe { proxy_get_header_map_pairs(map, d, s) })?.unwrap_or_default())
 }
 
 pub fn set_header(map: u32, name: &str, value: &str) -> Result<(), HostError> {

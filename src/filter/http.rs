@@ -14,12 +14,12 @@ use crate::config::RequestTarget;
 use crate::decision::{judge, Action, Judgement, Reason, Request};
 use crate::encoding::Encoding;
 use crate::metrics::Counter;
-use crate::policy::{RouteMetadata, RoutePolicy};
+use crate::policy::{decode_pairs, RouteMetadata, RoutePolicy};
 use crate::reply;
 
-/// The filter-state keys of the decision record (`%FILTER_STATE(wasm.<key>:PLAIN)%`).
-const DECISION_KEY: &str = "consent_gate.decision";
-const RECORD_KEY: &str = "consent_gate.record";
+/// The filter-state key of the decision record (`%FILTER_STATE(wasm.consent_gate:PLAIN)%`):
+/// one key, so one host call per request.
+const RECORD_KEY: &str = "consent_gate";
 /// The response header that tells the client how many batch items were dropped.
 const DROPPED_HEADER: &str = "x-consent-gate-dropped";
 
@@ -55,14 +55,38 @@ impl Http {
         }
     }
 
-    fn request_header(&self, name: &str) -> Result<Option<String>, host::HostError> {
-        Ok(host::get_header(MAP_HTTP_REQUEST_HEADERS, name)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    /// The route's policy: its metadata first, then the first matching `routes` rule (which
+    /// needs the request headers: they are read into `headers` then, to be read only once).
+    fn route_policy(
+        &self,
+        headers: &mut Option<RequestHeaders>,
+    ) -> Result<Option<RoutePolicy>, String> {
+        let config = &self.shared.config;
+        if let Some(policy) = self.metadata_policy()? {
+            return Ok(Some(policy));
+        }
+        if config.routes.is_empty() {
+            return Ok(None);
+        }
+        let route_name = property_text(&["xds", "route_name"]);
+        let read = RequestHeaders::read()
+            .map_err(|e| format!("cannot read the request headers (host status {})", e.0))?;
+        let h = headers.insert(read);
+        let target = RequestTarget {
+            route_name: &route_name,
+            authority: &h.authority,
+            path: &h.path,
+        };
+        Ok(config.rule_for(&target).cloned())
     }
 
-    /// The route's policy: its metadata first, then the first matching `routes` rule.
-    fn route_policy(&self) -> Result<Option<RoutePolicy>, String> {
+    /// The policy in the route's metadata (one host property read: the most expensive call the
+    /// filter makes, which `route_metadata: false` avoids).
+    fn metadata_policy(&self) -> Result<Option<RoutePolicy>, String> {
         let config = &self.shared.config;
+        if !config.route_metadata {
+            return Ok(None);
+        }
         let path = [
             "xds",
             "route_metadata",
@@ -71,35 +95,16 @@ impl Http {
         ];
         let raw = host::get_property(&path)
             .map_err(|e| format!("cannot read route metadata (host status {})", e.0))?;
-        if let Some(raw) = raw {
-            let metadata = RouteMetadata::from_struct(&raw).ok_or_else(|| {
-                format!(
-                    "route metadata \"{}\" is not a struct",
-                    config.metadata_namespace
-                )
-            })?;
-            if let Some(policy) = metadata.policy(config.match_mode)? {
-                return Ok(Some(policy));
-            }
-        }
-        if config.routes.is_empty() {
+        let Some(raw) = raw else {
             return Ok(None);
-        }
-        let text = |v: Result<Option<Vec<u8>>, host::HostError>| -> String {
-            v.ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
         };
-        let route_name = text(host::get_property(&["xds", "route_name"]));
-        let authority = text(host::get_header(MAP_HTTP_REQUEST_HEADERS, ":authority"));
-        let path = text(host::get_header(MAP_HTTP_REQUEST_HEADERS, ":path"));
-        let target = RequestTarget {
-            route_name: &route_name,
-            authority: &authority,
-            path: &path,
-        };
-        Ok(config.rule_for(&target).cloned())
+        let metadata = RouteMetadata::from_struct(&raw).ok_or_else(|| {
+            format!(
+                "route metadata \"{}\" is not a struct",
+                config.metadata_namespace
+            )
+        })?;
+        metadata.policy(config.match_mode)
     }
 
     /// Judges the complete body and carries the judgement out.
@@ -222,32 +227,32 @@ impl Http {
             .unwrap_or_default();
         let reason = j.reason().map_or("-", Reason::code);
         let record = format!(
-            "reason={reason} required={} denied={} events={} dropped={}",
+            "decision={decision} reason={reason} required={} denied={} events={} dropped={}",
             or_dash(&required.join(",")),
             or_dash(&denied.join(",")),
             j.events,
             j.dropped
         );
-        for (key, value) in [(DECISION_KEY, decision), (RECORD_KEY, record.as_str())] {
-            if let Err(e) = host::set_property(&[key], value.as_bytes()) {
-                log::warn!(
-                    "consent_gate: cannot record the decision (host status {})",
-                    e.0
-                );
-            }
-        }
-        if !matches!(j.action, Action::Forward) {
-            let route = host::get_property(&["xds", "route_name"])
-                .ok()
-                .flatten()
-                .map(|r| String::from_utf8_lossy(&r).into_owned())
-                .unwrap_or_default();
-            log::info!(
-                "consent_gate: {decision} route={} {record}",
-                or_dash(&route)
+        if let Err(e) = host::set_property(&[RECORD_KEY], record.as_bytes()) {
+            log::warn!(
+                "consent_gate: cannot record the decision (host status {})",
+                e.0
             );
         }
+        if !matches!(j.action, Action::Forward) {
+            let route = property_text(&["xds", "route_name"]);
+            log::info!("route={} {record}", or_dash(&route));
+        }
     }
+}
+
+/// A string property, or "" when it is absent or cannot be read.
+fn property_text(path: &[&str]) -> String {
+    host::get_property(path)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn or_dash(s: &str) -> &str {
@@ -268,11 +273,48 @@ fn replace_body(old_size: usize, body: &[u8]) -> Result<(), host::HostError> {
     )
 }
 
+/// The request headers the filter uses, read in one host call (header names arrive lower-case).
+#[derive(Default)]
+struct RequestHeaders {
+    /// Several `content-encoding` lines are joined with ", " (and so refused as stacked codings).
+    content_encoding: Option<String>,
+    content_length: Option<String>,
+    path: String,
+    authority: String,
+}
+
+impl RequestHeaders {
+    fn read() -> Result<RequestHeaders, host::HostError> {
+        let raw = host::get_header_map(MAP_HTTP_REQUEST_HEADERS)?;
+        // An undecodable map is a host fault: refuse the request rather than guess.
+        let pairs = decode_pairs(&raw).ok_or(host::HostError(u32::MAX))?;
+        let mut h = RequestHeaders::default();
+        for (name, value) in pairs {
+            let value = String::from_utf8_lossy(value);
+            match name {
+                b"content-encoding" => match &mut h.content_encoding {
+                    Some(v) => {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    }
+                    None => h.content_encoding = Some(value.into_owned()),
+                },
+                b"content-length" => h.content_length = Some(value.into_owned()),
+                b":path" => h.path = value.into_owned(),
+                b":authority" => h.authority = value.into_owned(),
+                _ => {}
+            }
+        }
+        Ok(h)
+    }
+}
+
 impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> HostAction {
-        let policy = match self.route_policy() {
+        let mut headers = None;
+        let policy = match self.route_policy(&mut headers) {
             Ok(Some(policy)) => policy,
             Ok(None) => return HostAction::Continue, // not gated: never buffered
             Err(message) => {
@@ -280,14 +322,17 @@ impl HttpContext for Http {
                 return self.carry_out(Judgement::refused(Reason::RouteConfigError), None, 0);
             }
         };
-        let headers = self.request_header("content-encoding").and_then(|ce| {
-            Ok((
-                ce,
-                self.request_header("content-length")?,
-                self.request_header(":path")?,
-            ))
-        });
-        let Ok((content_encoding, content_length, path)) = headers else {
+        let read = match headers.take() {
+            Some(h) => Ok(h),
+            None => RequestHeaders::read(),
+        };
+        let Ok(RequestHeaders {
+            content_encoding,
+            content_length,
+            path,
+            ..
+        }) = read
+        else {
             return self.carry_out(Judgement::refused(Reason::InternalError), Some(&policy), 0);
         };
         // Refuse early what the body cannot change: nothing is buffered for it.
@@ -305,7 +350,7 @@ impl HttpContext for Http {
         self.state = State::Buffering(Pending {
             policy,
             content_encoding,
-            path: path.unwrap_or_default(),
+            path,
             body_size: 0,
         });
         if end_of_stream {

@@ -36,6 +36,10 @@ PLUGIN_CONFIGS = {
     },
     "small_body": {"max_body_bytes": 1024},
     "alt_namespace": {"metadata_namespace": "alt_consent"},
+    "rules_only": {
+        "route_metadata": False,
+        "routes": [{"path_prefix": "/rule-gated", "categories": ["Functional"]}],
+    },
     "batch_reject": {"batch_mode": "reject"},
     "deny_429": {"deny_status": 429},  # a status the Segment client retries
     "metrics": {"max_body_bytes": 4096},

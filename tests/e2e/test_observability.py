@@ -400,12 +400,12 @@ def test_logs_carry_decisions_but_no_personal_data(envoys, upstream):
 
     # The one info line per denial: route, required categories, reason, counts.
     expected_lines = [
-        "consent_gate: deny route=ads reason=FILTERED_BY_END_USER_CONSENT required=Advertising "
+        "route=ads decision=deny reason=FILTERED_BY_END_USER_CONSENT required=Advertising "
         "denied=Advertising events=1 dropped=1",
-        "consent_gate: deny route=ads reason=MISSING_CONSENT required=Advertising denied=Advertising "
+        "route=ads decision=deny reason=MISSING_CONSENT required=Advertising denied=Advertising "
         "events=1 dropped=1",
-        "consent_gate: deny route=ads reason=INVALID_EVENT required=Advertising denied=- events=1 dropped=1",
-        "consent_gate: filter route=ads reason=FILTERED_BY_END_USER_CONSENT required=Advertising "
+        "route=ads decision=deny reason=INVALID_EVENT required=Advertising denied=- events=1 dropped=1",
+        "route=ads decision=filter reason=FILTERED_BY_END_USER_CONSENT required=Advertising "
         "denied=Advertising events=3 dropped=2",
     ]
     deadline = time.monotonic() + 5
@@ -497,7 +497,7 @@ def test_dry_run_forwards_everything_untouched_and_records_what_would_have_happe
 
     final = stats.counters(envoy)
     assert final == DRY_RUN_TOTALS, "dry-run counters:\n" + stats.diff(DRY_RUN_TOTALS, final)
-    would = [line for line in envoy.stderr_text().splitlines() if "consent_gate: would_" in line]
+    would = [line for line in envoy.stderr_text().splitlines() if " decision=would_" in line]
     assert len(would) == 10 and all("[info][wasm]" in line for line in would), "\n".join(would)
 
 

@@ -1,6 +1,6 @@
 """Plugin configuration keys other than the defaults, each on its own Envoy (see PLUGIN_CONFIGS in
 conftest.py): on_missing_consent allow; deny_status 451 with match any and a custom
-always_allow_events; `routes` rules; metadata_namespace."""
+always_allow_events; `routes` rules; metadata_namespace; route_metadata false."""
 
 import pytest
 
@@ -147,3 +147,24 @@ def alt_namespace(envoys):
 ])
 def test_metadata_namespace(alt_namespace, upstream, path, body, expect):
     post(alt_namespace, upstream, path, body, expect)
+
+
+# ---- route_metadata: false (rules only) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rules_only(envoys):
+    return envoys.get("rules_only")
+
+
+@pytest.mark.parametrize("path, body, expect", [
+    # Route metadata is not read: /ads (Advertising in its metadata) and / (Analytics) are ungated.
+    pytest.param("/ads", event({"Advertising": False}), ALLOW, id="ads-metadata-ignored"),
+    pytest.param("/v1/track", event(), ALLOW, id="default-route-metadata-ignored"),
+    # The rule still gates.
+    pytest.param("/rule-gated/x", event({"Functional": True}), ALLOW, id="rule-consented"),
+    pytest.param("/rule-gated/x", event({"Functional": False}), denied("Functional"), id="rule-refused"),
+    pytest.param("/rule-gated/x", event(), missing(), id="rule-missing"),
+])
+def test_route_metadata_off_uses_rules_only(rules_only, upstream, path, body, expect):
+    post(rules_only, upstream, path, body, expect)

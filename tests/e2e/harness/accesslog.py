@@ -4,7 +4,7 @@ envoy/e2e.yaml's format ends with the request's `x-e2e-id` header and consent-ga
 record (README "Decision records"):
 
     [...] "POST /ads HTTP/1.1" 403 - consent_gate.FILTERED_BY_END_USER_CONSENT 232 157 0 route=ads
-      upstream=- id=rec-1 decision=deny record="reason=FILTERED_BY_END_USER_CONSENT
+      upstream=- id=rec-1 record="decision=deny reason=FILTERED_BY_END_USER_CONSENT
       required=Advertising denied=Advertising events=1 dropped=1"
 
 (one line). A test tags each request with a unique `x-e2e-id` (`tag()`) and finds its line with
@@ -26,7 +26,7 @@ LINE = re.compile(
     r'^\[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>\S+)" '
     r"(?P<status>\d+) (?P<flags>\S+) (?P<details>\S+) (?P<bytes_received>\d+) (?P<bytes_sent>\d+) "
     r"(?P<duration>\S+) route=(?P<route>\S+) upstream=(?P<upstream>\S+) id=(?P<id>\S+) "
-    r'decision=(?P<decision>\S+) record="(?P<record>[^"]*)"$'
+    r'record="(?P<record>[^"]*)"$'
 )
 
 
@@ -40,12 +40,9 @@ class Entry:
     route: str
     upstream: str
     id: str
-    decision: str  # %FILTER_STATE(wasm.consent_gate.decision:PLAIN)%, "-" when unset
-    record: str  # %FILTER_STATE(wasm.consent_gate.record:PLAIN)%, "-" when unset
+    record: str  # %FILTER_STATE(wasm.consent_gate:PLAIN)%, "-" when unset
 
-    @property
-    def fields(self) -> dict[str, str]:
-        """The record's `key=value` pairs ({} when the record is "-")."""
+    def _pairs(self) -> dict[str, str]:
         if self.record == "-":
             return {}
         pairs = {}
@@ -53,7 +50,18 @@ class Entry:
             key, sep, value = part.partition("=")
             assert sep and key not in pairs, f"malformed decision record {self.record!r}"
             pairs[key] = value
+        assert next(iter(pairs)) == "decision", f"the record must start with decision=: {self.record!r}"
         return pairs
+
+    @property
+    def decision(self) -> str:
+        """The record's `decision` ("-" when the record is "-")."""
+        return self._pairs().get("decision", "-")
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The record's other `key=value` pairs ({} when the record is "-")."""
+        return {k: v for k, v in self._pairs().items() if k != "decision"}
 
 
 def parse(line: str) -> Entry:
@@ -68,7 +76,6 @@ def parse(line: str) -> Entry:
         route=m["route"],
         upstream=m["upstream"],
         id=m["id"],
-        decision=m["decision"],
         record=m["record"],
     )
 
