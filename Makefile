@@ -53,6 +53,15 @@ validate: build venv
 	  echo "validate $$f"; \
 	  "$(ENVOY_BIN)" --mode validate -c "$$f" --log-level error >/dev/null || exit 1; \
 	done
+	cd bench/floor && cargo build --release --target $(TARGET)
+	$(PY) bench/run.py --validate
+
+## bench: consent-gate vs passthrough, the wasm floor and a Lua filter under load
+## -> bench/results.md, bench/ratios.svg (QUICK=1: about a minute)
+bench: build venv
+	cd bench/floor && cargo build --release --target $(TARGET)
+	cargo bench --bench decision -- --warm-up-time 1 --measurement-time $(if $(QUICK),1,3)
+	$(PY) bench/run.py
 
 e2e: build venv
 	$(VENV)/bin/pytest tests/e2e -q
