@@ -68,7 +68,12 @@ impl Http {
         if config.routes.is_empty() {
             return Ok(None);
         }
-        let route_name = property_text(&["xds", "route_name"]);
+        // The route name is a host property (expensive): read only when a rule asks for it.
+        let route_name = if config.routes.iter().any(|r| r.route_name.is_some()) {
+            property_text(&["xds", "route_name"])
+        } else {
+            String::new()
+        };
         let read = RequestHeaders::read()
             .map_err(|e| format!("cannot read the request headers (host status {})", e.0))?;
         let h = headers.insert(read);

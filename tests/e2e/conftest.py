@@ -119,3 +119,9 @@ def passthrough(envoys) -> Envoy:
 def gate(envoys) -> Envoy:
     """Envoy with the filter and the default plugin configuration `{}`."""
     return envoys.get("default")
+
+
+@pytest.fixture(scope="session")
+def small(envoys) -> Envoy:
+    """Envoy with max_body_bytes: 1024."""
+    return envoys.get("small_body")

@@ -180,12 +180,6 @@ def test_chunked_gzip_bomb_is_413(gate, upstream):
     assert_outcome(resp, upstream, TOO_LARGE, body)
 
 
-@pytest.fixture(scope="module")
-def small(envoys):
-    """Envoy with max_body_bytes: 1024."""
-    return envoys.get("small_body")
-
-
 @pytest.mark.parametrize("size, expect", [
     pytest.param(1024, ALLOW, id="decompresses-to-the-limit"),
     pytest.param(1025, TOO_LARGE, id="decompresses-one-byte-over"),

@@ -174,12 +174,6 @@ def test_ungated_route_streams_without_buffering(gate, upstream):
 # ---- body size limits ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def small(envoys):
-    """Envoy with max_body_bytes: 1024."""
-    return envoys.get("small_body")
-
-
 @pytest.mark.parametrize("size, expect", [
     pytest.param(1024, ALLOW, id="at-limit-allowed"),
     pytest.param(1025, TOO_LARGE, id="one-byte-over"),
