@@ -82,6 +82,7 @@ fn is_string_stop(b: u8) -> bool {
 /// Offset of the first string-stop byte in `bytes`. Strings are most of an event's bytes, so
 /// this is most of the filter's time: sixteen bytes at a time with SIMD where the target has it
 /// (x86-64 natively; wasm32 with the `simd128` feature the build enables), then eight at a time.
+#[inline(always)]
 fn find_string_stop(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
     while let Some(chunk) = bytes.get(at..at + 16) {
@@ -124,6 +125,7 @@ fn find_string_stop_swar(bytes: &[u8]) -> Option<usize> {
 /// `stops16(block)`: bit `i` set when `block[i]` is a string-stop byte.
 mod simd {
     #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
     pub fn stops16(block: &[u8; 16]) -> u32 {
         use std::arch::x86_64::*;
         // SAFETY: SSE2 is part of the x86-64 baseline; the load reads exactly the 16 bytes of
@@ -161,6 +163,8 @@ mod simd {
     }
 }
 
+// The scanner's small steps are forced inline: in Envoy's V8 a wasm call per string costs more
+// than scanning the string (measured: 32 KB event 55 -> 20 us, 63 KB batch 150 -> 60 us).
 impl<'a> Scanner<'a> {
     pub fn new(text: &'a str) -> Self {
         Scanner {
@@ -174,10 +178,12 @@ impl<'a> Scanner<'a> {
         self.pos
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
@@ -196,6 +202,7 @@ impl<'a> Scanner<'a> {
         self.pos >= self.buf.len()
     }
 
+    #[inline(always)]
     fn eat(&mut self, b: u8) -> Result<(), Invalid> {
         self.skip_ws();
         if self.peek() == Some(b) {
@@ -218,6 +225,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Reads a member's key and its colon.
+    #[inline(always)]
     pub fn key(&mut self) -> Result<Str<'a>, Invalid> {
         self.skip_ws();
         let k = self.string()?;
@@ -226,6 +234,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// After a member's value: true if another member follows (comma consumed), false at `}`.
+    #[inline(always)]
     pub fn object_more(&mut self) -> Result<bool, Invalid> {
         self.more(b'}')
     }
@@ -242,10 +251,12 @@ impl<'a> Scanner<'a> {
     }
 
     /// After an element: true if another element follows (comma consumed), false at `]`.
+    #[inline(always)]
     pub fn array_more(&mut self) -> Result<bool, Invalid> {
         self.more(b']')
     }
 
+    #[inline(always)]
     fn more(&mut self, close: u8) -> Result<bool, Invalid> {
         self.skip_ws();
         match self.peek() {
@@ -262,6 +273,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Reads a string value (leading white space allowed).
+    #[inline(always)]
     pub fn string(&mut self) -> Result<Str<'a>, Invalid> {
         self.eat(b'"')?;
         let start = self.pos;
@@ -287,6 +299,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Validates one escape sequence after its backslash, surrogate pairs included.
+    #[inline(never)] // rare: keeps the inlined string loop small
     fn escape(&mut self) -> Result<(), Invalid> {
         match self.peek() {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
@@ -346,6 +359,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> Result<(), Invalid> {
         let start = self.pos;
         while let Some(b'0'..=b'9') = self.peek() {
@@ -358,6 +372,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn number(&mut self) -> Result<(), Invalid> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
