@@ -29,6 +29,7 @@ pub const LOG_ERROR: u32 = 4;
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -121,6 +122,17 @@ pub fn log(level: u32, message: &str) {
     // SAFETY: pointer and length describe `message`, valid for the call.
     // A failed log line has nowhere to be reported: it is dropped.
     let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// Whether Envoy would print a line at `level` (it can change at run time, through the admin
+/// endpoint): lets the filter skip building a line nobody will see.
+pub fn log_enabled(level: u32) -> bool {
+    let mut current = 0u32;
+    // SAFETY: `current` is a valid local.
+    match unsafe { proxy_get_log_level(&mut current) } {
+        OK => current <= level,
+        _ => true,
+    }
 }
 
 pub fn get_buffer(buffer: u32, start: usize, max: usize) -> Result<Option<Vec<u8>>, HostError> {

@@ -244,7 +244,8 @@ impl Http {
                 e.0
             );
         }
-        if !matches!(j.action, Action::Forward) {
+        // The route name is an expensive host property: fetched only for a line Envoy will print.
+        if !matches!(j.action, Action::Forward) && host::log_enabled(host::LOG_INFO) {
             let route = property_text(&["xds", "route_name"]);
             log::info!("route={} {record}", or_dash(&route));
         }
