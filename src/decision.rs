@@ -91,21 +91,25 @@ pub struct Judgement {
 }
 
 impl Judgement {
-    /// A whole request refused before any event could be read.
-    pub fn refused(reason: Reason) -> Judgement {
-        let mut dropped_by_reason = [0; Reason::ALL.len()];
-        if let Some(n) = dropped_by_reason.get_mut(reason.index()) {
-            *n = 1;
-        }
+    /// Forwarding `events` events untouched, nothing dropped yet.
+    fn forward(is_batch: bool, events: u32) -> Judgement {
         Judgement {
-            action: Action::Reply(reason),
-            is_batch: false,
-            events: 1,
-            dropped: 1,
-            dropped_by_reason,
+            action: Action::Forward,
+            is_batch,
+            events,
+            dropped: 0,
+            dropped_by_reason: [0; Reason::ALL.len()],
             denied_categories: 0,
             category_denials: [0; MAX_CATEGORIES],
         }
+    }
+
+    /// A whole request refused before any event could be read.
+    pub fn refused(reason: Reason) -> Judgement {
+        let mut j = Judgement::forward(false, 1);
+        j.action = Action::Reply(reason);
+        count_drop(&mut j, reason, 0);
+        j
     }
 
     /// The reason named in the record: the reply's, or for a rewrite the most common drop reason.
@@ -225,15 +229,7 @@ fn no_event() -> EventFacts {
 fn single(req: &Request, facts: EventFacts) -> Judgement {
     let implied_track = facts.is_track.is_none() && path_names_track(req.path);
     let verdict = decide(req.config, req.policy, &facts, facts.consent, implied_track);
-    let mut j = Judgement {
-        action: Action::Forward,
-        is_batch: false,
-        events: 1,
-        dropped: 0,
-        dropped_by_reason: [0; Reason::ALL.len()],
-        denied_categories: 0,
-        category_denials: [0; MAX_CATEGORIES],
-    };
+    let mut j = Judgement::forward(false, 1);
     if let Verdict::Deny { reason, missing } = verdict {
         j.action = Action::Reply(reason);
         count_drop(&mut j, reason, missing);
@@ -249,15 +245,7 @@ fn judge_batch(
     items: &[Item],
     array: (usize, usize),
 ) -> Judgement {
-    let mut j = Judgement {
-        action: Action::Forward,
-        is_batch: true,
-        events: u32::try_from(items.len()).unwrap_or(u32::MAX),
-        dropped: 0,
-        dropped_by_reason: [0; Reason::ALL.len()],
-        denied_categories: 0,
-        category_denials: [0; MAX_CATEGORIES],
-    };
+    let mut j = Judgement::forward(true, u32::try_from(items.len()).unwrap_or(u32::MAX));
     let mut keep = Vec::with_capacity(items.len());
     for item in items {
         let verdict = match &item.facts {
@@ -287,7 +275,7 @@ fn judge_batch(
         return j;
     }
     let rewritten = batch::rewrite(plain, array, &keep);
-    j.action = Action::Rewrite(encoding.encode(&rewritten));
+    j.action = Action::Rewrite(encoding.encode(rewritten));
     j
 }
 

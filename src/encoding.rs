@@ -75,16 +75,16 @@ impl Encoding {
         }
     }
 
-    /// Compresses a rewritten body with this encoding.
-    pub fn encode(self, plain: &[u8]) -> Vec<u8> {
+    /// Compresses a rewritten body with this encoding (identity hands it back without a copy).
+    pub fn encode(self, plain: Vec<u8>) -> Vec<u8> {
         match self {
-            Encoding::Identity => plain.to_vec(),
-            Encoding::Deflate => compress_to_vec_zlib(plain, LEVEL),
+            Encoding::Identity => plain,
+            Encoding::Deflate => compress_to_vec_zlib(&plain, LEVEL),
             Encoding::Gzip => {
                 // No name, no time stamp, unknown OS: nothing about the client or the filter.
                 let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-                out.extend_from_slice(&compress_to_vec(plain, LEVEL));
-                out.extend_from_slice(&crc32(plain).to_le_bytes());
+                out.extend_from_slice(&compress_to_vec(&plain, LEVEL));
+                out.extend_from_slice(&crc32(&plain).to_le_bytes());
                 out.extend_from_slice(&(plain.len() as u32).to_le_bytes());
                 out
             }
@@ -250,7 +250,7 @@ mod tests {
     fn round_trips() {
         let body = br#"{"batch":[{"type":"track"}]}"#.repeat(50);
         for enc in [Encoding::Identity, Encoding::Gzip, Encoding::Deflate] {
-            let packed = enc.encode(&body);
+            let packed = enc.encode(body.clone());
             assert_eq!(enc.decode(&packed, body.len()).unwrap(), body, "{enc:?}");
             if enc != Encoding::Identity {
                 assert!(packed.len() < body.len());
@@ -260,13 +260,13 @@ mod tests {
 
     #[test]
     fn caps_decompressed_size() {
-        let bomb = Encoding::Gzip.encode(&vec![b' '; 10_000_000]);
+        let bomb = Encoding::Gzip.encode(vec![b' '; 10_000_000]);
         assert!(bomb.len() < 20_000);
         assert_eq!(
             Encoding::Gzip.decode(&bomb, 1_048_576),
             Err(DecodeError::TooLarge)
         );
-        let z = Encoding::Deflate.encode(&vec![b' '; 2_000]);
+        let z = Encoding::Deflate.encode(vec![b' '; 2_000]);
         assert_eq!(
             Encoding::Deflate.decode(&z, 1_999),
             Err(DecodeError::TooLarge)
@@ -285,8 +285,8 @@ mod tests {
 
     #[test]
     fn reads_gzip_header_fields_and_several_members() {
-        let a = Encoding::Gzip.encode(b"{\"a\":");
-        let b = Encoding::Gzip.encode(b"1}");
+        let a = Encoding::Gzip.encode(b"{\"a\":".to_vec());
+        let b = Encoding::Gzip.encode(b"1}".to_vec());
         let mut both = a.clone();
         both.extend_from_slice(&b);
         assert_eq!(Encoding::Gzip.decode(&both, 100).unwrap(), b"{\"a\":1}");
@@ -330,7 +330,7 @@ mod tests {
     fn rejects_corrupt_truncated_and_trailing_data() {
         let body = br#"{"type":"track","event":"x"}"#.repeat(20);
         for enc in [Encoding::Gzip, Encoding::Deflate] {
-            let packed = enc.encode(&body);
+            let packed = enc.encode(body.clone());
             let truncated = &packed[..packed.len() - 5];
             assert_eq!(
                 enc.decode(truncated, 1 << 20),

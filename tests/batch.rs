@@ -212,7 +212,7 @@ fn empty_batch_has_nothing_to_refuse() {
 fn rewritten_compressed_batches_are_compressed_the_same_way() {
     let body = json!({"batch": [item("a", Some(json!({"Advertising": true}))), item("b", Some(json!({"Advertising": false})))]}).to_string();
     for (enc, header) in [(Encoding::Gzip, "gzip"), (Encoding::Deflate, "deflate")] {
-        let packed = enc.encode(body.as_bytes());
+        let packed = enc.encode(body.as_bytes().to_vec());
         let config = Config::default();
         let policy = ads();
         let j = judge(

@@ -188,7 +188,7 @@ fn body_size_limit_applies_before_and_after_decompression() {
         run(&config, &ads, "/", None, big.as_bytes()).action,
         Action::Reply(Reason::BodyTooLarge)
     );
-    let packed = Encoding::Gzip.encode(big.as_bytes());
+    let packed = Encoding::Gzip.encode(big.as_bytes().to_vec());
     assert!(packed.len() < 1000);
     assert_eq!(
         run(&config, &ads, "/", Some("gzip"), &packed).action,
@@ -201,8 +201,8 @@ fn compressed_events_are_judged_on_their_content() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);
     for (enc, header) in [(Encoding::Gzip, "gzip"), (Encoding::Deflate, "deflate")] {
-        let yes = enc.encode(event(r#"{"Ads":true}"#).as_bytes());
-        let no = enc.encode(event(r#"{"Ads":false}"#).as_bytes());
+        let yes = enc.encode(event(r#"{"Ads":true}"#).into_bytes());
+        let no = enc.encode(event(r#"{"Ads":false}"#).into_bytes());
         assert_eq!(
             run(&config, &ads, "/", Some(header), &yes).action,
             Action::Forward
