@@ -43,22 +43,23 @@ fn bench(c: &mut Criterion) {
         categories: vec!["Advertising".into()],
         match_mode: Match::All,
     };
-    let req = Request {
+    let request = |path| Request {
         config: &config,
         policy: &policy,
         content_encoding: None,
-        path: "/v1/track",
+        path,
     };
     let all_allowed_batch =
         batch(500, 1000).replace("\"Advertising\":false", "\"Advertising\":true");
     let cases = [
-        ("event_1k", event(1024, true, 1)),
-        ("event_32k", event(32 * 1024, true, 1)),
-        ("batch_500k_decide_only", all_allowed_batch),
-        ("batch_500k_rewrite", batch(500, 1000)),
+        ("event_1k", "/v1/track", event(1024, true, 1)),
+        ("event_32k", "/v1/track", event(32 * 1024, true, 1)),
+        ("batch_500k_decide_only", "/v1/batch", all_allowed_batch),
+        ("batch_500k_rewrite", "/v1/batch", batch(500, 1000)),
     ];
     let mut group = c.benchmark_group("judge");
-    for (name, body) in &cases {
+    for (name, path, body) in &cases {
+        let req = request(path);
         let expect_rewrite = name.ends_with("rewrite");
         let j = judge(&req, body.as_bytes());
         assert_eq!(

@@ -2,13 +2,25 @@
 //! naming the key it is about, so Envoy's refusal to start says what to fix.
 
 use crate::json::{ParseError, Value};
-use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
+use std::sync::Arc;
+
+use crate::policy::{validate_categories, Match, RoutePolicy};
+use crate::target::{normalize_path, path_readings, split_authority};
 
 /// What to do with an event that carries no `context.consent.categoryPreferences`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissingConsent {
     Deny,
     Allow,
+}
+
+/// What to do with a request on a route that has no consent policy (no route metadata, no rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnconfiguredRoute {
+    /// Forward it ungated (counted and recorded as `ungated`).
+    Allow,
+    /// Refuse it: every route must carry a policy or say `exempt: true`.
+    Deny,
 }
 
 /// What to do with a batch in which some items are denied.
@@ -27,13 +39,21 @@ pub struct Config {
     pub match_mode: Match,
     pub deny_status: u16,
     pub max_body_bytes: usize,
+    pub max_batch_items: usize,
     pub always_allow_events: Vec<String>,
     pub routes: Vec<RouteRule>,
     pub batch_mode: BatchMode,
     pub dry_run: bool,
     /// Whether route metadata is read at all (false: `routes` rules only, which is cheaper).
     pub route_metadata: bool,
+    pub on_unconfigured_route: UnconfiguredRoute,
 }
+
+/// The largest `max_body_bytes`: with it, the worst request (a compressed body that inflates to
+/// the limit, its batch rewritten and compressed again) stays within a worker's memory.
+pub const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+/// The largest `max_batch_items`.
+pub const MAX_BATCH_ITEMS_LIMIT: usize = 100_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -43,6 +63,8 @@ impl Default for Config {
             match_mode: Match::All,
             deny_status: 403,
             max_body_bytes: 1_048_576,
+            // Segment's HTTP API takes at most 2,500 events per batch request.
+            max_batch_items: 2_500,
             always_allow_events: vec![
                 "Segment Consent Preference Updated".into(),
                 "Consent Change".into(),
@@ -51,6 +73,7 @@ impl Default for Config {
             batch_mode: BatchMode::Filter,
             dry_run: false,
             route_metadata: true,
+            on_unconfigured_route: UnconfiguredRoute::Allow,
         }
     }
 }
@@ -59,56 +82,91 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteRule {
     pub route_name: Option<String>,
-    /// Lower-cased; compared with the request authority.
-    pub host: Option<String>,
+    /// Lower-case, without trailing dots; `port` only when the rule names one.
+    pub host: Option<(String, Option<String>)>,
+    /// A normalised path (see [`crate::target::normalize_path`]).
     pub path_prefix: Option<String>,
-    pub policy: RoutePolicy,
+    pub policy: Arc<RoutePolicy>,
 }
 
-/// What a rule is matched against.
+/// What a rule is matched against: the request as Envoy hands it to the filter.
 pub struct RequestTarget<'a> {
     pub route_name: &'a str,
     pub authority: &'a str,
     pub path: &'a str,
 }
 
-impl RouteRule {
-    pub fn matches(&self, target: &RequestTarget) -> bool {
-        self.route_name
-            .as_deref()
-            .is_none_or(|n| n == target.route_name)
-            && self
-                .host
-                .as_deref()
-                .is_none_or(|h| host_matches(h, target.authority))
-            && self
-                .path_prefix
-                .as_deref()
-                .is_none_or(|p| target.path.starts_with(p))
-    }
+/// The rule that gates a request, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleMatch<'c> {
+    None,
+    Rule(&'c Arc<RoutePolicy>),
+    /// Different readings of the path fall under different rules.
+    Conflicting,
 }
 
-/// `host` matches the authority exactly (case-insensitive); a host given without a port also
-/// matches the authority with any port.
-fn host_matches(host: &str, authority: &str) -> bool {
-    if authority.eq_ignore_ascii_case(host) {
-        return true;
-    }
-    match authority.rsplit_once(':') {
-        Some((name, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name.eq_ignore_ascii_case(host)
-        }
-        _ => false,
+impl RouteRule {
+    fn matches(&self, route_name: &str, host: &(String, Option<&str>), path: &str) -> bool {
+        self.route_name.as_deref().is_none_or(|n| n == route_name)
+            && self.host.as_ref().is_none_or(|(name, port)| {
+                *name == host.0 && port.as_deref().is_none_or(|p| Some(p) == host.1)
+            })
+            && self.path_prefix.as_deref().is_none_or(|p| {
+                path.len() >= p.len()
+                    && path
+                        .as_bytes()
+                        .get(..p.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+            })
     }
 }
 
 impl Config {
-    /// The first rule that matches, if any.
-    pub fn rule_for(&self, target: &RequestTarget) -> Option<&RoutePolicy> {
-        self.routes
-            .iter()
-            .find(|r| r.matches(target))
-            .map(|r| &r.policy)
+    /// The rule that gates `target`: the first that matches. The path is tried in every form a
+    /// destination may read it (see [`path_readings`]), and the host without case, port or
+    /// trailing dot, so that no spelling of a gated path passes ungated. Readings that fall
+    /// under different rules make the request ambiguous.
+    pub fn rule_for(&self, target: &RequestTarget) -> RuleMatch<'_> {
+        if self.routes.is_empty() {
+            return RuleMatch::None;
+        }
+        let host = split_authority(target.authority);
+        let needs_path = self.routes.iter().any(|r| r.path_prefix.is_some());
+        let readings = if needs_path {
+            path_readings(target.path)
+        } else {
+            vec![String::new()]
+        };
+        let mut found: Option<usize> = None;
+        for path in &readings {
+            let Some(i) = self
+                .routes
+                .iter()
+                .position(|r| r.matches(target.route_name, &host, path))
+            else {
+                continue;
+            };
+            match found {
+                Some(f) if f != i => return RuleMatch::Conflicting,
+                _ => found = Some(i),
+            }
+        }
+        match found.and_then(|i| self.routes.get(i)) {
+            Some(rule) => RuleMatch::Rule(&rule.policy),
+            None => RuleMatch::None,
+        }
+    }
+
+    /// Why this configuration may let requests through ungated without meaning to, if it can.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.route_metadata && self.routes.is_empty() {
+            out.push(match self.on_unconfigured_route {
+                UnconfiguredRoute::Allow => "the configuration gates nothing: \"route_metadata\" is false and there are no \"routes\" rules, so every request passes ungated".to_string(),
+                UnconfiguredRoute::Deny => "the configuration gates nothing: \"route_metadata\" is false and there are no \"routes\" rules, so every request is refused (on_unconfigured_route: deny)".to_string(),
+            });
+        }
+        out
     }
 
     /// Parses the plugin configuration text. An empty text means all defaults.
@@ -144,7 +202,19 @@ impl Config {
                 "match" => config.match_mode = match_value(key, value)?,
                 "deny_status" => config.deny_status = integer(key, value, 400, 599)? as u16,
                 "max_body_bytes" => {
-                    config.max_body_bytes = integer(key, value, 1, u32::MAX as u64)? as usize
+                    config.max_body_bytes =
+                        integer(key, value, 1, MAX_BODY_BYTES_LIMIT as u64)? as usize
+                }
+                "max_batch_items" => {
+                    config.max_batch_items =
+                        integer(key, value, 1, MAX_BATCH_ITEMS_LIMIT as u64)? as usize
+                }
+                "on_unconfigured_route" => {
+                    config.on_unconfigured_route = match enum_value(key, value, &["allow", "deny"])?
+                    {
+                        "deny" => UnconfiguredRoute::Deny,
+                        _ => UnconfiguredRoute::Allow,
+                    }
                 }
                 "always_allow_events" => {
                     config.always_allow_events = string_list(key, value, true)?
@@ -164,7 +234,7 @@ impl Config {
         // A rule's own `match` wins; the rest inherit the top-level one, whatever the key order.
         for (rule, raw) in config.routes.iter_mut().zip(raw_rules(&members)) {
             if !has_key(raw, "match") {
-                rule.policy.match_mode = config.match_mode;
+                Arc::make_mut(&mut rule.policy).match_mode = config.match_mode;
             }
         }
         Ok(config)
@@ -291,28 +361,43 @@ fn route_rule(at: &str, value: &Value) -> Result<RouteRule, String> {
         route_name: None,
         host: None,
         path_prefix: None,
-        policy: RoutePolicy {
+        policy: Arc::new(RoutePolicy {
             categories: Vec::new(),
             match_mode: Match::All,
-        },
+        }),
     };
     let mut has_categories = false;
     for (key, v) in members {
         let path = format!("{at}.{key}");
         match key.as_str() {
             "route_name" => rule.route_name = Some(non_empty_string(&path, v)?),
-            "host" => rule.host = Some(non_empty_string(&path, v)?.to_ascii_lowercase()),
-            "path_prefix" => rule.path_prefix = Some(non_empty_string(&path, v)?),
-            "categories" => {
-                rule.policy.categories = string_list(&path, v, false)?;
-                if rule.policy.categories.len() > MAX_CATEGORIES {
+            "host" => {
+                let text = non_empty_string(&path, v)?;
+                let (name, port) = split_authority(&text);
+                if name.is_empty() || text.contains(['/', '@', '?', '#']) {
                     return Err(format!(
-                        "\"{path}\" has more than {MAX_CATEGORIES} categories"
+                        "\"{path}\" must be a host name, optionally with a port, got \"{text}\""
                     ));
                 }
+                rule.host = Some((name, port.map(str::to_string)));
+            }
+            "path_prefix" => {
+                let prefix = non_empty_string(&path, v)?;
+                let normal = normalize_path(&prefix);
+                if !prefix.starts_with('/') || prefix.contains(['?', '#']) || normal != prefix {
+                    return Err(format!(
+                        "\"{path}\" must be a normalised path starting with \"/\" (no query, no \"//\", \"/./\", \"/../\" or escaped unreserved characters): got \"{prefix}\", did you mean \"{normal}\"?"
+                    ));
+                }
+                rule.path_prefix = Some(prefix);
+            }
+            "categories" => {
+                let names = string_list(&path, v, false)?;
+                validate_categories(&names).map_err(|e| format!("\"{path}\" {e}"))?;
+                Arc::make_mut(&mut rule.policy).categories = names;
                 has_categories = true;
             }
-            "match" => rule.policy.match_mode = match_value(&path, v)?,
+            "match" => Arc::make_mut(&mut rule.policy).match_mode = match_value(&path, v)?,
             other => return Err(format!("unknown key \"{other}\" in \"{at}\"")),
         }
     }
@@ -376,7 +461,7 @@ mod tests {
         assert_eq!(c.batch_mode, BatchMode::Reject);
         assert!(c.dry_run);
         assert!(!c.route_metadata);
-        assert_eq!(c.routes[0].host.as_deref(), Some("api.example.com"));
+        assert_eq!(c.routes[0].host, Some(("api.example.com".into(), None)));
         // A rule without its own `match` inherits the top-level one.
         assert_eq!(c.routes[0].policy.match_mode, Match::Any);
         assert_eq!(c.routes[1].policy.match_mode, Match::All);
@@ -439,26 +524,109 @@ mod tests {
     fn rules_match_on_every_given_condition() {
         let c = Config::parse(
             r#"{"routes":[{"host":"api.example.com","path_prefix":"/v1","categories":["A"]},
-                          {"route_name":"named","categories":["B"]}]}"#,
+                          {"route_name":"named","categories":["B"]},
+                          {"host":"pinned.example.com:8443","categories":["C"]}]}"#,
         )
         .unwrap();
-        let t = |route_name, authority, path| RequestTarget {
+        let first = |route_name, authority, path| match c.rule_for(&RequestTarget {
             route_name,
             authority,
             path,
+        }) {
+            RuleMatch::Rule(p) => Some(p.categories[0].clone()),
+            RuleMatch::None => None,
+            RuleMatch::Conflicting => Some("conflict".into()),
         };
-        let first = |t: RequestTarget| c.rule_for(&t).map(|p| p.categories[0].clone());
-        assert_eq!(first(t("", "api.example.com", "/v1/t")), Some("A".into()));
-        assert_eq!(
-            first(t("", "API.example.com:8443", "/v1/t")),
-            Some("A".into())
-        );
-        assert_eq!(first(t("", "api.example.com", "/v2/t")), None);
-        assert_eq!(first(t("", "other.example.com", "/v1/t")), None);
-        assert_eq!(first(t("named", "x", "/v2")), Some("B".into()));
-        assert_eq!(
-            first(t("named", "api.example.com", "/v1")),
-            Some("A".into())
-        );
+        let a = Some("A".to_string());
+        assert_eq!(first("", "api.example.com", "/v1/t"), a);
+        assert_eq!(first("", "API.example.com:8443", "/v1/t"), a);
+        assert_eq!(first("", "api.example.com", "/v2/t"), None);
+        assert_eq!(first("", "other.example.com", "/v1/t"), None);
+        assert_eq!(first("named", "x", "/v2"), Some("B".into()));
+        assert_eq!(first("named", "api.example.com", "/v1"), a);
+        assert_eq!(first("", "pinned.example.com:8443", "/"), Some("C".into()));
+        assert_eq!(first("", "pinned.example.com:443", "/"), None);
+        assert_eq!(first("", "pinned.example.com.:8443", "/"), Some("C".into()));
+    }
+
+    #[test]
+    fn no_spelling_of_a_gated_target_passes_ungated() {
+        let c = Config::parse(
+            r#"{"routes":[{"host":"api.example.com","path_prefix":"/v1/track","categories":["A"]}]}"#,
+        )
+        .unwrap();
+        let gated = |authority, path| {
+            c.rule_for(&RequestTarget {
+                route_name: "",
+                authority,
+                path,
+            }) != RuleMatch::None
+        };
+        for authority in [
+            "api.example.com",
+            "api.example.com.",
+            "api.example.com.:80",
+            "API.EXAMPLE.COM",
+            "Api.Example.Com.:8080",
+            "u@api.example.com",
+        ] {
+            assert!(gated(authority, "/v1/track"), "{authority}");
+        }
+        for path in [
+            "/v1/track",
+            "//v1/track",
+            "/v1//track",
+            "/x/../v1/track",
+            "/./v1/track",
+            "/v1/%74rack",
+            "/%76%31/track",
+            "/v1%2ftrack",
+            "/v1\\track",
+            "/V1/TRACK",
+            "/v1/track;x=1",
+            "/v1/track?x=1",
+        ] {
+            assert!(gated("api.example.com", path), "{path}");
+        }
+        assert!(!gated("api.example.org", "/v1/track"));
+        assert!(!gated("api.example.com", "/v1/identify"));
+    }
+
+    #[test]
+    fn readings_under_different_rules_conflict() {
+        let c = Config::parse(
+            r#"{"routes":[{"path_prefix":"/v1/track","categories":["A"]},
+                          {"path_prefix":"/x/","categories":["B"]}]}"#,
+        )
+        .unwrap();
+        let t = |path| RequestTarget {
+            route_name: "",
+            authority: "h",
+            path,
+        };
+        assert_eq!(c.rule_for(&t("/x/../v1/track")), RuleMatch::Conflicting);
+        assert!(matches!(c.rule_for(&t("/x/y")), RuleMatch::Rule(p) if p.categories == ["B"]));
+    }
+
+    #[test]
+    fn rule_targets_must_be_normalised() {
+        for bad in [
+            r#"{"routes":[{"path_prefix":"v1","categories":["A"]}]}"#,
+            r#"{"routes":[{"path_prefix":"//v1","categories":["A"]}]}"#,
+            r#"{"routes":[{"path_prefix":"/a/../v1","categories":["A"]}]}"#,
+            r#"{"routes":[{"path_prefix":"/v1/%74rack","categories":["A"]}]}"#,
+            r#"{"routes":[{"path_prefix":"/v1?x","categories":["A"]}]}"#,
+            r#"{"routes":[{"host":"https://api.example.com/","categories":["A"]}]}"#,
+        ] {
+            let err = Config::parse(bad).unwrap_err();
+            assert!(err.contains("routes[0]."), "{bad} -> {err}");
+        }
+    }
+
+    #[test]
+    fn warns_when_nothing_can_be_gated() {
+        assert!(Config::default().warnings().is_empty());
+        let c = Config::parse(r#"{"route_metadata":false}"#).unwrap();
+        assert!(c.warnings()[0].contains("gates nothing"));
     }
 }

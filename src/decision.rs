@@ -4,9 +4,10 @@
 use crate::batch::{self, Item};
 use crate::config::{BatchMode, Config, MissingConsent};
 use crate::encoding::{DecodeError, Encoding};
-use crate::event::{read_event, Consent, EventFacts, Wanted};
+use crate::event::{read_event, Call, Consent, EventFacts, Wanted};
 use crate::json::{Invalid, Scanner};
 use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
+use crate::target::Endpoint;
 
 /// Why an event (or a whole request) was not forwarded as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -139,7 +140,7 @@ pub struct Request<'r> {
     pub policy: &'r RoutePolicy,
     /// The `content-encoding` header, if any.
     pub content_encoding: Option<&'r str>,
-    /// The `:path`, used to infer the type of an event that has no `type` (`/v1/track`).
+    /// The `:path`: the endpoint names the kind of call (`/v1/track`, `/v1/batch`).
     pub path: &'r str,
 }
 
@@ -153,8 +154,13 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
         return Judgement::refused(Reason::BodyTooLarge);
     }
     if raw.is_empty() {
-        // No body at all: no consent either.
-        return single(req, no_event());
+        // Segment's and RudderStack's pixel APIs carry the whole event in the query string
+        // (`/v1/pixel/track?data=…`): an event the filter cannot judge, so it is refused.
+        if query_has_parameters(req.path) {
+            return Judgement::refused(Reason::InvalidEvent);
+        }
+        // No body at all: no consent either, and nothing that could be read two ways.
+        return single(req, EventFacts::EMPTY, false);
     }
     let decoded;
     let plain: &[u8] = if encoding == Encoding::Identity {
@@ -175,27 +181,62 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
         always_allow: &config.always_allow_events,
     };
     let mut items: Vec<Item> = Vec::new();
-    let Ok(top) = read_body(text, &wanted, &mut items) else {
-        return Judgement::refused(Reason::InvalidEvent);
+    let top = match read_body(text, &wanted, &mut items, config.max_batch_items) {
+        Ok(top) => top,
+        Err(BodyError::TooManyItems) => return Judgement::refused(Reason::BodyTooLarge),
+        Err(BodyError::Invalid) => return Judgement::refused(Reason::InvalidEvent),
     };
-    match top.batch {
-        None => single(req, top),
-        Some(array) => {
-            if !top.readable {
-                return Judgement::refused(Reason::InvalidEvent);
-            }
-            judge_batch(req, encoding, plain, &top, &items, array)
+    // Receivers that trust the endpoint read the kind of call from the path, the others from
+    // the body: where the two disagree, the body means different things to different readers.
+    let endpoint = Endpoint::of_path(req.path);
+    match (top.batch, endpoint) {
+        (_, Endpoint::Conflicting) => Judgement::refused(Reason::InvalidEvent),
+        (None, Endpoint::Batch) => Judgement::refused(Reason::InvalidEvent),
+        (None, Endpoint::Single(call)) if top.call.is_some_and(|c| c != call) => {
+            Judgement::refused(Reason::InvalidEvent)
         }
+        (None, _) => {
+            let track_endpoint =
+                matches!(endpoint, Endpoint::Unnamed | Endpoint::Single(Call::Track));
+            single(req, top, track_endpoint)
+        }
+        (Some(_), Endpoint::Single(_)) => Judgement::refused(Reason::InvalidEvent),
+        // A batch envelope with event fields is also a single event to some readers.
+        (Some(_), _) if top.has_event_fields || !top.readable => {
+            Judgement::refused(Reason::InvalidEvent)
+        }
+        (Some(array), _) => judge_batch(req, encoding, plain, &top, &items, array),
     }
 }
 
-/// Scans the whole body: one JSON object, nothing after it. Batch items are collected as met.
-fn read_body(text: &str, wanted: &Wanted, items: &mut Vec<Item>) -> Result<EventFacts, Invalid> {
+fn query_has_parameters(path: &str) -> bool {
+    path.split_once('?')
+        .is_some_and(|(_, query)| query.split('#').next().is_some_and(|q| !q.is_empty()))
+}
+
+enum BodyError {
+    Invalid,
+    TooManyItems,
+}
+
+/// Scans the whole body: one JSON object, nothing after it. Batch items are collected as met,
+/// at most `max_items` of them (the scan stops at the next one).
+fn read_body(
+    text: &str,
+    wanted: &Wanted,
+    items: &mut Vec<Item>,
+    max_items: usize,
+) -> Result<EventFacts, BodyError> {
     let mut s = Scanner::new(text);
     if s.peek_token() != Some(b'{') {
-        return Err(Invalid);
+        return Err(BodyError::Invalid);
     }
+    let mut too_many = false;
     let mut visit = |s: &mut Scanner, start: usize| -> Result<(), Invalid> {
+        if items.len() >= max_items {
+            too_many = true;
+            return Err(Invalid);
+        }
         let facts = if s.peek_token() == Some(b'{') {
             Some(read_event(s, wanted, None)?)
         } else {
@@ -209,26 +250,19 @@ fn read_body(text: &str, wanted: &Wanted, items: &mut Vec<Item>) -> Result<Event
         });
         Ok(())
     };
-    let top = read_event(&mut s, wanted, Some(&mut visit))?;
-    if !s.at_end() {
-        return Err(Invalid);
-    }
-    Ok(top)
-}
-
-fn no_event() -> EventFacts {
-    EventFacts {
-        consent: Consent::Absent,
-        readable: true,
-        is_track: None,
-        allow_listed_name: false,
-        batch: None,
+    let top = read_event(&mut s, wanted, Some(&mut visit));
+    match top {
+        Err(_) if too_many => Err(BodyError::TooManyItems),
+        Err(_) => Err(BodyError::Invalid),
+        Ok(_) if !s.at_end() => Err(BodyError::Invalid),
+        Ok(top) => Ok(top),
     }
 }
 
-fn single(req: &Request, facts: EventFacts) -> Judgement {
-    let implied_track = facts.is_track.is_none() && path_names_track(req.path);
-    let verdict = decide(req.config, req.policy, &facts, facts.consent, implied_track);
+/// One event; `track_endpoint`: the path names no call, or names `track`.
+fn single(req: &Request, facts: EventFacts, track_endpoint: bool) -> Judgement {
+    let is_track = track_endpoint && facts.call == Some(Call::Track);
+    let verdict = decide(req.config, req.policy, &facts, facts.consent, is_track);
     let mut j = Judgement::forward(false, 1);
     if let Verdict::Deny { reason, missing } = verdict {
         j.action = Action::Reply(reason);
@@ -259,7 +293,8 @@ fn judge_batch(
                     Consent::Absent => top.consent,
                     own => own,
                 };
-                decide(req.config, req.policy, facts, consent, false)
+                let is_track = facts.call == Some(Call::Track);
+                decide(req.config, req.policy, facts, consent, is_track)
             }
         };
         match verdict {
@@ -318,19 +353,14 @@ fn count_drop(j: &mut Judgement, reason: Reason, missing: u64) {
     }
 }
 
-/// A path whose last segment is `track` (the Segment HTTP API's `/v1/track`).
-fn path_names_track(path: &str) -> bool {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    path.trim_end_matches('/').rsplit('/').next() == Some("track")
-}
-
-/// The decision for one event, given the consent that applies to it.
+/// The decision for one event, given the consent that applies to it. `is_track`: a `track`
+/// call by its `type` and, where the path names a call, by its path too.
 pub fn decide(
     config: &Config,
     policy: &RoutePolicy,
     facts: &EventFacts,
     consent: Consent,
-    implied_track: bool,
+    is_track: bool,
 ) -> Verdict {
     if !facts.readable {
         return Verdict::Deny {
@@ -338,7 +368,6 @@ pub fn decide(
             missing: 0,
         };
     }
-    let is_track = facts.is_track.unwrap_or(implied_track);
     if is_track && facts.allow_listed_name {
         return Verdict::Allow;
     }

@@ -30,6 +30,16 @@ pub struct Str<'a> {
 }
 
 impl<'a> Str<'a> {
+    /// The bytes between the quotes, escapes not decoded.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// Whether the string has escapes (its raw bytes are then not its text).
+    pub fn is_escaped(&self) -> bool {
+        self.escaped
+    }
+
     /// The decoded text. Escapes were validated when the string was scanned.
     pub fn decode(&self) -> Cow<'a, str> {
         if !self.escaped {

@@ -20,10 +20,14 @@ pub mod config;
 pub mod decision;
 pub mod encoding;
 pub mod event;
+pub mod host;
 pub mod json;
+pub mod lifecycle;
 pub mod metrics;
 pub mod policy;
 pub mod reply;
+pub mod target;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -23,16 +23,22 @@ pub enum Counter {
     BatchItemsSeen,
     /// Items dropped from batches (whether the batch was rewritten or refused).
     BatchItemsDropped,
+    /// Requests on routes without a consent policy, let through ungated.
+    RequestsUngated,
+    /// Requests on routes that opt out with `exempt: true`.
+    RequestsExempt,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 8] = [
         Counter::RequestsJudged,
         Counter::RequestsAllowed,
         Counter::RequestsFiltered,
         Counter::RequestsDenied,
         Counter::BatchItemsSeen,
         Counter::BatchItemsDropped,
+        Counter::RequestsUngated,
+        Counter::RequestsExempt,
     ];
 
     pub fn name(self) -> String {
@@ -43,6 +49,8 @@ impl Counter {
             Counter::RequestsDenied => "requests_denied",
             Counter::BatchItemsSeen => "batch_items_seen",
             Counter::BatchItemsDropped => "batch_items_dropped",
+            Counter::RequestsUngated => "requests_ungated",
+            Counter::RequestsExempt => "requests_exempt",
         };
         format!("{PREFIX}.{short}")
     }

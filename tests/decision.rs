@@ -97,6 +97,19 @@ fn single_event_decision_table() {
             r#"{"context":{"consent":{"categoryPreferences":{}},"consent":{"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
         ("duplicate context", &deny, &ads,
             r#"{"context":{},"context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
+        ("Go reads Context as context", &deny, &ads,
+            r#"{"type":"track","Context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
+        ("context and Context", &deny, &ads,
+            r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":false}}},"Context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
+        ("consent and con\\u017fent", &deny, &ads,
+            r#"{"context":{"consent":{"categoryPreferences":{"Advertising":true}},"con\u017fent":{"categoryPreferences":{"Advertising":false}}}}"#.into(), Deny(INVALID, 400)),
+        ("categoryPreferences in upper case", &deny, &ads,
+            r#"{"context":{"consent":{"CategoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
+        ("type and Type", &deny, &ads, r#"{"type":"identify","Type":"track","event":"Consent Change"}"#.into(), Deny(INVALID, 400)),
+        ("a key a NUL-stopping reader takes for context", &deny, &ads,
+            r#"{"context\u0000x":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
+        ("category keys stay exact: another case is another category", &deny, &ads,
+            event(r#"{"Advertising":true,"ADVERTISING":false}"#), Allow),
         ("duplicate event name", &deny, &ads, r#"{"type":"track","event":"Consent Change","event":"Buy"}"#.into(), Deny(INVALID, 400)),
         ("allow-listed consent event, no consent", &deny, &ads, r#"{"type":"track","event":"Consent Change"}"#.into(), Allow),
         ("allow-listed consent event, refused", &deny, &ads,
@@ -115,7 +128,7 @@ fn single_event_decision_table() {
         ("empty body, missing consent allowed", &allow_missing, &ads, String::new(), Allow),
     ];
     for (name, config, policy, body, want) in rows {
-        let j = run(config, policy, "/v1/t", None, body.as_bytes());
+        let j = run(config, policy, "/collect", None, body.as_bytes());
         assert_eq!(outcome(config, &j), want, "row: {name}");
         assert!(!j.is_batch, "row: {name}");
     }
@@ -130,27 +143,120 @@ fn invalid_utf8_is_invalid() {
 }
 
 #[test]
-fn the_track_path_implies_the_type_only_when_type_is_absent() {
+fn the_endpoint_and_the_body_must_name_the_same_kind_of_call() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);
-    let body = br#"{"event":"Consent Change"}"#;
+    let judge_at = |path: &str, body: &str| run(&config, &ads, path, None, body.as_bytes()).action;
+    let reply = Action::Reply;
+    let consented = r#""context":{"consent":{"categoryPreferences":{"Ads":true}}}"#;
+    let track = format!(r#"{{"type":"track","event":"Buy",{consented}}}"#);
+    let item = format!(r#"{{"type":"track","event":"Buy",{consented},"messageId":"m"}}"#);
+    // A path that names a call and a body whose type names another: refused.
+    assert_eq!(judge_at("/v1/track", &track), Action::Forward);
+    assert_eq!(judge_at("/v1/t", &track), Action::Forward);
     assert_eq!(
-        run(&config, &ads, "/v1/track", None, body).action,
+        judge_at("/v1/identify", &track),
+        reply(Reason::InvalidEvent)
+    );
+    assert_eq!(
+        judge_at("/v1/%69dentify", &track),
+        reply(Reason::InvalidEvent)
+    );
+    assert_eq!(judge_at("/v1/p", &track), reply(Reason::InvalidEvent));
+    let page = format!(r#"{{"type":"page",{consented}}}"#);
+    assert_eq!(judge_at("/v1/track", &page), reply(Reason::InvalidEvent));
+    assert_eq!(judge_at("/v1/page", &page), Action::Forward);
+    let odd_type = format!(r#"{{"type":"Track",{consented}}}"#);
+    assert_eq!(
+        judge_at("/v1/track", &odd_type),
+        reply(Reason::InvalidEvent)
+    );
+    assert_eq!(judge_at("/collect", &odd_type), Action::Forward);
+    // No type: the endpoint names the call, and the body cannot contradict it.
+    let untyped = format!(r#"{{"event":"Buy",{consented}}}"#);
+    assert_eq!(judge_at("/v1/identify", &untyped), Action::Forward);
+    // A batch body at a single-event endpoint, a single event at a batch endpoint: refused.
+    let batch = format!(r#"{{"batch":[{item}],"sentAt":"x"}}"#);
+    assert_eq!(judge_at("/v1/batch", &batch), Action::Forward);
+    assert_eq!(judge_at("/v1/b", &batch), Action::Forward);
+    assert_eq!(judge_at("/collect", &batch), Action::Forward);
+    assert_eq!(judge_at("/v1/track", &batch), reply(Reason::InvalidEvent));
+    assert_eq!(judge_at("/v1/batch", &track), reply(Reason::InvalidEvent));
+    assert_eq!(judge_at("/v1/import", &track), reply(Reason::InvalidEvent));
+}
+
+#[test]
+fn a_batch_envelope_carries_only_what_batching_clients_send() {
+    let config = Config::default();
+    let ads = policy(&["Ads"], Match::All);
+    let judge_at = |body: String| run(&config, &ads, "/v1/batch", None, body.as_bytes()).action;
+    let item = r#"{"type":"track","event":"Buy","context":{"consent":{"categoryPreferences":{"Ads":true}}}}"#;
+    let envelope = r#""sentAt":"x","writeKey":"k","context":{},"integrations":{},"metadata":{},"messageId":"m","sequence":1,"timestamp":"t""#;
+    assert_eq!(
+        judge_at(format!(r#"{{"batch":[{item}],{envelope}}}"#)),
         Action::Forward
     );
+    for extra in [
+        r#""type":"track""#,
+        r#""event":"Buy""#,
+        r#""userId":"u""#,
+        r#""anonymousId":"a""#,
+        r#""properties":{}"#,
+        r#""traits":{}"#,
+        r#""SentAt":"x""#,
+        r#""Batch":[]"#,
+        r#""BATCH":[]"#,
+        r#""batch":[]"#,
+    ] {
+        assert_eq!(
+            judge_at(format!(r#"{{"batch":[{item}],{extra}}}"#)),
+            Action::Reply(Reason::InvalidEvent),
+            "{extra}"
+        );
+    }
+    // `Batch` alone: a batch to Go, an event to the others.
     assert_eq!(
-        run(&config, &ads, "/v1/track?x=1", None, body).action,
-        Action::Forward
+        run(
+            &config,
+            &ads,
+            "/collect",
+            None,
+            format!(r#"{{"Batch":[{item}]}}"#).as_bytes()
+        )
+        .action,
+        Action::Reply(Reason::InvalidEvent)
     );
+}
+
+#[test]
+fn always_allow_needs_a_track_call_by_body_and_endpoint() {
+    let config = Config::default();
+    let ads = policy(&["Ads"], Match::All);
+    let judge_at = |path: &str, body: &str| run(&config, &ads, path, None, body.as_bytes()).action;
+    let typed = r#"{"type":"track","event":"Consent Change"}"#;
+    let untyped = r#"{"event":"Consent Change"}"#;
+    assert_eq!(judge_at("/v1/track", typed), Action::Forward);
+    assert_eq!(judge_at("/v1/track?x=1", typed), Action::Forward);
+    assert_eq!(judge_at("/collect", typed), Action::Forward);
+    // The body does not say track: judged on its consent.
     assert_eq!(
-        run(&config, &ads, "/v1/identify", None, body).action,
+        judge_at("/v1/track", untyped),
         Action::Reply(Reason::MissingConsent)
     );
-    let typed = br#"{"type":"page","event":"Consent Change"}"#;
     assert_eq!(
-        run(&config, &ads, "/v1/track", None, typed).action,
+        judge_at("/collect", untyped),
         Action::Reply(Reason::MissingConsent)
     );
+    let page = r#"{"type":"page","event":"Consent Change"}"#;
+    assert_eq!(
+        judge_at("/collect", page),
+        Action::Reply(Reason::MissingConsent)
+    );
+    // Batch items: by their own type.
+    let batch = format!(r#"{{"batch":[{typed},{untyped}]}}"#);
+    let j = run(&config, &ads, "/v1/batch", None, batch.as_bytes());
+    assert!(matches!(j.action, Action::Rewrite(_)));
+    assert_eq!((j.events, j.dropped), (2, 1));
 }
 
 #[test]

@@ -31,7 +31,7 @@ from harness.batches import (
     keep,
     refused,
 )
-from harness.checks import OMIT, SETTLE_SECONDS, assert_allowed, encode
+from harness.checks import OMIT, SETTLE_SECONDS, assert_allowed, assert_denied, encode
 from harness.clients import H2Request, RawHttp1, request_head
 
 HEADERS = {
@@ -169,13 +169,22 @@ MATRIX = [
               drop(MISSING, bare("e4", name="Consent Change", type="identify")),
               drop(FILTERED, no("e5")),
               drop(INVALID, ev("e6", "yes", name="Consent Change"))), FORWARDED),
-    row("untyped-item-on-a-track-path-is-not-a-track-event",
-        batch(drop(MISSING, bare("p1", name="Consent Change", type=OMIT)), keep(ok("p2"))), FORWARDED,
-        path="/v1/track"),
-    row("top-level-consent-event-name-does-not-pass-the-batch",
+    row("untyped-item-is-not-a-track-event",
+        batch(drop(MISSING, bare("p1", name="Consent Change", type=OMIT)), keep(ok("p2"))), FORWARDED),
+    # A batch body at a single-event endpoint: a batch to some readers, one event to others.
+    row("batch-on-a-track-path-is-ambiguous",
+        batch(keep(ok("p1")), keep(ok("p2"))), UNREADABLE, path="/v1/track"),
+    row("batch-on-a-short-track-path-is-ambiguous",
+        batch(keep(ok("p1"))), UNREADABLE, path="/v1/t"),
+    # Event fields beside `batch`: a single event to a reader that ignores `batch`.
+    row("top-level-event-fields-make-the-batch-ambiguous",
         batch(drop(FILTERED, no("p1")), drop(MISSING, bare("p2")),
               head=b'{"type":"track","event":"Consent Change","batch":'),
-        refused(403, FILTERED, "Analytics")),
+        UNREADABLE),
+    row("top-level-user-id-makes-the-batch-ambiguous",
+        batch(keep(ok("p1")), head=b'{"userId":"u1","batch":'), UNREADABLE),
+    row("batch-key-in-another-case-is-ambiguous",
+        batch(keep(ok("p1")), head=b'{"Batch":'), UNREADABLE),
     # Several required categories: denied categories are listed in route order.
     row("multi-route/mixed",
         batch(keep(ev("u1", {"Advertising": True, "Analytics": True})),
@@ -380,14 +389,26 @@ LARGE = batch(*[
     keep(ok(f"L{i}")) if i % 3 == 0 else
     drop(FILTERED, no(f"L{i}")) if i % 3 == 1 else
     drop(MISSING, bare(f"L{i}"))
-    for i in range(3000)
+    for i in range(2499)
 ])
+
+
+@pytest.mark.parametrize("items", [2501, 200_000], ids=["one-too-many", "tiny-items"])
+def test_too_many_items_is_refused_whole(gate, upstream, items):
+    """More than max_batch_items (2,500 by default, Segment's own limit) is 413 BODY_TOO_LARGE,
+    however small the items: a gzip body of 200,000 `{}` inflates to 600 KB, under the size cap."""
+    plain = b'{"batch":[' + b",".join([b"{}"] * items) + b"]}"
+    body = compress("gzip", plain)
+    headers = {**HEADERS, "content-encoding": "gzip"}
+    resp = clients.http1(gate.port, "POST", "/v1/batch", body, headers)
+    assert_denied(resp, upstream, 413, "BODY_TOO_LARGE")
 
 
 @pytest.mark.parametrize("encoding", [None, "gzip"], ids=["plain", "gzip"])
 def test_large_batch(gate, upstream, encoding):
-    """3,000 items (~700 KB, under the 1 MiB default limit): 1,000 kept, in order, byte-identical."""
-    assert 600_000 < len(LARGE.body) < 1_048_576
+    """2,499 items (~580 KB; under the 1 MiB and 2,500-item default limits): 833 kept, in order,
+    byte-identical."""
+    assert 500_000 < len(LARGE.body) < 1_048_576
     body = compress(encoding, LARGE.body)
     headers = {**HEADERS, "content-encoding": encoding} if encoding else HEADERS
     before = drop_counters(gate)

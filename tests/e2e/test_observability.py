@@ -95,7 +95,9 @@ C = stats.PREFIX
 def delta(outcome: str | None, *, reasons=None, categories=None, seen: int = 0, dropped: int = 0) -> dict:
     """What one request adds to the counters. `outcome`: allow / filter / deny, None when ungated."""
     d: dict[str, int] = {}
-    if outcome is not None:
+    if outcome is None:
+        d[C + "requests_ungated"] = 1
+    else:
         d[C + "requests_judged"] = 1
         d[C + {"allow": "requests_allowed", "filter": "requests_filtered", "deny": "requests_denied"}[outcome]] = 1
     if seen:
@@ -157,6 +159,8 @@ METRIC_MIX_TOTALS = {
     C + "requests_denied": 10,
     C + "batch_items_seen": 12,  # 5 + 3 + 2 + 2
     C + "batch_items_dropped": 7,  # 3 + 3 + 1
+    C + "requests_ungated": 3,  # the three ungated rows: counted, not judged
+    C + "requests_exempt": 0,
     C + "events_dropped.FILTERED_BY_END_USER_CONSENT": 8,  # 3 singles + 2 (mixed) + 3 (all denied)
     C + "events_dropped.MISSING_CONSENT": 3,  # missing-consent, no-body, 1 in mixed
     C + "events_dropped.INVALID_EVENT": 2,  # invalid-json, the item 42
@@ -278,7 +282,7 @@ class Record:
     status: int
     details: str
     decision: str
-    record: dict[str, str] | None  # None: "-" (ungated)
+    record: dict[str, str] | None  # None: "-" (no record at all)
     route: str
 
 
@@ -321,8 +325,11 @@ RECORD_CASES = [
             rec(FILTERED, "Advertising", "Advertising", 2, 2), "ads")),
     ("forwarded-batch", "default", Req("/ads/v1/batch", batch(ALLOWED, ALLOWED)),
      Record(200, VIA_UPSTREAM, "allow", rec("-", "Advertising", "-", 2, 0), "ads")),
-    ("ungated", "default", Req("/open", encode(DENIED)), Record(200, VIA_UPSTREAM, "-", None, "-")),
-    ("ungated-get", "default", Req("/open", method="GET", headers={}), Record(200, VIA_UPSTREAM, "-", None, "-")),
+    # Ungated requests are recorded too: a namespace typo shows as `ungated`, not as nothing.
+    ("ungated", "default", Req("/open", encode(DENIED)),
+     Record(200, VIA_UPSTREAM, "ungated", rec("-", "-", "-", 0, 0), "-")),
+    ("ungated-get", "default", Req("/open", method="GET", headers={}),
+     Record(200, VIA_UPSTREAM, "ungated", rec("-", "-", "-", 0, 0), "-")),
 ]
 
 
@@ -463,6 +470,8 @@ DRY_RUN_TOTALS = {
     C + "requests_denied": 8,
     C + "batch_items_seen": 13,  # 5 + 5 + 3
     C + "batch_items_dropped": 9,  # 3 + 3 + 3
+    C + "requests_ungated": 0,
+    C + "requests_exempt": 0,
     C + "events_dropped.FILTERED_BY_END_USER_CONSENT": 8,  # 1 + 2 + 2 + 3
     C + "events_dropped.MISSING_CONSENT": 4,  # missing-consent, no-body, 1 in each mixed batch
     C + "events_dropped.INVALID_EVENT": 1,

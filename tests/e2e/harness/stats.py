@@ -26,6 +26,8 @@ REQUEST_COUNTERS = (
     "requests_denied",
     "batch_items_seen",
     "batch_items_dropped",
+    "requests_ungated",
+    "requests_exempt",
 )
 REASONS = (
     "FILTERED_BY_END_USER_CONSENT",

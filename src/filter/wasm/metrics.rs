@@ -4,9 +4,10 @@
 
 use std::cell::RefCell;
 
-use super::host;
+use super::abi;
 use crate::config::Config;
 use crate::decision::Reason;
+use crate::host::{Level, Metric};
 use crate::metrics::{denied_category, dropped_by_reason, Counter};
 
 pub struct Metrics {
@@ -17,12 +18,12 @@ pub struct Metrics {
 }
 
 fn define(name: &str) -> Option<u32> {
-    match host::define_counter(name) {
+    match abi::define_counter(name) {
         Ok(id) => Some(id),
         Err(e) => {
-            log::warn!(
-                "consent_gate: cannot define metric {name} (host status {})",
-                e.0
+            abi::log(
+                Level::Warn,
+                &format!("cannot define metric {name} (host status {})", e.0),
             );
             None
         }
@@ -45,26 +46,17 @@ impl Metrics {
         metrics
     }
 
-    pub fn add(&self, counter: Counter, n: u64) {
-        if let Some(Some(id)) = self.counters.get(counter as usize) {
+    pub fn add(&self, metric: Metric<'_>, n: u64) {
+        let id = match metric {
+            Metric::Counter(c) => self.counters.get(c as usize).copied().flatten(),
+            Metric::Dropped(r) => self.reasons.get(r.index()).copied().flatten(),
+            // `category` comes from the configuration (route metadata or a rule), never an event.
+            Metric::DeniedCategory(category) => self.category_id(category),
+        };
+        if let Some(id) = id {
             if n > 0 {
-                host::increment(*id, n);
+                abi::increment(id, n);
             }
-        }
-    }
-
-    pub fn add_reason(&self, reason: Reason, n: u64) {
-        if let Some(Some(id)) = self.reasons.get(reason.index()) {
-            if n > 0 {
-                host::increment(*id, n);
-            }
-        }
-    }
-
-    /// `category` must come from the configuration (route metadata or a rule), never an event.
-    pub fn add_category(&self, category: &str, n: u64) {
-        if let Some(id) = self.category_id(category) {
-            host::increment(id, n);
         }
     }
 

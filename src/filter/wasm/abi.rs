@@ -1,4 +1,4 @@
-//! The host calls the filter makes, declared against the proxy-wasm ABI directly.
+//! The proxy-wasm host calls the filter makes, declared against the ABI directly.
 //!
 //! The SDK's own wrappers (`proxy_wasm::hostcalls`) `panic!` on any status they do not expect,
 //! and a panic aborts the worker's VM; these wrappers turn every status into a `Result` instead.
@@ -6,9 +6,7 @@
 
 use std::ptr::{null, null_mut};
 
-/// A non-OK status from the host (the ABI's numeric code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostError(pub u32);
+pub use crate::host::{HostError, Level};
 
 const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
@@ -18,10 +16,6 @@ pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 pub const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
 pub const METRIC_COUNTER: u32 = 0;
-
-pub const LOG_INFO: u32 = 2;
-pub const LOG_WARN: u32 = 3;
-pub const LOG_ERROR: u32 = 4;
 
 // Same symbols as the SDK's declarations, with plain integer statuses (a status value the SDK's
 // enum does not list would otherwise be undefined behaviour).
@@ -118,19 +112,19 @@ fn returned(
     }
 }
 
-pub fn log(level: u32, message: &str) {
+pub fn log(level: Level, message: &str) {
     // SAFETY: pointer and length describe `message`, valid for the call.
     // A failed log line has nowhere to be reported: it is dropped.
-    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
 }
 
 /// Whether Envoy would print a line at `level` (it can change at run time, through the admin
 /// endpoint): lets the filter skip building a line nobody will see.
-pub fn log_enabled(level: u32) -> bool {
+pub fn log_enabled(level: Level) -> bool {
     let mut current = 0u32;
     // SAFETY: `current` is a valid local.
     match unsafe { proxy_get_log_level(&mut current) } {
-        OK => current <= level,
+        OK => current <= level as u32,
         _ => true,
     }
 }
@@ -145,7 +139,7 @@ pub fn set_buffer(buffer: u32, start: usize, size: usize, value: &[u8]) -> Resul
     status(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
 }
 
-/// The whole header map in one call, in the pairs encoding (see `policy::decode_pairs`).
+/// The whole header map in one call, in the pairs encoding (see `wire::decode_pairs`).
 pub fn get_header_map(map: u32) -> Result<Vec<u8>, HostError> {
     // SAFETY: as for `get_buffer`.
     Ok(returned(|d, s| unsafe { proxy_get_header_map_pairs(map, d, s) })?.unwrap_or_default())
@@ -235,26 +229,4 @@ fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
         out.push(0);
     }
     out
-}
-
-/// Routes the `log` crate to Envoy's log, at the level Envoy itself filters on.
-pub struct HostLogger;
-
-impl log::Log for HostLogger {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-
-    fn log(&self, record: &log::Record) {
-        let level = match record.level() {
-            log::Level::Error => LOG_ERROR,
-            log::Level::Warn => LOG_WARN,
-            log::Level::Info => LOG_INFO,
-            log::Level::Debug => 1,
-            log::Level::Trace => 0,
-        };
-        log(level, &record.args().to_string());
-    }
-
-    fn flush(&self) {}
 }

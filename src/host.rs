@@ -1,0 +1,133 @@
+//! The seam between the request lifecycle and the proxy it runs in: what the filter asks of its
+//! host, and nothing else. The proxy-wasm module and the Envoy dynamic module each implement it
+//! in `filter/`; the native tests implement it with a fake.
+
+use std::borrow::Cow;
+
+use crate::config::Config;
+use crate::decision::Reason;
+use crate::metrics::Counter;
+use crate::policy::RouteSetting;
+
+/// A host operation failed (the host's own status code, for the log line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+/// Log levels, as both hosts number them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+/// The request headers the filter uses.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestHeaders {
+    /// Several `content-encoding` lines are joined with ", " (and so refused as stacked codings).
+    pub content_encoding: Option<String>,
+    pub content_length: Option<String>,
+    pub path: String,
+    pub authority: String,
+}
+
+impl RequestHeaders {
+    /// Builds the struct from header lines (names lower-case, as both hosts hand them over).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        let mut h = RequestHeaders::default();
+        for (name, value) in pairs {
+            let value = String::from_utf8_lossy(value);
+            match name {
+                b"content-encoding" => match &mut h.content_encoding {
+                    Some(v) => {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    }
+                    None => h.content_encoding = Some(value.into_owned()),
+                },
+                b"content-length" => h.content_length = Some(value.into_owned()),
+                b":path" => h.path = value.into_owned(),
+                b":authority" => h.authority = value.into_owned(),
+                _ => {}
+            }
+        }
+        h
+    }
+}
+
+/// A counter to add to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric<'a> {
+    Counter(Counter),
+    Dropped(Reason),
+    /// Events denied for not consenting to this category (a name from the configuration).
+    DeniedCategory(&'a str),
+}
+
+/// What the filter decided about one request, for the access log and auditors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// `allow`, `deny`, `filter`, `would_deny`, `would_filter`, `ungated` or `exempt`.
+    pub decision: &'static str,
+    pub reason: Option<Reason>,
+    /// The route's required categories, comma-separated.
+    pub required: String,
+    /// The required categories some event had not consented to, comma-separated.
+    pub denied: String,
+    pub events: u32,
+    pub dropped: u32,
+}
+
+impl Record {
+    /// The plain-text form: `decision=deny reason=… required=… denied=… events=1 dropped=1`.
+    pub fn text(&self) -> String {
+        format!(
+            "decision={} reason={} required={} denied={} events={} dropped={}",
+            self.decision,
+            self.reason.map_or("-", Reason::code),
+            or_dash(&self.required),
+            or_dash(&self.denied),
+            self.events,
+            self.dropped
+        )
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// What the request lifecycle needs from the proxy, for one request.
+pub trait Host {
+    /// The request headers (read once per request).
+    fn request_headers(&mut self) -> Result<RequestHeaders, HostError>;
+    /// The route's name, or "" when it has none.
+    fn route_name(&mut self) -> String;
+    /// What the route itself says about consent (route metadata, or per-route configuration).
+    /// `Err` names what is wrong with it.
+    fn route_setting(&mut self, config: &Config) -> Result<RouteSetting, String>;
+    /// The whole request body buffered so far: `size` bytes, as the last body callback said.
+    fn request_body(&mut self, size: usize) -> Result<Cow<'_, [u8]>, HostError>;
+    /// Replaces the buffered request body (and fixes `content-length`).
+    fn replace_request_body(&mut self, body: &[u8]) -> Result<(), HostError>;
+    /// Answers the request locally; the upstream sees nothing.
+    fn send_reply(
+        &mut self,
+        status: u16,
+        details: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError>;
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    fn add(&mut self, metric: Metric<'_>, n: u64);
+    /// Leaves the decision record where the access log can read it.
+    fn record(&mut self, record: &Record) -> Result<(), HostError>;
+    fn log(&mut self, level: Level, message: &str);
+    /// Whether a line at `level` would be printed (lets the filter skip building it).
+    fn log_enabled(&mut self, level: Level) -> bool;
+}

@@ -1,0 +1,385 @@
+//! One request, from its headers to its answer, written once for both hosts: find the route's
+//! policy, hold the request (headers included) until the whole body is in, judge it, then
+//! forward it, forward a rewritten batch, or answer locally; count, record and log what happened.
+
+use std::sync::Arc;
+
+use crate::config::{Config, RequestTarget, RuleMatch, UnconfiguredRoute};
+use crate::decision::{judge, Action, Judgement, Reason, Request};
+use crate::encoding::Encoding;
+use crate::host::{Host, Level, Metric, Record, RequestHeaders};
+use crate::metrics::Counter;
+use crate::policy::{RoutePolicy, RouteSetting};
+use crate::reply;
+
+/// The response header that tells the client how many batch items were dropped.
+pub const DROPPED_HEADER: &str = "x-consent-gate-dropped";
+/// The response header of a local reply that names its reason.
+pub const REASON_HEADER: &str = "x-consent-gate-reason";
+
+/// What the host should do with the request after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Let it go on (everything held so far goes upstream).
+    Continue,
+    /// Keep holding it (headers and body) until the body is complete.
+    Hold,
+    /// It was answered locally: nothing more goes upstream.
+    Stop,
+}
+
+enum State {
+    /// Not judged yet (headers not seen), or judged and let through.
+    Open,
+    /// Holding the request until its body is complete.
+    Buffering(Pending),
+    /// A local reply was sent.
+    Answered,
+}
+
+struct Pending {
+    policy: Arc<RoutePolicy>,
+    content_encoding: Option<String>,
+    path: String,
+    /// Bytes buffered so far.
+    body_size: usize,
+}
+
+/// The state of one request.
+pub struct Lifecycle {
+    state: State,
+    /// Batch items dropped from a forwarded batch, for the response header.
+    dropped: u32,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            state: State::Open,
+            dropped: 0,
+        }
+    }
+}
+
+/// Where a request's policy comes from, once the route and the rules were consulted.
+enum Route {
+    Gated(Arc<RoutePolicy>),
+    Ungated(&'static str, Counter),
+    Refused(Reason),
+}
+
+impl Lifecycle {
+    pub fn on_request_headers(
+        &mut self,
+        config: &Config,
+        host: &mut impl Host,
+        end_of_stream: bool,
+    ) -> Flow {
+        let mut headers = None;
+        let policy = match route(config, host, &mut headers) {
+            Route::Gated(policy) => policy,
+            Route::Ungated(decision, counter) => {
+                host.add(Metric::Counter(counter), 1);
+                record_only(host, decision);
+                return Flow::Continue;
+            }
+            Route::Refused(reason) => {
+                return self.carry_out(config, host, Judgement::refused(reason), None)
+            }
+        };
+        let read = match headers.take() {
+            Some(h) => Ok(h),
+            None => host.request_headers(),
+        };
+        let Ok(RequestHeaders {
+            content_encoding,
+            content_length,
+            path,
+            ..
+        }) = read
+        else {
+            host.log(Level::Error, "cannot read the request headers");
+            let j = Judgement::refused(Reason::InternalError);
+            return self.carry_out(config, host, j, Some(&policy));
+        };
+        // Refuse early what the body cannot change: nothing is buffered for it.
+        if Encoding::from_header(content_encoding.as_deref()).is_none() {
+            let j = Judgement::refused(Reason::UnsupportedContentEncoding);
+            return self.carry_out(config, host, j, Some(&policy));
+        }
+        let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
+            let j = Judgement::refused(Reason::BodyTooLarge);
+            return self.carry_out(config, host, j, Some(&policy));
+        }
+        self.state = State::Buffering(Pending {
+            policy,
+            content_encoding,
+            path,
+            body_size: 0,
+        });
+        if end_of_stream {
+            // No body at all (GET, empty POST).
+            return self.finish(config, host, true);
+        }
+        Flow::Hold
+    }
+
+    /// `buffered`: the size of the whole body received so far.
+    pub fn on_request_body(
+        &mut self,
+        config: &Config,
+        host: &mut impl Host,
+        buffered: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        let pending = match &mut self.state {
+            State::Buffering(pending) => pending,
+            State::Answered => return Flow::Stop,
+            State::Open => return Flow::Continue,
+        };
+        pending.body_size = buffered;
+        if buffered > config.max_body_bytes {
+            let policy = pending.policy.clone();
+            self.state = State::Open;
+            let j = Judgement::refused(Reason::BodyTooLarge);
+            return self.carry_out(config, host, j, Some(&policy));
+        }
+        if !end_of_stream {
+            return Flow::Hold;
+        }
+        self.finish(config, host, buffered == 0)
+    }
+
+    /// With trailers the body never reports its end: it is complete now.
+    pub fn on_request_trailers(&mut self, config: &Config, host: &mut impl Host) -> Flow {
+        let empty = match &self.state {
+            State::Buffering(pending) => pending.body_size == 0,
+            State::Answered => return Flow::Stop,
+            State::Open => return Flow::Continue,
+        };
+        self.finish(config, host, empty)
+    }
+
+    pub fn on_response_headers(&mut self, host: &mut impl Host) -> Flow {
+        if self.dropped > 0 {
+            let n = self.dropped.to_string();
+            if host.set_response_header(DROPPED_HEADER, &n).is_err() {
+                host.log(Level::Warn, &format!("cannot set {DROPPED_HEADER}"));
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Judges the complete body and carries the judgement out.
+    fn finish(&mut self, config: &Config, host: &mut impl Host, empty: bool) -> Flow {
+        let State::Buffering(pending) = std::mem::replace(&mut self.state, State::Open) else {
+            return Flow::Continue;
+        };
+        let request = Request {
+            config,
+            policy: &pending.policy,
+            content_encoding: pending.content_encoding.as_deref(),
+            path: &pending.path,
+        };
+        let judgement = if empty {
+            judge(&request, &[])
+        } else {
+            match host.request_body(pending.body_size) {
+                Ok(body) => judge(&request, &body),
+                Err(e) => {
+                    host.log(
+                        Level::Error,
+                        &format!("cannot read the request body (host status {})", e.0),
+                    );
+                    Judgement::refused(Reason::InternalError)
+                }
+            }
+        };
+        self.carry_out(config, host, judgement, Some(&pending.policy))
+    }
+
+    /// Records the judgement (metrics, decision record, log), then acts on it. In dry-run mode
+    /// the record says what would have happened and the request goes on untouched.
+    fn carry_out(
+        &mut self,
+        config: &Config,
+        host: &mut impl Host,
+        mut j: Judgement,
+        policy: Option<&RoutePolicy>,
+    ) -> Flow {
+        if !config.dry_run {
+            if let Action::Rewrite(body) = &j.action {
+                if let Err(e) = host.replace_request_body(body) {
+                    host.log(
+                        Level::Error,
+                        &format!("cannot replace the request body (host status {})", e.0),
+                    );
+                    j.action = Action::Reply(Reason::InternalError);
+                }
+            }
+        }
+        record(config, host, &j, policy);
+        if config.dry_run {
+            return Flow::Continue;
+        }
+        let dropped = if j.is_batch { j.dropped } else { 0 };
+        let Action::Reply(reason) = j.action else {
+            self.dropped = dropped;
+            return Flow::Continue;
+        };
+        self.state = State::Answered;
+        let body = reply::body(reason, &j, policy);
+        let details = format!("consent_gate.{}", reason.code());
+        let dropped_text = dropped.to_string();
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            (REASON_HEADER, reason.code()),
+        ];
+        if dropped > 0 {
+            headers.push((DROPPED_HEADER, &dropped_text));
+        }
+        if let Err(e) = host.send_reply(reason.status(config), &details, &headers, body.as_bytes())
+        {
+            // The request stays held: never forwarded, it ends at the stream timeout.
+            host.log(
+                Level::Error,
+                &format!("cannot send the local reply (host status {})", e.0),
+            );
+        }
+        Flow::Stop
+    }
+}
+
+/// The route's policy: its own setting first (metadata or per-route configuration), then the
+/// first matching `routes` rule (which needs the request headers: they are read into `headers`
+/// then, to be read only once), then `on_unconfigured_route`.
+fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHeaders>) -> Route {
+    match host.route_setting(config) {
+        Ok(RouteSetting::Gated(policy)) => return Route::Gated(policy),
+        Ok(RouteSetting::Exempt) => return Route::Ungated("exempt", Counter::RequestsExempt),
+        Ok(RouteSetting::Unconfigured) => {}
+        Err(message) => {
+            let route = host.route_name();
+            host.log(
+                Level::Error,
+                &format!(
+                    "route \"{route}\": consent metadata \"{}\" {message}; refusing its requests (ROUTE_CONFIG_ERROR)",
+                    config.metadata_namespace
+                ),
+            );
+            return Route::Refused(Reason::RouteConfigError);
+        }
+    }
+    if !config.routes.is_empty() {
+        // The route name costs a host call: read only when a rule asks for it.
+        let route_name = if config.routes.iter().any(|r| r.route_name.is_some()) {
+            host.route_name()
+        } else {
+            String::new()
+        };
+        let Ok(read) = host.request_headers() else {
+            host.log(Level::Error, "cannot read the request headers");
+            return Route::Refused(Reason::InternalError);
+        };
+        let h = headers.insert(read);
+        let target = RequestTarget {
+            route_name: &route_name,
+            authority: &h.authority,
+            path: &h.path,
+        };
+        match config.rule_for(&target) {
+            RuleMatch::Rule(policy) => return Route::Gated(policy.clone()),
+            RuleMatch::Conflicting => return Route::Refused(Reason::InvalidEvent),
+            RuleMatch::None => {}
+        }
+    }
+    match config.on_unconfigured_route {
+        UnconfiguredRoute::Allow => Route::Ungated("ungated", Counter::RequestsUngated),
+        UnconfiguredRoute::Deny => {
+            let route = host.route_name();
+            host.log(
+                Level::Error,
+                &format!(
+                    "route \"{route}\" has no consent policy (no metadata \"{}\", no matching rule) and on_unconfigured_route is deny; refusing its requests (ROUTE_CONFIG_ERROR)",
+                    config.metadata_namespace
+                ),
+            );
+            Route::Refused(Reason::RouteConfigError)
+        }
+    }
+}
+
+fn record_only(host: &mut impl Host, decision: &'static str) {
+    let record = Record {
+        decision,
+        reason: None,
+        required: String::new(),
+        denied: String::new(),
+        events: 0,
+        dropped: 0,
+    };
+    if host.record(&record).is_err() {
+        host.log(Level::Warn, "cannot record the decision");
+    }
+}
+
+/// Metrics, the decision record, and one log line per denial. Never any event content: only
+/// the route's categories, reason codes and counts.
+fn record(config: &Config, host: &mut impl Host, j: &Judgement, policy: Option<&RoutePolicy>) {
+    let dry_run = config.dry_run;
+    host.add(Metric::Counter(Counter::RequestsJudged), 1);
+    let (counter, decision) = match j.action {
+        Action::Forward => (Counter::RequestsAllowed, "allow"),
+        Action::Rewrite(_) if dry_run => (Counter::RequestsFiltered, "would_filter"),
+        Action::Rewrite(_) => (Counter::RequestsFiltered, "filter"),
+        Action::Reply(_) if dry_run => (Counter::RequestsDenied, "would_deny"),
+        Action::Reply(_) => (Counter::RequestsDenied, "deny"),
+    };
+    host.add(Metric::Counter(counter), 1);
+    if j.is_batch {
+        host.add(Metric::Counter(Counter::BatchItemsSeen), j.events.into());
+        host.add(
+            Metric::Counter(Counter::BatchItemsDropped),
+            j.dropped.into(),
+        );
+    }
+    for (reason, n) in Reason::ALL.iter().zip(j.dropped_by_reason) {
+        if n > 0 {
+            host.add(Metric::Dropped(*reason), n.into());
+        }
+    }
+    let mut required = String::new();
+    if let Some(p) = policy {
+        for (category, n) in p.categories.iter().zip(j.category_denials) {
+            if n > 0 {
+                host.add(Metric::DeniedCategory(category), n.into());
+            }
+        }
+        required = p.categories.join(",");
+    }
+    let denied = policy
+        .map(|p| {
+            reply::category_names(p, j.denied_categories)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let record = Record {
+        decision,
+        reason: j.reason(),
+        required,
+        denied,
+        events: j.events,
+        dropped: j.dropped,
+    };
+    if host.record(&record).is_err() {
+        host.log(Level::Warn, "cannot record the decision");
+    }
+    // The route name is a host call: fetched only for a line the host will print.
+    if !matches!(j.action, Action::Forward) && host.log_enabled(Level::Info) {
+        let route = host.route_name();
+        let route = if route.is_empty() { "-" } else { &route };
+        host.log(Level::Info, &format!("route={route} {}", record.text()));
+    }
+}

@@ -1,0 +1,303 @@
+//! The request target as destinations may read it: the host without case, port or trailing dot,
+//! and the path in each form a server might give it. `routes` rules and the endpoint's Segment
+//! call are matched against every reading, so that no spelling of a path slips past a rule that
+//! its destination would apply.
+
+use crate::event::Call;
+
+/// The host of an authority (`user@Host.Example.:443` → `host.example`) and its port, if any.
+pub fn split_authority(authority: &str) -> (String, Option<&str>) {
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match hostport.rsplit_once(':') {
+        // `[::1]:80` has a port; `[::1]` and `::1` do not.
+        Some((h, p))
+            if !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']')) =>
+        {
+            (h, Some(p))
+        }
+        _ => (hostport, None),
+    };
+    (host.trim_end_matches('.').to_ascii_lowercase(), port)
+}
+
+/// The ways a server may read a request path (query and fragment removed), distinct, in order:
+/// as sent; as Envoy's `normalize_path` and `merge_slashes` give it (RFC 3986: unreserved
+/// characters decoded, dot segments removed, then slashes merged); and as the most lenient server
+/// reads it (every escape decoded, `\` taken for `/`, `;parameters` dropped, slashes merged, dot
+/// segments removed).
+pub fn path_readings(path: &str) -> Vec<String> {
+    let path = path_only(path);
+    let sent = path.to_string();
+    if is_plain(path) {
+        return vec![sent];
+    }
+    let rfc = merge_slashes(&remove_dot_segments(&decode_unreserved(path)));
+    let lenient = remove_dot_segments(&merge_slashes(&lenient_decode(path)));
+    let mut readings = vec![sent];
+    for r in [rfc, lenient] {
+        if !readings.contains(&r) {
+            readings.push(r);
+        }
+    }
+    readings
+}
+
+/// The path without its query and fragment.
+fn path_only(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or("")
+}
+
+/// A path every server reads as sent: no escapes, backslashes, parameters, empty or dot
+/// segments (the common case, decided without building the other readings).
+fn is_plain(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.bytes().any(|b| matches!(b, b'%' | b'\\' | b';'))
+        && !path.contains("//")
+        && !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// The path in RFC 3986 normal form (as Envoy's `normalize_path` + `merge_slashes` give it).
+pub fn normalize_path(path: &str) -> String {
+    merge_slashes(&remove_dot_segments(&decode_unreserved(path)))
+}
+
+/// What an endpoint's path says about the body it takes, by its last segment (Segment's HTTP
+/// API: `/v1/track`, `/v1/batch`, `/v1/import`; analytics.js and the mobile libraries: `/v1/t`,
+/// `/v1/p`, …, `/v1/b`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The path names no Segment call.
+    Unnamed,
+    /// A single event of this call.
+    Single(Call),
+    /// A batch (`/batch`, `/b`, `/import`).
+    Batch,
+    /// The path's readings name different calls.
+    Conflicting,
+}
+
+impl Endpoint {
+    /// The endpoint named by the last segment of any reading of `path` (case-insensitive).
+    pub fn of_path(path: &str) -> Endpoint {
+        let plain = path_only(path);
+        if is_plain(plain) {
+            return endpoint_named(last_segment(plain));
+        }
+        let mut found = Endpoint::Unnamed;
+        for reading in path_readings(path) {
+            let last = reading
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
+            let named = endpoint_named(last);
+            found = match (found, named) {
+                (_, Endpoint::Unnamed) => found,
+                (Endpoint::Unnamed, n) => n,
+                (f, n) if f == n => f,
+                _ => Endpoint::Conflicting,
+            };
+        }
+        found
+    }
+}
+
+fn last_segment(path: &str) -> &str {
+    path.trim_end_matches('/').rsplit('/').next().unwrap_or("")
+}
+
+fn endpoint_named(segment: &str) -> Endpoint {
+    const NAMES: [(&str, Endpoint); 15] = [
+        ("track", Endpoint::Single(Call::Track)),
+        ("t", Endpoint::Single(Call::Track)),
+        ("identify", Endpoint::Single(Call::Identify)),
+        ("i", Endpoint::Single(Call::Identify)),
+        ("page", Endpoint::Single(Call::Page)),
+        ("p", Endpoint::Single(Call::Page)),
+        ("screen", Endpoint::Single(Call::Screen)),
+        ("s", Endpoint::Single(Call::Screen)),
+        ("group", Endpoint::Single(Call::Group)),
+        ("g", Endpoint::Single(Call::Group)),
+        ("alias", Endpoint::Single(Call::Alias)),
+        ("a", Endpoint::Single(Call::Alias)),
+        ("batch", Endpoint::Batch),
+        ("b", Endpoint::Batch),
+        ("import", Endpoint::Batch),
+    ];
+    NAMES
+        .iter()
+        .find(|(name, _)| segment.eq_ignore_ascii_case(name))
+        .map_or(Endpoint::Unnamed, |(_, e)| *e)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Percent-decodes the characters RFC 3986 calls unreserved; other escapes keep their meaning
+/// and get upper-case hex digits.
+fn decode_unreserved(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) {
+                let v = h * 16 + l;
+                if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                    out.push(v);
+                } else {
+                    out.push(b'%');
+                    out.extend((format!("{v:02X}")).bytes());
+                }
+                i += 3;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every escape decoded, backslashes as slashes, `;parameters` dropped from each segment.
+fn lenient_decode(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let (v, used) = match (
+            c,
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => (h * 16 + l, 3),
+            _ => (c, 1),
+        };
+        out.push(if v == b'\\' { b'/' } else { v });
+        i += used;
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split('/')
+        .map(|seg| seg.split(';').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// RFC 3986 section 5.2.4, on a path that is taken as absolute.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." | ".." => {
+                if *seg == ".." {
+                    out.pop();
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_authorities() {
+        let h = split_authority;
+        assert_eq!(h("api.example.com"), ("api.example.com".into(), None));
+        assert_eq!(
+            h("API.Example.COM:8443"),
+            ("api.example.com".into(), Some("8443"))
+        );
+        assert_eq!(h("api.example.com."), ("api.example.com".into(), None));
+        assert_eq!(
+            h("api.example.com.:443"),
+            ("api.example.com".into(), Some("443"))
+        );
+        assert_eq!(
+            h("user:pw@api.example.com"),
+            ("api.example.com".into(), None)
+        );
+        assert_eq!(h("[::1]:80"), ("[::1]".into(), Some("80")));
+        assert_eq!(h("[::1]"), ("[::1]".into(), None));
+    }
+
+    #[test]
+    fn reads_paths_every_way() {
+        assert_eq!(path_readings("/v1/track?x=/a#f"), vec!["/v1/track"]);
+        assert_eq!(path_readings("//v1/track"), vec!["//v1/track", "/v1/track"]);
+        assert_eq!(
+            path_readings("/x/../v1/track"),
+            vec!["/x/../v1/track", "/v1/track"]
+        );
+        assert_eq!(
+            path_readings("/v1/./%74rack"),
+            vec!["/v1/./%74rack", "/v1/track"]
+        );
+        assert_eq!(
+            path_readings("/v1%2ftrack"),
+            vec!["/v1%2ftrack", "/v1%2Ftrack", "/v1/track"]
+        );
+        assert_eq!(
+            path_readings("/a/..%2f..%2fv1/track"),
+            vec![
+                "/a/..%2f..%2fv1/track",
+                "/a/..%2F..%2Fv1/track",
+                "/v1/track"
+            ]
+        );
+        assert_eq!(
+            path_readings("/v1\\track;jsessionid=1").last().unwrap(),
+            "/v1/track"
+        );
+        assert_eq!(path_readings("/v1/track/..")[1], "/v1/");
+        assert_eq!(path_readings("/../../x")[1], "/x");
+        assert_eq!(normalize_path("/a//b/./c/../d/"), "/a/b/d/");
+        assert_eq!(normalize_path("/%7euser/%41"), "/~user/A");
+        assert_eq!(normalize_path("/%e2%82%ac"), "/%E2%82%AC");
+    }
+
+    #[test]
+    fn names_the_endpoint() {
+        let e = Endpoint::of_path;
+        assert_eq!(e("/v1/track"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/v1/t"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/v1/TRACK/"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/v1/%74rack?x=1"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/v1/identify"), Endpoint::Single(Call::Identify));
+        assert_eq!(e("/v1/batch"), Endpoint::Batch);
+        assert_eq!(e("/v1/import"), Endpoint::Batch);
+        assert_eq!(e("/v1/b"), Endpoint::Batch);
+        assert_eq!(e("/collect"), Endpoint::Unnamed);
+        assert_eq!(e("/"), Endpoint::Unnamed);
+        // `/v1/track/..` is `/v1/` to a normalising server, but `..` to none of them is a call.
+        assert_eq!(e("/v1/track/.."), Endpoint::Unnamed);
+        assert_eq!(e("/v1/track;x=1"), Endpoint::Single(Call::Track));
+        // Envoy reads `/v1/identify/track/`; a server that decodes `%2f` reads `/v1/identify/`.
+        assert_eq!(e("/v1/identify/track/x%2f../.."), Endpoint::Conflicting);
+    }
+}
