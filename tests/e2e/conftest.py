@@ -43,6 +43,12 @@ PLUGIN_CONFIGS = {
     "batch_reject": {"batch_mode": "reject"},
     "deny_429": {"deny_status": 429},  # a status the Segment client retries
     "metrics": {"max_body_bytes": 4096},
+    "unconfigured_deny": {"on_unconfigured_route": "deny"},
+    "gates_nothing": {"route_metadata": False},
+    "target_rules": {
+        "route_metadata": False,
+        "routes": [{"host": "api.example.com", "path_prefix": "/v1/track", "categories": ["Advertising"]}],
+    },
     "dry_run": {"dry_run": True, "max_body_bytes": 4096},
 }
 
@@ -54,9 +60,10 @@ class EnvoyPool:
         self.envoys: dict[str, Envoy] = {}
 
     def get(self, name: str, *, plugin_config: str | None = None, concurrency: int = 1,
-            passthrough: bool = False) -> Envoy:
+            passthrough: bool = False, envoy_normalization: bool = True) -> Envoy:
         """The Envoy called `name`, started on first use. Its plugin configuration is
-        PLUGIN_CONFIGS[plugin_config or name]; `passthrough` runs it without the filter."""
+        PLUGIN_CONFIGS[plugin_config or name]; `passthrough` runs it without the filter;
+        `envoy_normalization=False` without Envoy's own path and host normalisation."""
         envoy = self.envoys.get(name)
         if envoy is not None:
             if not envoy.is_running():
@@ -70,6 +77,7 @@ class EnvoyPool:
             plugin_config=None if passthrough else PLUGIN_CONFIGS[plugin_config or name],
             access_log=workdir / "access.log",
             passthrough=passthrough,
+            envoy_normalization=envoy_normalization,
         )
         envoy = Envoy(name, workdir, config, concurrency=concurrency)
         self.envoys[name] = envoy

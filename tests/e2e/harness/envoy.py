@@ -50,8 +50,12 @@ def render_config(
     plugin_config: dict | str | None = None,
     access_log: Path | None = None,
     passthrough: bool = False,
+    envoy_normalization: bool = True,
 ) -> dict:
     """The canonical config with this run's ports, plugin configuration and paths.
+
+    `envoy_normalization=False` turns off Envoy's own path and host normalisation, so that tests
+    see what the filter does with raw paths and hosts by itself.
 
     `plugin_config` is a dict (dumped as JSON) or a raw string (sent as is, for bad-config cases).
     """
@@ -65,6 +69,9 @@ def render_config(
             endpoint["endpoint"]["address"]["socket_address"]["port_value"] = upstream_port
 
     hcm = _hcm(config)
+    if not envoy_normalization:
+        for key in ("normalize_path", "merge_slashes", "strip_trailing_host_dot"):
+            hcm[key] = False
     if access_log is not None:
         hcm["access_log"][0]["typed_config"]["path"] = str(access_log)
     (gate,) = [f for f in hcm["http_filters"] if f["name"] == FILTER_NAME]

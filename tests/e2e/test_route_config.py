@@ -1,0 +1,126 @@
+"""A configuration mistake never switches the gate off, and `routes` rules cannot be bypassed.
+
+- Route metadata with an unknown key or a mistyped value is `500 ROUTE_CONFIG_ERROR`, logged at
+  error level naming the route, the key and the type; nothing reaches the upstream.
+- Ungated requests are counted and recorded; `on_unconfigured_route: deny` refuses them, and
+  `exempt: true` is the explicit opt-out.
+- A configuration that can gate nothing is announced at start-up.
+- `routes` rules match every spelling of their host and path, with and without Envoy's own
+  normalisation in front of the filter.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from harness import accesslog, clients, stats
+from harness.checks import assert_allowed, assert_denied, encode, event
+
+JSON = {"content-type": "application/json"}
+DENIED = encode(event({"Advertising": False, "Analytics": False}))
+ALLOWED = encode(event({"Advertising": True, "Analytics": True}))
+
+MISCONFIGURED = [
+    # (path, route name, what the log line must name)
+    ("/misconfigured/typo", "misconfigured_typo", ['unknown key "categroy"', 'the string "Advertising"']),
+    ("/misconfigured/case", "misconfigured_case", ['unknown key "Category"']),
+    ("/misconfigured/match-typo", "misconfigured_match_typo", ['unknown key "mtach"']),
+    ("/misconfigured/list", "misconfigured_list", ['"category" must be a string, got a list']),
+    ("/misconfigured/number", "misconfigured_number", ['"category" must be a string, got the number 5']),
+    ("/misconfigured/bool", "misconfigured_bool", ['"category" must be a string, got true']),
+    ("/misconfigured/categories-number", "misconfigured_number_in_list",
+     ['"categories[1]" must be a string, got the number 5']),
+]
+
+
+def wait_for_log(envoy, pattern: str, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in envoy.stderr_text().splitlines():
+            if re.search(pattern, line):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no log line matches {pattern!r}:\n{envoy.stderr_tail()}")
+
+
+@pytest.mark.parametrize("path, route, names", MISCONFIGURED, ids=[m[1] for m in MISCONFIGURED])
+def test_misconfigured_route_metadata_is_refused_and_logged(gate, upstream, path, route, names):
+    for body in (ALLOWED, DENIED):
+        resp = clients.http1(gate.port, "POST", path + "/v1/track", body, JSON)
+        assert_denied(resp, upstream, 500, "ROUTE_CONFIG_ERROR")
+    line = wait_for_log(gate, rf'route "{route}": consent metadata "consent_gate"')
+    assert "[error]" in line, line
+    for name in names:
+        assert name in line, line
+
+
+def test_exempt_route_passes_counted_and_recorded(gate, upstream):
+    before = stats.counters(gate)
+    rid = accesslog.new_id("exempt")
+    resp = clients.http1(gate.port, "POST", "/exempt/v1/track", DENIED, accesslog.tag(JSON, rid))
+    assert_allowed(resp, upstream, DENIED)
+    after = stats.counters(gate)
+    assert after["consent_gate.requests_exempt"] == before["consent_gate.requests_exempt"] + 1
+    assert after["consent_gate.requests_judged"] == before["consent_gate.requests_judged"]
+    assert accesslog.wait_for(gate, rid).decision == "exempt"
+
+
+def test_unconfigured_routes_refused_when_every_route_must_carry_a_policy(envoys, upstream):
+    envoy = envoys.get("unconfigured_deny")
+    resp = clients.http1(envoy.port, "POST", "/open/v1/track", ALLOWED, JSON)
+    assert_denied(resp, upstream, 500, "ROUTE_CONFIG_ERROR")
+    line = wait_for_log(envoy, r"has no consent policy")
+    assert "[error]" in line and "on_unconfigured_route is deny" in line, line
+    upstream.reset()
+    # The explicit opt-out and gated routes still work.
+    resp = clients.http1(envoy.port, "POST", "/exempt", DENIED, JSON)
+    assert_allowed(resp, upstream, DENIED)
+    upstream.reset()
+    resp = clients.http1(envoy.port, "POST", "/ads", encode(event({"Advertising": True})), JSON)
+    assert resp.status == 200, resp
+
+
+def test_a_configuration_that_gates_nothing_is_announced(envoys, upstream):
+    envoy = envoys.get("gates_nothing")
+    line = wait_for_log(envoy, r"gates nothing")
+    assert "[warning]" in line, line
+    # And it does what it says: ungated, counted.
+    resp = clients.http1(envoy.port, "POST", "/ads", DENIED, JSON)
+    assert_allowed(resp, upstream, DENIED)
+    assert stats.counters(envoy)["consent_gate.requests_ungated"] == 1
+
+
+TARGETS = [
+    ("api.example.com", "/v1/track"),
+    ("api.example.com.", "/v1/track"),
+    ("api.example.com.:10000", "/v1/track"),
+    ("API.EXAMPLE.COM", "/v1/track"),
+    ("Api.Example.Com.:443", "/v1/track"),
+    ("api.example.com", "//v1/track"),
+    ("api.example.com", "/v1//track"),
+    ("api.example.com", "/x/../v1/track"),
+    ("api.example.com", "/./v1/./track"),
+    ("api.example.com", "/v1/%74rack"),
+    ("api.example.com", "/%76%31/track"),
+    ("api.example.com", "/V1/TRACK"),
+]
+
+
+@pytest.mark.parametrize("normalized", [True, False], ids=["envoy-normalizes", "filter-alone"])
+@pytest.mark.parametrize("host, path", TARGETS, ids=[f"{h} {p}" for h, p in TARGETS])
+def test_rules_cannot_be_bypassed_by_spelling(envoys, upstream, normalized, host, path):
+    name = "target_rules" if normalized else "target_rules_raw"
+    envoy = envoys.get(name, plugin_config="target_rules", envoy_normalization=normalized)
+    resp = clients.http1(envoy.port, "POST", path, DENIED, {**JSON, "host": host})
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+
+
+def test_rules_gate_only_their_target(envoys, upstream):
+    envoy = envoys.get("target_rules_raw", plugin_config="target_rules", envoy_normalization=False)
+    for host, path in [("api.example.org", "/v1/track"), ("api.example.com", "/v1/identify")]:
+        upstream.reset()
+        resp = clients.http1(envoy.port, "POST", path, DENIED, {**JSON, "host": host})
+        assert_allowed(resp, upstream, DENIED)

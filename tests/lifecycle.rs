@@ -1,0 +1,414 @@
+//! The request lifecycle against a fake host: what reaches the upstream, what is answered, what
+//! is counted, recorded and logged, for every way a request can go. The same lifecycle runs in
+//! both real hosts (proxy-wasm and the dynamic module).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use consent_gate::config::Config;
+use consent_gate::decision::Reason;
+use consent_gate::encoding::Encoding;
+use consent_gate::host::{Host, HostError, Level, Metric, Record, RequestHeaders};
+use consent_gate::json::Value;
+use consent_gate::lifecycle::{Flow, Lifecycle};
+use consent_gate::policy::{Match, RouteSetting};
+
+/// A host that plays one request and remembers everything the lifecycle did to it.
+#[derive(Default)]
+struct Fake {
+    headers: Vec<(String, String)>,
+    route_name: String,
+    /// The route's metadata namespace as JSON (None: the route has none).
+    metadata: Option<String>,
+    body: Vec<u8>,
+    fail_body_read: bool,
+    fail_body_write: bool,
+    // What happened.
+    replaced: Option<Vec<u8>>,
+    reply: Option<(u16, String, Vec<(String, String)>, String)>,
+    response_headers: Vec<(String, String)>,
+    counters: BTreeMap<String, u64>,
+    records: Vec<String>,
+    logs: Vec<(Level, String)>,
+}
+
+impl Fake {
+    fn post(path: &str, body: &str) -> Fake {
+        Fake {
+            headers: vec![
+                (":path".into(), path.into()),
+                (":authority".into(), "api.example.com".into()),
+                ("content-length".into(), body.len().to_string()),
+            ],
+            route_name: "ads".into(),
+            metadata: Some(r#"{"category":"Ads"}"#.into()),
+            body: body.as_bytes().to_vec(),
+            ..Fake::default()
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Fake {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    fn metadata(mut self, json: Option<&str>) -> Fake {
+        self.metadata = json.map(str::to_string);
+        self
+    }
+
+    fn count(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+}
+
+impl Host for Fake {
+    fn request_headers(&mut self) -> Result<RequestHeaders, HostError> {
+        Ok(RequestHeaders::from_pairs(
+            self.headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+        ))
+    }
+
+    fn route_name(&mut self) -> String {
+        self.route_name.clone()
+    }
+
+    fn route_setting(&mut self, config: &Config) -> Result<RouteSetting, String> {
+        if !config.route_metadata {
+            return Ok(RouteSetting::Unconfigured);
+        }
+        match &self.metadata {
+            None => Ok(RouteSetting::Unconfigured),
+            Some(json) => RouteSetting::from_value(&Value::parse(json).unwrap(), config.match_mode),
+        }
+    }
+
+    fn request_body(&mut self, size: usize) -> Result<Cow<'_, [u8]>, HostError> {
+        assert_eq!(size, self.body.len(), "the lifecycle asks for what was buffered");
+        if self.fail_body_read {
+            return Err(HostError(2));
+        }
+        Ok(Cow::Borrowed(&self.body))
+    }
+
+    fn replace_request_body(&mut self, body: &[u8]) -> Result<(), HostError> {
+        if self.fail_body_write {
+            return Err(HostError(2));
+        }
+        self.replaced = Some(body.to_vec());
+        Ok(())
+    }
+
+    fn send_reply(
+        &mut self,
+        status: u16,
+        details: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        assert!(self.reply.is_none(), "one reply per request");
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        self.reply = Some((status, details.into(), headers, body));
+        Ok(())
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.response_headers.push((name.into(), value.into()));
+        Ok(())
+    }
+
+    fn add(&mut self, metric: Metric<'_>, n: u64) {
+        let name = match metric {
+            Metric::Counter(c) => c.name(),
+            Metric::Dropped(r) => consent_gate::metrics::dropped_by_reason(r),
+            Metric::DeniedCategory(c) => consent_gate::metrics::denied_category(c),
+        };
+        *self.counters.entry(name).or_default() += n;
+    }
+
+    fn record(&mut self, record: &Record) -> Result<(), HostError> {
+        self.records.push(record.text());
+        Ok(())
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        self.logs.push((level, message.into()));
+    }
+
+    fn log_enabled(&mut self, _level: Level) -> bool {
+        true
+    }
+}
+
+/// What became of the request.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// Forwarded: the body the upstream gets (None: the client's, untouched).
+    Forwarded(Option<Vec<u8>>),
+    Replied(u16, String),
+}
+
+/// Plays headers, then the body in two chunks (or none), as Envoy would.
+fn play(config: &Config, host: &mut Fake) -> Outcome {
+    let mut lc = Lifecycle::default();
+    let body_len = host.body.len();
+    let mut flow = lc.on_request_headers(config, host, body_len == 0);
+    if flow == Flow::Hold && body_len > 0 {
+        let half = body_len / 2;
+        flow = lc.on_request_body(config, host, half, false);
+        if flow == Flow::Hold {
+            flow = lc.on_request_body(config, host, body_len, true);
+        }
+    }
+    if flow == Flow::Continue {
+        lc.on_response_headers(host);
+    }
+    match (&host.reply, flow) {
+        (Some((status, _, headers, _)), Flow::Stop) => {
+            let reason = headers
+                .iter()
+                .find(|(k, _)| k == "x-consent-gate-reason")
+                .map(|(_, v)| v.clone())
+                .unwrap();
+            Outcome::Replied(*status, reason)
+        }
+        (None, Flow::Continue) => Outcome::Forwarded(host.replaced.clone()),
+        other => panic!("inconsistent: {other:?}"),
+    }
+}
+
+fn replied(status: u16, reason: Reason) -> Outcome {
+    Outcome::Replied(status, reason.code().to_string())
+}
+
+const CONSENTED: &str =
+    r#"{"type":"track","event":"Buy","context":{"consent":{"categoryPreferences":{"Ads":true}}}}"#;
+const REFUSED: &str =
+    r#"{"type":"track","event":"Buy","context":{"consent":{"categoryPreferences":{"Ads":false}}}}"#;
+
+#[test]
+fn the_decision_table_through_the_lifecycle() {
+    let config = Config::default();
+    let rows: Vec<(&str, Fake, Outcome)> = vec![
+        ("consented", Fake::post("/v1/track", CONSENTED), Outcome::Forwarded(None)),
+        ("refused", Fake::post("/v1/track", REFUSED), replied(403, Reason::FilteredByEndUserConsent)),
+        ("no consent", Fake::post("/v1/track", r#"{"type":"track"}"#), replied(403, Reason::MissingConsent)),
+        ("not JSON", Fake::post("/v1/track", "nope"), replied(400, Reason::InvalidEvent)),
+        ("Context", Fake::post("/v1/track", &CONSENTED.replace("context", "Context")), replied(400, Reason::InvalidEvent)),
+        ("path names another call", Fake::post("/v1/identify", CONSENTED), replied(400, Reason::InvalidEvent)),
+        ("empty body", Fake::post("/v1/track", ""), replied(403, Reason::MissingConsent)),
+        ("event in the query", Fake::post("/v1/pixel/track?data=e30", ""), replied(400, Reason::InvalidEvent)),
+        ("brotli", Fake::post("/v1/track", CONSENTED).header("content-encoding", "br"), replied(415, Reason::UnsupportedContentEncoding)),
+        ("stacked encodings", Fake::post("/v1/track", CONSENTED).header("content-encoding", "gzip").header("content-encoding", "gzip"), replied(415, Reason::UnsupportedContentEncoding)),
+        ("too large by content-length", Fake::post("/v1/track", CONSENTED).header("content-length", "99999999"), replied(413, Reason::BodyTooLarge)),
+    ];
+    for (name, mut host, want) in rows {
+        assert_eq!(play(&config, &mut host), want, "{name}");
+        assert_eq!(host.records.len(), 1, "{name}: one record per request");
+        assert_eq!(host.count("consent_gate.requests_judged"), 1, "{name}");
+    }
+}
+
+#[test]
+fn a_gzip_batch_is_rewritten_and_recompressed() {
+    let config = Config::default();
+    let plain = format!(r#"{{"batch":[{CONSENTED},{REFUSED}],"sentAt":"x"}}"#);
+    let body = Encoding::Gzip.encode(plain.into_bytes());
+    let mut host = Fake::post("/v1/batch", "").header("content-encoding", "gzip");
+    host.body = body;
+    let Outcome::Forwarded(Some(out)) = play(&config, &mut host) else {
+        panic!("{:?}", host.reply)
+    };
+    let kept = Encoding::Gzip.decode(&out, 1 << 20).unwrap();
+    assert_eq!(
+        String::from_utf8(kept).unwrap(),
+        format!(r#"{{"batch":[{CONSENTED}],"sentAt":"x"}}"#)
+    );
+    assert_eq!(host.response_headers, vec![("x-consent-gate-dropped".into(), "1".into())]);
+    assert_eq!(host.count("consent_gate.requests_filtered"), 1);
+    assert_eq!(host.count("consent_gate.batch_items_dropped"), 1);
+    assert_eq!(host.count("consent_gate.events_denied_category.Ads"), 1);
+    assert_eq!(
+        host.records,
+        ["decision=filter reason=FILTERED_BY_END_USER_CONSENT required=Ads denied=Ads events=2 dropped=1"]
+    );
+}
+
+#[test]
+fn a_refused_batch_says_how_many_items_were_dropped() {
+    let config = Config::default();
+    let mut host = Fake::post("/v1/batch", &format!(r#"{{"batch":[{REFUSED},{REFUSED}]}}"#));
+    assert_eq!(play(&config, &mut host), replied(403, Reason::FilteredByEndUserConsent));
+    let (_, details, headers, body) = host.reply.clone().unwrap();
+    assert_eq!(details, "consent_gate.FILTERED_BY_END_USER_CONSENT");
+    assert!(headers.contains(&("x-consent-gate-dropped".into(), "2".into())), "{headers:?}");
+    assert!(body.contains(r#""dropped":2"#), "{body}");
+}
+
+#[test]
+fn route_metadata_mistakes_refuse_with_a_log_line_naming_route_key_and_type() {
+    let config = Config::default();
+    for (metadata, names) in [
+        (r#"{"categroy":"Ads"}"#, ["\"categroy\"", "the string \"Ads\""]),
+        (r#"{"Category":"Ads"}"#, ["\"Category\"", "unknown key"]),
+        (r#"{"category":"Ads","mtach":"any"}"#, ["\"mtach\"", "unknown key"]),
+        (r#"{"category":["Ads"]}"#, ["\"category\"", "a list"]),
+        (r#"{"category":5}"#, ["\"category\"", "the number 5"]),
+        (r#"{"category":true}"#, ["\"category\"", "true"]),
+        (r#"{"categories":["Ads",5]}"#, ["\"categories[1]\"", "the number 5"]),
+    ] {
+        let mut host = Fake::post("/v1/track", CONSENTED).metadata(Some(metadata));
+        assert_eq!(
+            play(&config, &mut host),
+            replied(500, Reason::RouteConfigError),
+            "{metadata}"
+        );
+        let errors: Vec<&String> = host
+            .logs
+            .iter()
+            .filter(|(l, _)| *l == Level::Error)
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(errors.len(), 1, "{metadata}: {:?}", host.logs);
+        for want in names.iter().chain(&["route \"ads\"", "\"consent_gate\""]) {
+            assert!(errors[0].contains(want), "{metadata}: {} lacks {want}", errors[0]);
+        }
+        assert_eq!(host.count("consent_gate.events_dropped.ROUTE_CONFIG_ERROR"), 1);
+        assert!(host.replaced.is_none());
+    }
+}
+
+#[test]
+fn ungated_and_exempt_requests_are_counted_and_recorded() {
+    let config = Config::default();
+    let mut host = Fake::post("/v1/track", REFUSED).metadata(None);
+    assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+    assert_eq!(host.count("consent_gate.requests_ungated"), 1);
+    assert_eq!(host.count("consent_gate.requests_judged"), 0);
+    assert_eq!(
+        host.records,
+        ["decision=ungated reason=- required=- denied=- events=0 dropped=0"]
+    );
+
+    let mut host = Fake::post("/v1/track", REFUSED).metadata(Some(r#"{"exempt":true}"#));
+    assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+    assert_eq!(host.count("consent_gate.requests_exempt"), 1);
+    assert_eq!(host.count("consent_gate.requests_ungated"), 0);
+    assert!(host.records[0].starts_with("decision=exempt "));
+}
+
+#[test]
+fn unconfigured_routes_can_be_refused() {
+    let config = Config::parse(r#"{"on_unconfigured_route":"deny"}"#).unwrap();
+    let mut host = Fake::post("/v1/track", CONSENTED).metadata(None);
+    assert_eq!(play(&config, &mut host), replied(500, Reason::RouteConfigError));
+    assert!(host.logs.iter().any(|(l, m)| *l == Level::Error
+        && m.contains("route \"ads\" has no consent policy")));
+    // An explicit opt-out still passes.
+    let mut host = Fake::post("/v1/track", CONSENTED).metadata(Some(r#"{"exempt":true}"#));
+    assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+    // A rule is a policy too.
+    let config = Config::parse(
+        r#"{"on_unconfigured_route":"deny","routes":[{"path_prefix":"/v1/","categories":["Ads"]}]}"#,
+    )
+    .unwrap();
+    let mut host = Fake::post("//v1/./track", REFUSED).metadata(None);
+    assert_eq!(play(&config, &mut host), replied(403, Reason::FilteredByEndUserConsent));
+}
+
+#[test]
+fn rules_see_every_spelling_of_the_target() {
+    let config = Config::parse(
+        r#"{"routes":[{"host":"api.example.com","path_prefix":"/v1/track","categories":["Ads"],"match":"any"}]}"#,
+    )
+    .unwrap();
+    for (authority, path) in [
+        ("api.example.com", "/v1/track"),
+        ("api.example.com.", "/v1/track"),
+        ("API.EXAMPLE.COM.:8080", "/v1/track"),
+        ("api.example.com", "//v1/track"),
+        ("api.example.com", "/x/../v1/track"),
+        ("api.example.com", "/v1/%74rack"),
+        ("api.example.com", "/v1%2Ftrack"),
+    ] {
+        let mut host = Fake::post(path, REFUSED).metadata(None);
+        host.headers[1].1 = authority.into();
+        let got = play(&config, &mut host);
+        // `/v1%2Ftrack` names no call by its path as sent, `track` by the decoded one: either
+        // way the rule gates it, and the refused consent is denied.
+        assert_eq!(got, replied(403, Reason::FilteredByEndUserConsent), "{authority} {path}");
+    }
+}
+
+#[test]
+fn host_failures_are_refusals_never_forwards() {
+    let config = Config::default();
+    let mut host = Fake::post("/v1/track", CONSENTED);
+    host.fail_body_read = true;
+    assert_eq!(play(&config, &mut host), replied(500, Reason::InternalError));
+    let mut host = Fake::post("/v1/batch", &format!(r#"{{"batch":[{CONSENTED},{REFUSED}]}}"#));
+    host.fail_body_write = true;
+    assert_eq!(play(&config, &mut host), replied(500, Reason::InternalError));
+}
+
+#[test]
+fn too_large_while_streaming() {
+    let config = Config::parse(r#"{"max_body_bytes":100}"#).unwrap();
+    let mut host = Fake::post("/v1/track", &format!(r#"{{"pad":"{}"}}"#, "x".repeat(300)));
+    host.headers.retain(|(k, _)| k != "content-length"); // chunked: no declared length
+    assert_eq!(play(&config, &mut host), replied(413, Reason::BodyTooLarge));
+}
+
+#[test]
+fn trailers_end_the_body() {
+    let config = Config::default();
+    let mut host = Fake::post("/v1/track", REFUSED);
+    let mut lc = Lifecycle::default();
+    assert_eq!(lc.on_request_headers(&config, &mut host, false), Flow::Hold);
+    assert_eq!(lc.on_request_body(&config, &mut host, REFUSED.len(), false), Flow::Hold);
+    assert_eq!(lc.on_request_trailers(&config, &mut host), Flow::Stop);
+    assert!(host.reply.is_some());
+}
+
+#[test]
+fn dry_run_forwards_untouched_and_records_what_would_happen() {
+    let config = Config::parse(r#"{"dry_run":true}"#).unwrap();
+    let mut host = Fake::post("/v1/track", REFUSED);
+    assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+    assert!(host.records[0].starts_with("decision=would_deny reason=FILTERED_BY_END_USER_CONSENT"));
+    assert_eq!(host.count("consent_gate.requests_denied"), 1);
+    assert!(host.response_headers.is_empty());
+}
+
+#[test]
+fn logs_carry_no_event_content() {
+    let config = Config::default();
+    let secret = "jane.doe@example.org";
+    let body = REFUSED.replace("\"Buy\"", &format!("\"{secret}\""));
+    let mut host = Fake::post("/v1/track", &body);
+    play(&config, &mut host);
+    let everything = format!("{:?} {:?} {:?}", host.logs, host.records, host.reply);
+    assert!(!everything.contains(secret));
+    assert!(host.logs.iter().any(|(_, m)| m.starts_with("route=ads decision=deny")));
+}
+
+#[test]
+fn the_route_match_mode_comes_from_the_plugin_unless_the_route_says() {
+    let config = Config::parse(r#"{"match":"any"}"#).unwrap();
+    let both = r#"{"categories":["Ads","Other"]}"#;
+    let mut host = Fake::post("/v1/track", CONSENTED).metadata(Some(both));
+    assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+    let all = r#"{"categories":["Ads","Other"],"match":"all"}"#;
+    let mut host = Fake::post("/v1/track", CONSENTED).metadata(Some(all));
+    assert_eq!(play(&config, &mut host), replied(403, Reason::FilteredByEndUserConsent));
+    assert!(matches!(
+        RouteSetting::from_value(&Value::parse(both).unwrap(), Match::Any),
+        Ok(RouteSetting::Gated(p)) if p.match_mode == Match::Any
+    ));
+}
