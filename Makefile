@@ -16,10 +16,15 @@ all: build
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
                   --enable-mutable-globals --enable-multivalue --enable-reference-types --enable-simd
 
+# Debian packages, installed when their command is missing: wasm-opt shrinks the module; Go runs
+# the differential test's reader (a real Go receiver, tests/oracle/go).
+APT_TOOLS := wasm-opt:binaryen go:golang-go
+
 toolchain:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
-	@command -v wasm-opt >/dev/null || { echo "installing binaryen (wasm-opt)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null; }
+	@missing=""; for t in $(APT_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: tests/requirements.txt
@@ -63,7 +68,7 @@ bench: build venv
 	cargo bench --bench decision -- --warm-up-time 1 --measurement-time $(if $(QUICK),1,3)
 	$(PY) bench/run.py
 
-e2e: build venv
+e2e: build venv toolchain
 	$(VENV)/bin/pytest tests/e2e -q
 
 clean:

@@ -1,0 +1,3 @@
+module consentgate/oracle
+
+go 1.19
