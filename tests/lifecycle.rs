@@ -13,6 +13,9 @@ use consent_gate::json::Value;
 use consent_gate::lifecycle::{Flow, Lifecycle};
 use consent_gate::policy::{Match, RouteSetting};
 
+/// A local reply: status, details, headers, body.
+type Reply = (u16, String, Vec<(String, String)>, String);
+
 /// A host that plays one request and remembers everything the lifecycle did to it.
 #[derive(Default)]
 struct Fake {
@@ -25,7 +28,7 @@ struct Fake {
     fail_body_write: bool,
     // What happened.
     replaced: Option<Vec<u8>>,
-    reply: Option<(u16, String, Vec<(String, String)>, String)>,
+    reply: Option<Reply>,
     response_headers: Vec<(String, String)>,
     counters: BTreeMap<String, u64>,
     records: Vec<String>,
@@ -86,7 +89,11 @@ impl Host for Fake {
     }
 
     fn request_body(&mut self, size: usize) -> Result<Cow<'_, [u8]>, HostError> {
-        assert_eq!(size, self.body.len(), "the lifecycle asks for what was buffered");
+        assert_eq!(
+            size,
+            self.body.len(),
+            "the lifecycle asks for what was buffered"
+        );
         if self.fail_body_read {
             return Err(HostError(2));
         }
@@ -196,17 +203,63 @@ const REFUSED: &str =
 fn the_decision_table_through_the_lifecycle() {
     let config = Config::default();
     let rows: Vec<(&str, Fake, Outcome)> = vec![
-        ("consented", Fake::post("/v1/track", CONSENTED), Outcome::Forwarded(None)),
-        ("refused", Fake::post("/v1/track", REFUSED), replied(403, Reason::FilteredByEndUserConsent)),
-        ("no consent", Fake::post("/v1/track", r#"{"type":"track"}"#), replied(403, Reason::MissingConsent)),
-        ("not JSON", Fake::post("/v1/track", "nope"), replied(400, Reason::InvalidEvent)),
-        ("Context", Fake::post("/v1/track", &CONSENTED.replace("context", "Context")), replied(400, Reason::InvalidEvent)),
-        ("path names another call", Fake::post("/v1/identify", CONSENTED), replied(400, Reason::InvalidEvent)),
-        ("empty body", Fake::post("/v1/track", ""), replied(403, Reason::MissingConsent)),
-        ("event in the query", Fake::post("/v1/pixel/track?data=e30", ""), replied(400, Reason::InvalidEvent)),
-        ("brotli", Fake::post("/v1/track", CONSENTED).header("content-encoding", "br"), replied(415, Reason::UnsupportedContentEncoding)),
-        ("stacked encodings", Fake::post("/v1/track", CONSENTED).header("content-encoding", "gzip").header("content-encoding", "gzip"), replied(415, Reason::UnsupportedContentEncoding)),
-        ("too large by content-length", Fake::post("/v1/track", CONSENTED).header("content-length", "99999999"), replied(413, Reason::BodyTooLarge)),
+        (
+            "consented",
+            Fake::post("/v1/track", CONSENTED),
+            Outcome::Forwarded(None),
+        ),
+        (
+            "refused",
+            Fake::post("/v1/track", REFUSED),
+            replied(403, Reason::FilteredByEndUserConsent),
+        ),
+        (
+            "no consent",
+            Fake::post("/v1/track", r#"{"type":"track"}"#),
+            replied(403, Reason::MissingConsent),
+        ),
+        (
+            "not JSON",
+            Fake::post("/v1/track", "nope"),
+            replied(400, Reason::InvalidEvent),
+        ),
+        (
+            "Context",
+            Fake::post("/v1/track", &CONSENTED.replace("context", "Context")),
+            replied(400, Reason::InvalidEvent),
+        ),
+        (
+            "path names another call",
+            Fake::post("/v1/identify", CONSENTED),
+            replied(400, Reason::InvalidEvent),
+        ),
+        (
+            "empty body",
+            Fake::post("/v1/track", ""),
+            replied(403, Reason::MissingConsent),
+        ),
+        (
+            "event in the query",
+            Fake::post("/v1/pixel/track?data=e30", ""),
+            replied(400, Reason::InvalidEvent),
+        ),
+        (
+            "brotli",
+            Fake::post("/v1/track", CONSENTED).header("content-encoding", "br"),
+            replied(415, Reason::UnsupportedContentEncoding),
+        ),
+        (
+            "stacked encodings",
+            Fake::post("/v1/track", CONSENTED)
+                .header("content-encoding", "gzip")
+                .header("content-encoding", "gzip"),
+            replied(415, Reason::UnsupportedContentEncoding),
+        ),
+        (
+            "too large by content-length",
+            Fake::post("/v1/track", CONSENTED).header("content-length", "99999999"),
+            replied(413, Reason::BodyTooLarge),
+        ),
     ];
     for (name, mut host, want) in rows {
         assert_eq!(play(&config, &mut host), want, "{name}");
@@ -230,7 +283,10 @@ fn a_gzip_batch_is_rewritten_and_recompressed() {
         String::from_utf8(kept).unwrap(),
         format!(r#"{{"batch":[{CONSENTED}],"sentAt":"x"}}"#)
     );
-    assert_eq!(host.response_headers, vec![("x-consent-gate-dropped".into(), "1".into())]);
+    assert_eq!(
+        host.response_headers,
+        vec![("x-consent-gate-dropped".into(), "1".into())]
+    );
     assert_eq!(host.count("consent_gate.requests_filtered"), 1);
     assert_eq!(host.count("consent_gate.batch_items_dropped"), 1);
     assert_eq!(host.count("consent_gate.events_denied_category.Ads"), 1);
@@ -243,11 +299,20 @@ fn a_gzip_batch_is_rewritten_and_recompressed() {
 #[test]
 fn a_refused_batch_says_how_many_items_were_dropped() {
     let config = Config::default();
-    let mut host = Fake::post("/v1/batch", &format!(r#"{{"batch":[{REFUSED},{REFUSED}]}}"#));
-    assert_eq!(play(&config, &mut host), replied(403, Reason::FilteredByEndUserConsent));
+    let mut host = Fake::post(
+        "/v1/batch",
+        &format!(r#"{{"batch":[{REFUSED},{REFUSED}]}}"#),
+    );
+    assert_eq!(
+        play(&config, &mut host),
+        replied(403, Reason::FilteredByEndUserConsent)
+    );
     let (_, details, headers, body) = host.reply.clone().unwrap();
     assert_eq!(details, "consent_gate.FILTERED_BY_END_USER_CONSENT");
-    assert!(headers.contains(&("x-consent-gate-dropped".into(), "2".into())), "{headers:?}");
+    assert!(
+        headers.contains(&("x-consent-gate-dropped".into(), "2".into())),
+        "{headers:?}"
+    );
     assert!(body.contains(r#""dropped":2"#), "{body}");
 }
 
@@ -255,13 +320,22 @@ fn a_refused_batch_says_how_many_items_were_dropped() {
 fn route_metadata_mistakes_refuse_with_a_log_line_naming_route_key_and_type() {
     let config = Config::default();
     for (metadata, names) in [
-        (r#"{"categroy":"Ads"}"#, ["\"categroy\"", "the string \"Ads\""]),
+        (
+            r#"{"categroy":"Ads"}"#,
+            ["\"categroy\"", "the string \"Ads\""],
+        ),
         (r#"{"Category":"Ads"}"#, ["\"Category\"", "unknown key"]),
-        (r#"{"category":"Ads","mtach":"any"}"#, ["\"mtach\"", "unknown key"]),
+        (
+            r#"{"category":"Ads","mtach":"any"}"#,
+            ["\"mtach\"", "unknown key"],
+        ),
         (r#"{"category":["Ads"]}"#, ["\"category\"", "a list"]),
         (r#"{"category":5}"#, ["\"category\"", "the number 5"]),
         (r#"{"category":true}"#, ["\"category\"", "true"]),
-        (r#"{"categories":["Ads",5]}"#, ["\"categories[1]\"", "the number 5"]),
+        (
+            r#"{"categories":["Ads",5]}"#,
+            ["\"categories[1]\"", "the number 5"],
+        ),
     ] {
         let mut host = Fake::post("/v1/track", CONSENTED).metadata(Some(metadata));
         assert_eq!(
@@ -277,9 +351,16 @@ fn route_metadata_mistakes_refuse_with_a_log_line_naming_route_key_and_type() {
             .collect();
         assert_eq!(errors.len(), 1, "{metadata}: {:?}", host.logs);
         for want in names.iter().chain(&["route \"ads\"", "\"consent_gate\""]) {
-            assert!(errors[0].contains(want), "{metadata}: {} lacks {want}", errors[0]);
+            assert!(
+                errors[0].contains(want),
+                "{metadata}: {} lacks {want}",
+                errors[0]
+            );
         }
-        assert_eq!(host.count("consent_gate.events_dropped.ROUTE_CONFIG_ERROR"), 1);
+        assert_eq!(
+            host.count("consent_gate.events_dropped.ROUTE_CONFIG_ERROR"),
+            1
+        );
         assert!(host.replaced.is_none());
     }
 }
@@ -307,9 +388,14 @@ fn ungated_and_exempt_requests_are_counted_and_recorded() {
 fn unconfigured_routes_can_be_refused() {
     let config = Config::parse(r#"{"on_unconfigured_route":"deny"}"#).unwrap();
     let mut host = Fake::post("/v1/track", CONSENTED).metadata(None);
-    assert_eq!(play(&config, &mut host), replied(500, Reason::RouteConfigError));
-    assert!(host.logs.iter().any(|(l, m)| *l == Level::Error
-        && m.contains("route \"ads\" has no consent policy")));
+    assert_eq!(
+        play(&config, &mut host),
+        replied(500, Reason::RouteConfigError)
+    );
+    assert!(host
+        .logs
+        .iter()
+        .any(|(l, m)| *l == Level::Error && m.contains("route \"ads\" has no consent policy")));
     // An explicit opt-out still passes.
     let mut host = Fake::post("/v1/track", CONSENTED).metadata(Some(r#"{"exempt":true}"#));
     assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
@@ -319,7 +405,10 @@ fn unconfigured_routes_can_be_refused() {
     )
     .unwrap();
     let mut host = Fake::post("//v1/./track", REFUSED).metadata(None);
-    assert_eq!(play(&config, &mut host), replied(403, Reason::FilteredByEndUserConsent));
+    assert_eq!(
+        play(&config, &mut host),
+        replied(403, Reason::FilteredByEndUserConsent)
+    );
 }
 
 #[test]
@@ -342,7 +431,11 @@ fn rules_see_every_spelling_of_the_target() {
         let got = play(&config, &mut host);
         // `/v1%2Ftrack` names no call by its path as sent, `track` by the decoded one: either
         // way the rule gates it, and the refused consent is denied.
-        assert_eq!(got, replied(403, Reason::FilteredByEndUserConsent), "{authority} {path}");
+        assert_eq!(
+            got,
+            replied(403, Reason::FilteredByEndUserConsent),
+            "{authority} {path}"
+        );
     }
 }
 
@@ -351,10 +444,19 @@ fn host_failures_are_refusals_never_forwards() {
     let config = Config::default();
     let mut host = Fake::post("/v1/track", CONSENTED);
     host.fail_body_read = true;
-    assert_eq!(play(&config, &mut host), replied(500, Reason::InternalError));
-    let mut host = Fake::post("/v1/batch", &format!(r#"{{"batch":[{CONSENTED},{REFUSED}]}}"#));
+    assert_eq!(
+        play(&config, &mut host),
+        replied(500, Reason::InternalError)
+    );
+    let mut host = Fake::post(
+        "/v1/batch",
+        &format!(r#"{{"batch":[{CONSENTED},{REFUSED}]}}"#),
+    );
     host.fail_body_write = true;
-    assert_eq!(play(&config, &mut host), replied(500, Reason::InternalError));
+    assert_eq!(
+        play(&config, &mut host),
+        replied(500, Reason::InternalError)
+    );
 }
 
 #[test]
@@ -371,7 +473,10 @@ fn trailers_end_the_body() {
     let mut host = Fake::post("/v1/track", REFUSED);
     let mut lc = Lifecycle::default();
     assert_eq!(lc.on_request_headers(&config, &mut host, false), Flow::Hold);
-    assert_eq!(lc.on_request_body(&config, &mut host, REFUSED.len(), false), Flow::Hold);
+    assert_eq!(
+        lc.on_request_body(&config, &mut host, REFUSED.len(), false),
+        Flow::Hold
+    );
     assert_eq!(lc.on_request_trailers(&config, &mut host), Flow::Stop);
     assert!(host.reply.is_some());
 }
@@ -395,7 +500,10 @@ fn logs_carry_no_event_content() {
     play(&config, &mut host);
     let everything = format!("{:?} {:?} {:?}", host.logs, host.records, host.reply);
     assert!(!everything.contains(secret));
-    assert!(host.logs.iter().any(|(_, m)| m.starts_with("route=ads decision=deny")));
+    assert!(host
+        .logs
+        .iter()
+        .any(|(_, m)| m.starts_with("route=ads decision=deny")));
 }
 
 #[test]
@@ -406,7 +514,10 @@ fn the_route_match_mode_comes_from_the_plugin_unless_the_route_says() {
     assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
     let all = r#"{"categories":["Ads","Other"],"match":"all"}"#;
     let mut host = Fake::post("/v1/track", CONSENTED).metadata(Some(all));
-    assert_eq!(play(&config, &mut host), replied(403, Reason::FilteredByEndUserConsent));
+    assert_eq!(
+        play(&config, &mut host),
+        replied(403, Reason::FilteredByEndUserConsent)
+    );
     assert!(matches!(
         RouteSetting::from_value(&Value::parse(both).unwrap(), Match::Any),
         Ok(RouteSetting::Gated(p)) if p.match_mode == Match::Any

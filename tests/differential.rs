@@ -1,0 +1,270 @@
+//! Differential, natively: for generated bodies built to be read two ways, whatever `judge`
+//! forwards must be read alike by every reference reader (tests/support/readers.rs: last and
+//! first key wins, Go's case folding with the kind taken from the endpoint, NUL-stopping keys),
+//! and every item any of them reads must be one the route allows. The end-to-end twin
+//! (tests/e2e/test_differential.py) runs the same idea through Envoy with a real Go program.
+
+#[path = "support/readers.rs"]
+mod readers;
+
+use consent_gate::config::Config;
+use consent_gate::decision::{judge, Action, Request};
+use consent_gate::policy::{Match, RoutePolicy};
+use readers::{read, Reader, Reading, READERS};
+
+/// SplitMix64: a small deterministic generator, so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+struct Gen {
+    rng: Rng,
+    hostility: f64,
+}
+
+impl Gen {
+    /// A key as JSON text, perhaps misspelled so that some reader takes it for another.
+    fn key(&mut self, key: &str) -> String {
+        if !self.rng.chance(self.hostility) {
+            return format!("\"{key}\"");
+        }
+        match self.rng.below(6) {
+            0 => format!("\"{}{}\"", key[..1].to_uppercase(), &key[1..]),
+            1 => format!("\"{}\"", key.to_uppercase()),
+            2 => format!("\"{}\"", key.replacen('s', "\u{17f}", 1)),
+            3 => format!("\"{}\"", key.replacen('s', "\\u017f", 1)),
+            4 => format!("\"{key}\\u0000\""),
+            _ => {
+                let i = self.rng.below(key.len());
+                format!(
+                    "\"{}\\u{:04x}{}\"",
+                    &key[..i],
+                    key.as_bytes()[i],
+                    &key[i + 1..]
+                )
+            }
+        }
+    }
+
+    fn object(&mut self, members: Vec<(&str, String)>) -> String {
+        let mut out = Vec::new();
+        for (k, v) in members {
+            out.push(format!("{}:{v}", self.key(k)));
+            if self.rng.chance(self.hostility / 2.0) {
+                let again = self.value_for(k);
+                out.push(format!("{}:{again}", self.key(k)));
+            }
+        }
+        // Shuffle, so that repeats come in either order.
+        for i in (1..out.len()).rev() {
+            let j = self.rng.below(i + 1);
+            out.swap(i, j);
+        }
+        format!("{{{}}}", out.join(","))
+    }
+
+    fn value_for(&mut self, key: &str) -> String {
+        match key {
+            "context" => self.context(),
+            "consent" => self.consent(),
+            "categoryPreferences" => self.preferences(),
+            "type" => self.call(None),
+            "event" => self.name(),
+            _ => "\"x\"".into(),
+        }
+    }
+
+    fn call(&mut self, endpoint_call: Option<&str>) -> String {
+        match endpoint_call {
+            Some(c) if self.rng.chance(0.7) => format!("\"{c}\""),
+            _ => self
+                .rng
+                .pick(&[
+                    "\"track\"",
+                    "\"identify\"",
+                    "\"page\"",
+                    "\"Track\"",
+                    "1",
+                    "null",
+                ])
+                .to_string(),
+        }
+    }
+
+    fn name(&mut self) -> String {
+        self.rng
+            .pick(&[
+                "\"Buy\"",
+                "\"Consent Change\"",
+                "\"Segment Consent Preference Updated\"",
+            ])
+            .to_string()
+    }
+
+    fn preferences(&mut self) -> String {
+        let mut members = Vec::new();
+        for cat in ["Advertising", "Analytics", "advertising", "Functional"] {
+            if self
+                .rng
+                .chance(if cat.starts_with('A') { 0.9 } else { 0.3 })
+            {
+                let v = *self.rng.pick(&[
+                    "true", "true", "true", "true", "true", "false", "\"true\"", "null",
+                ]);
+                members.push((cat, v.to_string()));
+            }
+        }
+        self.object(members)
+    }
+
+    fn consent(&mut self) -> String {
+        if self.rng.chance(0.1) {
+            return self.object(vec![("version", "2".into())]);
+        }
+        let prefs = self.preferences();
+        self.object(vec![("categoryPreferences", prefs)])
+    }
+
+    fn context(&mut self) -> String {
+        let mut members = vec![("library", "{\"name\":\"gen\"}".to_string())];
+        if self.rng.chance(0.9) {
+            members.push(("consent", self.consent()));
+        }
+        self.object(members)
+    }
+
+    fn event(&mut self, endpoint_call: Option<&str>) -> String {
+        let mut members = vec![("userId", "\"u1\"".to_string())];
+        if self.rng.chance(0.85) {
+            members.push(("type", self.call(endpoint_call)));
+        }
+        members.push(("event", self.name()));
+        if self.rng.chance(0.9) {
+            members.push(("context", self.context()));
+        }
+        self.object(members)
+    }
+
+    fn batch(&mut self) -> String {
+        let n = 1 + self.rng.below(4);
+        let items: Vec<String> = (0..n).map(|_| self.event(None)).collect();
+        let mut members = vec![
+            ("batch", format!("[{}]", items.join(","))),
+            ("sentAt", "\"2026-11-29T00:00:00Z\"".to_string()),
+        ];
+        if self.rng.chance(0.4) {
+            members.push(("context", self.context()));
+        }
+        if self.rng.chance(self.hostility) {
+            let k = *self.rng.pick(&["type", "userId", "event", "properties"]);
+            members.push((k, "\"x\"".into()));
+        }
+        self.object(members)
+    }
+}
+
+/// The route's verdict on one reader's item: its categories all consented, or an allow-listed
+/// track call (by its type, and by the endpoint where that names a call).
+fn allowed(item: &readers::ItemReading, path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    let endpoint_ok = matches!(
+        last,
+        "track" | "t" | "batch" | "b" | "import" | "collect" | ""
+    );
+    let listed = matches!(
+        item.event.as_deref(),
+        Some("Consent Change" | "Segment Consent Preference Updated")
+    );
+    if item.call.as_deref() == Some("track") && listed && endpoint_ok {
+        return true;
+    }
+    matches!(&item.consent, Some(Some(bits)) if bits.iter().all(|b| *b))
+}
+
+#[test]
+fn whatever_is_forwarded_reads_alike_and_is_allowed() {
+    let config = Config::default();
+    let policy = RoutePolicy {
+        categories: vec!["Advertising".into(), "Analytics".into()],
+        match_mode: Match::All,
+    };
+    let endpoints: [(&str, Option<&str>); 8] = [
+        ("/v1/track", Some("track")),
+        ("/v1/t", Some("track")),
+        ("/v1/identify", Some("identify")),
+        ("/v1/page", Some("page")),
+        ("/v1/batch", None),
+        ("/v1/b", None),
+        ("/v1/import", None),
+        ("/collect", None),
+    ];
+    let (mut forwarded, mut refused) = (0, 0);
+    for seed in 0..30_000u64 {
+        let mut g = Gen {
+            rng: Rng(seed),
+            hostility: 0.0,
+        };
+        g.hostility = *g.rng.pick(&[0.0, 0.0, 0.05, 0.15, 0.4]);
+        let (path, call) = *g.rng.pick(&endpoints);
+        let batch_endpoint = matches!(path, "/v1/batch" | "/v1/b" | "/v1/import");
+        let as_batch = g.rng.chance(if batch_endpoint { 0.9 } else { 0.1 });
+        let body = if as_batch { g.batch() } else { g.event(call) };
+        let req = Request {
+            config: &config,
+            policy: &policy,
+            content_encoding: None,
+            path,
+        };
+        let out = match judge(&req, body.as_bytes()).action {
+            Action::Forward => body.clone().into_bytes(),
+            Action::Rewrite(b) => b,
+            Action::Reply(_) => {
+                refused += 1;
+                continue;
+            }
+        };
+        forwarded += 1;
+        let readings: Vec<(Reader, Option<Reading>)> = READERS
+            .iter()
+            .map(|r| (*r, read(*r, path, &out, &policy.categories)))
+            .collect();
+        let first = &readings[0].1;
+        assert!(
+            first.is_some(),
+            "seed {seed}: forwarded a body that is not JSON"
+        );
+        for (reader, reading) in &readings {
+            assert_eq!(
+                reading, first,
+                "seed {seed}: {reader:?} reads {path} {body} differently"
+            );
+            for item in &reading.as_ref().unwrap().items {
+                assert!(
+                    allowed(item, path),
+                    "seed {seed}: {reader:?} reads a refused item {item:?} in {path} {body}"
+                );
+            }
+        }
+    }
+    assert!(
+        forwarded > 5_000 && refused > 5_000,
+        "{forwarded} forwarded, {refused} refused"
+    );
+}
