@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 ENVOY_BIN   ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY_BIN
 
-.PHONY: all build run test unit lint validate e2e bench clean toolchain venv
+.PHONY: all build run test unit lint validate e2e bench clean toolchain venv fuzz fuzz-smoke fuzz-tools
 
 all: build
 
@@ -44,7 +44,7 @@ run: build venv
 	$(PY) envoy/run_demo.py
 
 ## test: everything CI runs
-test: unit lint validate e2e
+test: unit lint validate e2e fuzz-smoke
 
 unit:
 	cargo test --all-targets
@@ -70,6 +70,29 @@ bench: build venv
 
 e2e: build venv toolchain
 	$(VENV)/bin/pytest tests/e2e -q
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 60), seeded from the test cases;
+## findings land in fuzz/artifacts/<target>/ and fail the run
+FUZZ_TOOLCHAIN := nightly-2026-10-30
+FUZZ_TARGETS   := event_decision batch_rewrite decompression route_metadata plugin_config
+FUZZ_SECONDS   ?= 60
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^$(FUZZ_TOOLCHAIN)' || rustup toolchain install $(FUZZ_TOOLCHAIN) --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+
+fuzz: fuzz-tools venv
+	$(PY) fuzz/seeds.py fuzz/corpus
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  cargo +$(FUZZ_TOOLCHAIN) fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -print_final_stats=1 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==|SUMMARY|thread)' || true; \
+	  test -z "$$(ls artifacts/$$t 2>/dev/null)" || { echo "fuzz $$t found: fuzz/artifacts/$$t"; exit 1; }; \
+	done
+
+# In `make test`: each target briefly (about a minute in all), so the harness cannot rot.
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 clean:
 	cargo clean
