@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 ENVOY_BIN   ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY_BIN
 
-.PHONY: all build run test unit lint validate e2e bench clean toolchain venv fuzz fuzz-smoke fuzz-tools
+.PHONY: all build run test unit lint validate e2e bench clean toolchain venv fuzz fuzz-smoke fuzz-tools test-modules
 
 all: build
 
@@ -68,7 +68,14 @@ bench: build venv
 	cargo bench --bench decision -- --warm-up-time 1 --measurement-time $(if $(QUICK),1,3)
 	$(PY) bench/run.py
 
-e2e: build venv toolchain
+# A test build whose module aborts on a trigger body (tests/e2e/test_failure_policy.py).
+ABORT_WASM := dist/test/consent_gate_abort.wasm
+test-modules: toolchain
+	cargo build --release --target $(TARGET) --features abort-trigger --target-dir target/abort-trigger
+	@mkdir -p dist/test
+	cp target/abort-trigger/$(TARGET)/release/consent_gate.wasm $(ABORT_WASM)
+
+e2e: build venv toolchain test-modules
 	$(VENV)/bin/pytest tests/e2e -q
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 60), seeded from the test cases;

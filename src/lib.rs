@@ -29,5 +29,18 @@ pub mod reply;
 pub mod target;
 pub mod wire;
 
-#[cfg(target_arch = "wasm32")]
 mod filter;
+
+/// Test builds only (`--features abort-trigger`): a body holding [`abort_trigger::TRIGGER`]
+/// aborts the module, as a crash would, so that the end-to-end suite can show that Envoy's
+/// failure policy never lets a request through unjudged. Never in a shipped build.
+#[cfg(feature = "abort-trigger")]
+pub mod abort_trigger {
+    pub const TRIGGER: &[u8] = b"consent-gate-test-abort-now";
+
+    pub fn check(body: &[u8]) {
+        if body.windows(TRIGGER.len()).any(|w| w == TRIGGER) {
+            std::process::abort();
+        }
+    }
+}

@@ -60,10 +60,13 @@ class EnvoyPool:
         self.envoys: dict[str, Envoy] = {}
 
     def get(self, name: str, *, plugin_config: str | None = None, concurrency: int = 1,
-            passthrough: bool = False, envoy_normalization: bool = True) -> Envoy:
+            passthrough: bool = False, envoy_normalization: bool = True, expect_crash: bool = False,
+            **render) -> Envoy:
         """The Envoy called `name`, started on first use. Its plugin configuration is
         PLUGIN_CONFIGS[plugin_config or name]; `passthrough` runs it without the filter;
-        `envoy_normalization=False` without Envoy's own path and host normalisation."""
+        `envoy_normalization=False` without Envoy's own path and host normalisation; `render`
+        goes to render_config (`wasm`, `failure_policy`). `expect_crash`: the test crashes its VM
+        on purpose, so the end-of-session crash check skips it."""
         envoy = self.envoys.get(name)
         if envoy is not None:
             if not envoy.is_running():
@@ -78,8 +81,10 @@ class EnvoyPool:
             access_log=workdir / "access.log",
             passthrough=passthrough,
             envoy_normalization=envoy_normalization,
+            **render,
         )
         envoy = Envoy(name, workdir, config, concurrency=concurrency)
+        envoy.expect_crash = expect_crash
         self.envoys[name] = envoy
         return envoy.start()
 
@@ -88,6 +93,8 @@ class EnvoyPool:
         crashes = []
         for envoy in self.envoys.values():
             envoy.stop()
+            if envoy.expect_crash:
+                continue
             for line in envoy.stderr_text().splitlines():
                 if CRASH_LINE.search(line):
                     crashes.append(f"{envoy.name}: {line}")

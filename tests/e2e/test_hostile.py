@@ -1,6 +1,6 @@
 """Hostile bodies cost what their size costs, and no more: they are answered quickly, a normal
 client sharing the worker is slowed by no more than the attacker's own requests, and the wasm VM
-never aborts (Envoy's `vm_reload` stays 0 and no VM is created after start).
+never aborts (Envoy's `vm_reload_success` stays 0 and no VM is created after start).
 
 One Envoy worker, so the attacker and the normal client share one VM: the worst case."""
 
@@ -56,7 +56,8 @@ ATTACKS = [
 
 def vm_health(envoy) -> tuple[str, str]:
     stats = envoy.stats()
-    return stats.get("wasm.consent_gate.vm_reload", "?"), stats.get("wasm.envoy.wasm.runtime.v8.created", "?")
+    return (stats.get("wasm.consent_gate.vm_reload_success", "?"),
+            stats.get("wasm.envoy.wasm.runtime.v8.created", "?"))
 
 
 @pytest.fixture(scope="module")

@@ -51,11 +51,14 @@ def render_config(
     access_log: Path | None = None,
     passthrough: bool = False,
     envoy_normalization: bool = True,
+    wasm: Path | None = None,
+    failure_policy: str | None = None,
 ) -> dict:
     """The canonical config with this run's ports, plugin configuration and paths.
 
     `envoy_normalization=False` turns off Envoy's own path and host normalisation, so that tests
-    see what the filter does with raw paths and hosts by itself.
+    see what the filter does with raw paths and hosts by itself. `wasm` replaces the module (a
+    test build), `failure_policy` the wasm failure policy.
 
     `plugin_config` is a dict (dumped as JSON) or a raw string (sent as is, for bad-config cases).
     """
@@ -82,7 +85,9 @@ def render_config(
         if plugin_config is not None:
             value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
             plugin["configuration"]["value"] = value
-        plugin["vm_config"]["code"]["local"]["filename"] = str(wasm_path())
+        plugin["vm_config"]["code"]["local"]["filename"] = str(wasm or wasm_path())
+        if failure_policy is not None:
+            plugin["failure_policy"] = failure_policy
     return config
 
 
@@ -133,6 +138,7 @@ class Envoy:
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.admin_port: int | None = None
+        self.expect_crash = False  # a test that crashes the VM on purpose sets it
 
     def start(self, timeout: float = 30.0) -> "Envoy":
         self.admin_address_path.unlink(missing_ok=True)
