@@ -140,6 +140,14 @@ class RecordingUpstream:
             for c in self._connections:
                 c.bytes_received = 0
 
+    def take(self) -> list[Request]:
+        """The requests recorded since the last take or reset, forgotten here (for long runs)."""
+        with self._lock:
+            taken = list(self._requests)
+            self._requests.clear()
+            self._connections = [c for c in self._connections if not c.closed]
+            return taken
+
     @property
     def requests(self) -> list[Request]:
         with self._lock:
