@@ -32,12 +32,17 @@ $(VENV)/.installed: tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-## build: the deployable module at dist/consent_gate.wasm
+## build: the proxy-wasm module at dist/consent_gate.wasm and the Envoy dynamic module at
+## dist/libconsent_gate.so (built for Envoy 1.40's dynamic-module ABI)
+NATIVE := dist/libconsent_gate.so
 build: toolchain
 	cargo build --release --target $(TARGET)
 	@mkdir -p dist
 	wasm-opt $(WASM_OPT_FLAGS) target/$(TARGET)/release/consent_gate.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+	cargo build --profile native --features dynamic-module
+	cp target/native/libconsent_gate.so $(NATIVE)
+	@echo "built $(NATIVE) ($$(stat -c %s $(NATIVE)) bytes)"
 
 ## run: Envoy with the filter in front of a demo destination, and example requests
 run: build venv
@@ -52,6 +57,7 @@ unit:
 lint: toolchain
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
+	cargo clippy --profile native --features dynamic-module -- -D warnings
 
 validate: build venv
 	@for f in envoy/*.yaml; do \
@@ -68,15 +74,19 @@ bench: build venv
 	cargo bench --bench decision -- --warm-up-time 1 --measurement-time $(if $(QUICK),1,3)
 	$(PY) bench/run.py
 
-# A test build whose module aborts on a trigger body (tests/e2e/test_failure_policy.py).
-ABORT_WASM := dist/test/consent_gate_abort.wasm
+# Test builds that panic on a trigger body (tests/e2e/test_failure_policy.py): the wasm module,
+# and the dynamic module under the name Envoy looks for, in its own folder.
 test-modules: toolchain
-	cargo build --release --target $(TARGET) --features abort-trigger --target-dir target/abort-trigger
-	@mkdir -p dist/test
-	cp target/abort-trigger/$(TARGET)/release/consent_gate.wasm $(ABORT_WASM)
+	cargo build --release --target $(TARGET) --features panic-trigger --target-dir target/panic-trigger
+	cargo build --profile native --features dynamic-module,panic-trigger --target-dir target/panic-trigger
+	@mkdir -p dist/test/native
+	cp target/panic-trigger/$(TARGET)/release/consent_gate.wasm dist/test/consent_gate_abort.wasm
+	cp target/panic-trigger/native/libconsent_gate.so dist/test/native/libconsent_gate.so
 
+## e2e: the end-to-end suite, against each build in turn
 e2e: build venv toolchain test-modules
-	$(VENV)/bin/pytest tests/e2e -q
+	CONSENT_GATE_MODULE=wasm $(VENV)/bin/pytest tests/e2e -q
+	CONSENT_GATE_MODULE=native $(VENV)/bin/pytest tests/e2e -q
 
 ## soak: mixed traffic through Envoy (2 workers) for SOAK_SECONDS (default 300), then exact
 ## accounting by messageId, 5xx, VM aborts and memory (not in CI)

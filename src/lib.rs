@@ -15,6 +15,9 @@
     )
 )]
 
+/// The version of this build, as the module reports it when it is configured.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod batch;
 pub mod config;
 pub mod decision;
@@ -31,16 +34,18 @@ pub mod wire;
 
 mod filter;
 
-/// Test builds only (`--features abort-trigger`): a body holding [`abort_trigger::TRIGGER`]
-/// aborts the module, as a crash would, so that the end-to-end suite can show that Envoy's
-/// failure policy never lets a request through unjudged. Never in a shipped build.
-#[cfg(feature = "abort-trigger")]
-pub mod abort_trigger {
+/// Test builds only (`--features panic-trigger`): a body holding [`panic_trigger::TRIGGER`]
+/// panics, as a bug would. The wasm module then aborts (Envoy's failure policy takes over); the
+/// dynamic module catches it and fails closed. The end-to-end suite shows that neither lets a
+/// request through unjudged. Never in a shipped build.
+#[cfg(feature = "panic-trigger")]
+pub mod panic_trigger {
     pub const TRIGGER: &[u8] = b"consent-gate-test-abort-now";
 
+    #[allow(clippy::panic)] // the point of this test build
     pub fn check(body: &[u8]) {
         if body.windows(TRIGGER.len()).any(|w| w == TRIGGER) {
-            std::process::abort();
+            panic!("consent-gate test build: trigger body");
         }
     }
 }

@@ -61,6 +61,12 @@ pub fn dropped_by_reason(reason: Reason) -> String {
     format!("{PREFIX}.events_dropped.{}", reason.code())
 }
 
+/// The family of denied-category counters: one counter with a `category` label where the host
+/// supports labels (the dynamic module), one counter per category otherwise.
+pub fn denied_category_family() -> String {
+    format!("{PREFIX}.events_denied_category")
+}
+
 /// Events dropped because `category` was required and not consented.
 pub fn denied_category(category: &str) -> String {
     let safe: String = category

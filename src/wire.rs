@@ -122,7 +122,7 @@ fn decode_value(raw: &[u8], depth: usize) -> Result<Value, Malformed> {
 }
 
 /// A number as JSON text: integers without a fraction, the rest in Rust's shortest form.
-fn number_text(n: f64) -> String {
+pub fn number_text(n: f64) -> String {
     if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e15 {
         format!("{}", n as i64)
     } else {

@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from harness.envoy import Envoy, render_config, wasm_path
+from harness.envoy import MODULE, Envoy, module_path, render_config
 from harness.upstream import RecordingUpstream
 
-CRASH_LINE = re.compile(r"panicked|RuntimeError|Wasm VM failed|wasm trap|Function: proxy_on_\w+ failed")
+CRASH_LINE = re.compile(r"panicked|RuntimeError|Wasm VM failed|wasm trap|Function: proxy_on_\w+ failed"
+                        r"|a panic was caught")
 
 # The plugin configurations the suite runs Envoy with, by name.
 PLUGIN_CONFIGS = {
@@ -65,15 +66,15 @@ class EnvoyPool:
         """The Envoy called `name`, started on first use. Its plugin configuration is
         PLUGIN_CONFIGS[plugin_config or name]; `passthrough` runs it without the filter;
         `envoy_normalization=False` without Envoy's own path and host normalisation; `render`
-        goes to render_config (`wasm`, `failure_policy`). `expect_crash`: the test crashes its VM
-        on purpose, so the end-of-session crash check skips it."""
+        goes to render_config (`module`, `failure_policy`). `expect_crash`: the test crashes its
+        filter on purpose, so the end-of-session crash check skips it."""
         envoy = self.envoys.get(name)
         if envoy is not None:
             if not envoy.is_running():
                 pytest.fail(f"envoy {name} died during the session:\n{envoy.stderr_tail()}", pytrace=False)
             return envoy
-        if not passthrough and not wasm_path().is_file():
-            pytest.fail(f"{wasm_path()} does not exist: run `make build` first", pytrace=False)
+        if not passthrough and not module_path().is_file():
+            pytest.fail(f"{module_path()} does not exist: run `make build` first", pytrace=False)
         workdir = self.tmp_path_factory.mktemp(f"envoy-{name}")
         config = render_config(
             upstream_port=self.upstream.port,
@@ -83,7 +84,7 @@ class EnvoyPool:
             envoy_normalization=envoy_normalization,
             **render,
         )
-        envoy = Envoy(name, workdir, config, concurrency=concurrency)
+        envoy = Envoy(name, workdir, config, concurrency=concurrency, module=render.get("module"))
         envoy.expect_crash = expect_crash
         self.envoys[name] = envoy
         return envoy.start()

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from harness.envoy import render_config, validate, wasm_path, write_config
+from harness.envoy import module_path, render_config, validate, write_config
 
 PROBLEM_LINE = re.compile(r"\]\[(warning|error|critical)\]")
 
@@ -51,8 +51,8 @@ BAD = [
 
 @pytest.fixture(scope="module")
 def check(tmp_path_factory, upstream):
-    if not wasm_path().is_file():
-        pytest.fail(f"{wasm_path()} does not exist: run `make build` first", pytrace=False)
+    if not module_path().is_file():
+        pytest.fail(f"{module_path()} does not exist: run `make build` first", pytrace=False)
     workdir = tmp_path_factory.mktemp("validate")
     counter = iter(range(1000))
 

@@ -9,7 +9,7 @@ import pytest
 from harness import clients
 from harness.checks import assert_allowed, assert_untouched, encode, event
 from harness.clients import RawHttp1, request_head
-from harness.envoy import render_config
+from harness.envoy import MODULE, render_config
 
 BODY = encode(event({"Advertising": True}))
 HEADERS = {"content-type": "application/json", "sec-gpc": "1", "x-custom-header": "kept as is"}
@@ -85,7 +85,13 @@ def test_rendered_config_swaps_ports_and_plugin_config(upstream):
     listener = config["static_resources"]["listeners"][0]
     assert listener["address"]["socket_address"]["port_value"] == 0
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    plugin = hcm["http_filters"][0]["typed_config"]["config"]
+    typed = hcm["http_filters"][0]["typed_config"]
+    if MODULE == "native":
+        assert typed["@type"].endswith("DynamicModuleFilter")
+        assert typed["filter_config"]["value"] == '{"deny_status": 451}'
+        assert typed["dynamic_module_config"] == {"name": "consent_gate", "do_not_close": True}
+        return
+    plugin = typed["config"]
     assert plugin["configuration"]["value"] == '{"deny_status": 451}'
     assert plugin["allow_on_headers_stop_iteration"] is True
     assert plugin["failure_policy"] == "FAIL_RELOAD"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from harness import accesslog, clients, stats
+from harness.envoy import LOG_COMPONENT, MODULE, filter_log_lines
 from harness.checks import ABSENT, UPSTREAM_REPLY, assert_allowed, assert_local_reply, encode, event, sized_event
 
 JSON = {"content-type": "application/json"}
@@ -418,18 +419,19 @@ def test_logs_carry_decisions_but_no_personal_data(envoys, upstream):
     deadline = time.monotonic() + 5
     while True:
         log = envoy.stderr_text()
-        gate_lines = [line for line in log.splitlines() if "consent_gate: " in line and "wasm log" in line]
+        gate_lines = [line for line in filter_log_lines(log) if "route=" in line]
         if len(gate_lines) >= len(expected_lines) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert len(gate_lines) == len(expected_lines), "\n".join(gate_lines)
     for line, expected in zip(gate_lines, expected_lines):
-        assert "[info][wasm]" in line and line.endswith(expected), f"{line!r}\nexpected …{expected!r}"
+        assert f"[info][{LOG_COMPONENT}]" in line and line.endswith(expected), f"{line!r}\nexpected …{expected!r}"
     assert [e.decision for e in entries.values()] == ["deny", "deny", "deny", "filter"]
 
     time.sleep(0.2)  # anything logged late would be in the files by now (100 ms flush)
     log, access = envoy.stderr_text(), envoy.access_log_text()
-    assert "[debug][wasm]" in log, "wasm is not logging at debug: this check would prove less"
+    assert f"[debug][{LOG_COMPONENT}]" in log or MODULE == "native", (
+        "wasm is not logging at debug: this check would prove less")
     for secret in secrets:
         assert secret not in log, f"{secret!r} in Envoy's log"
         assert secret not in access, f"{secret!r} in the access log"
@@ -507,7 +509,7 @@ def test_dry_run_forwards_everything_untouched_and_records_what_would_have_happe
     final = stats.counters(envoy)
     assert final == DRY_RUN_TOTALS, "dry-run counters:\n" + stats.diff(DRY_RUN_TOTALS, final)
     would = [line for line in envoy.stderr_text().splitlines() if " decision=would_" in line]
-    assert len(would) == 10 and all("[info][wasm]" in line for line in would), "\n".join(would)
+    assert len(would) == 10 and all(f"[info][{LOG_COMPONENT}]" in line for line in would), "\n".join(would)
 
 
 # ---- 5. counters are summed over worker VMs ------------------------------------------------------

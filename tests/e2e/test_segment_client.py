@@ -23,6 +23,7 @@ from segment.analytics import Client
 from segment.analytics.request import APIError, DatetimeSerializer
 from segment.analytics.version import VERSION
 
+from harness import stats
 from harness.batches import assert_framing, decompress
 from harness.checks import SETTLE_SECONDS
 
@@ -195,7 +196,7 @@ def test_refused_batches_retried_by_the_client_never_reach_the_upstream(envoys, 
     """With deny_status 429 the client retries a refused batch (max_retries=1: two attempts, no
     Retry-After so no wait). Every attempt is judged again and refused."""
     envoy = envoys.get("deny_429")
-    denied_before = int(envoy.stats()["wasmcustom.consent_gate.requests_denied"])
+    denied_before = stats.counters(envoy)["consent_gate.requests_denied"]
     run = drive(envoy.port, "py-429", gzip=True, retries=1)
     got = check_upstream(upstream, run, gzip=True)
     summary(capsys, "gzip=on deny_status=429", run, got)
@@ -204,7 +205,7 @@ def test_refused_batches_retried_by_the_client_never_reach_the_upstream(envoys, 
     assert any(status == 429 for status, _ in run.errors), run.errors
     assert all(status in (400, 429) for status, _ in run.errors), run.errors
     attempts = sum(2 if status == 429 else 1 for status, _ in run.errors)
-    denials = int(envoy.stats()["wasmcustom.consent_gate.requests_denied"]) - denied_before
+    denials = stats.counters(envoy)["consent_gate.requests_denied"] - denied_before
     assert denials == attempts, (
         f"refused batches {run.errors}: expected {attempts} refused requests (each 429 batch sent "
         f"twice), the filter refused {denials}")

@@ -129,8 +129,8 @@ impl Host for WasmHost<'_> {
     fn request_body(&mut self, size: usize) -> Result<Cow<'_, [u8]>, HostError> {
         let body = abi::get_buffer(BUFFER_HTTP_REQUEST_BODY, 0, size)?.unwrap_or_default();
         self.body_size = body.len();
-        #[cfg(feature = "abort-trigger")]
-        crate::abort_trigger::check(&body);
+        #[cfg(feature = "panic-trigger")]
+        crate::panic_trigger::check(&body);
         Ok(Cow::Owned(body))
     }
 

@@ -24,6 +24,7 @@ from .checks import (
     event,
 )
 from .clients import Response
+from . import stats
 from .envoy import Envoy
 from .upstream import RecordingUpstream, Request
 
@@ -185,12 +186,11 @@ def decompress(encoding: str | None, data: bytes) -> bytes:
 def drop_counters(envoy: Envoy) -> dict[str, int]:
     """The filter's per-reason drop counters and batch item counters, by short name."""
     found = {}
-    for name, value in envoy.stats().items():
-        if name.startswith("wasmcustom.consent_gate.") and value.isdigit():
-            short = name.removeprefix("wasmcustom.consent_gate.").removeprefix("events_dropped.")
-            if short in (FILTERED, MISSING, INVALID, "BODY_TOO_LARGE", "UNSUPPORTED_CONTENT_ENCODING",
-                         "batch_items_seen"):
-                found[short] = int(value)
+    for name, value in stats.counters(envoy).items():
+        short = name.removeprefix("consent_gate.").removeprefix("events_dropped.")
+        if short in (FILTERED, MISSING, INVALID, "BODY_TOO_LARGE", "UNSUPPORTED_CONTENT_ENCODING",
+                     "batch_items_seen"):
+            found[short] = value
     return found
 
 

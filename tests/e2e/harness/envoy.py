@@ -36,8 +36,58 @@ def envoy_bin() -> str:
     return os.environ.get("ENVOY_BIN") or str(REPO / ".venv" / "bin" / "envoy")
 
 
+# Which build of the filter the suite runs: "wasm" (the proxy-wasm module, the default) or
+# "native" (the Envoy dynamic module). `make e2e` runs the suite once for each.
+MODULE = os.environ.get("CONSENT_GATE_MODULE", "wasm")
+if MODULE not in ("wasm", "native"):
+    raise SystemExit(f"CONSENT_GATE_MODULE must be wasm or native, not {MODULE!r}")
+
+# The Envoy log component the filter's own lines appear under.
+LOG_COMPONENT = {"wasm": "wasm", "native": "dynamic_modules"}[MODULE]
+
+STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
+DYNAMIC_MODULE_FILTER = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+
+
 def wasm_path() -> Path:
     return Path(os.environ.get("CONSENT_GATE_WASM") or REPO / "dist" / "consent_gate.wasm").resolve()
+
+
+def native_path() -> Path:
+    return Path(os.environ.get("CONSENT_GATE_SO") or REPO / "dist" / "libconsent_gate.so").resolve()
+
+
+def module_path() -> Path:
+    """The built filter the suite runs (see MODULE)."""
+    return wasm_path() if MODULE == "wasm" else native_path()
+
+
+def filter_log_lines(text: str) -> list[str]:
+    """The filter's own lines in an Envoy log (`... [info][wasm] ... wasm log consent_gate: ...`,
+    `... [info][dynamic_modules] ... consent_gate: ...`)."""
+    return [line for line in text.splitlines()
+            if f"][{LOG_COMPONENT}]" in line and "consent_gate" in line and ": " in line
+            and ("wasm log" in line or MODULE == "native")]
+
+
+def envoy_env(module: Path | None = None) -> dict[str, str]:
+    """The environment Envoy runs in: with the dynamic module, the folder that holds it (or the
+    test build `module`) on ENVOY_DYNAMIC_MODULES_SEARCH_PATH."""
+    env = dict(os.environ)
+    if MODULE == "native":
+        env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str((module or native_path()).parent)
+    return env
+
+
+def dynamic_module_filter(plugin_config: str) -> dict:
+    """The consent_gate filter block for the dynamic module: the same plugin configuration,
+    found as `libconsent_gate.so` on ENVOY_DYNAMIC_MODULES_SEARCH_PATH."""
+    return {
+        "@type": DYNAMIC_MODULE_FILTER,
+        "dynamic_module_config": {"name": "consent_gate", "do_not_close": True},
+        "filter_name": "consent_gate",
+        "filter_config": {"@type": STRING_VALUE, "value": plugin_config},
+    }
 
 
 def _hcm(config: dict) -> dict:
@@ -51,14 +101,16 @@ def render_config(
     access_log: Path | None = None,
     passthrough: bool = False,
     envoy_normalization: bool = True,
-    wasm: Path | None = None,
+    module: Path | None = None,
     failure_policy: str | None = None,
 ) -> dict:
     """The canonical config with this run's ports, plugin configuration and paths.
 
     `envoy_normalization=False` turns off Envoy's own path and host normalisation, so that tests
-    see what the filter does with raw paths and hosts by itself. `wasm` replaces the module (a
-    test build), `failure_policy` the wasm failure policy.
+    see what the filter does with raw paths and hosts by itself. `module` replaces the built filter
+    (a test build, of the kind MODULE names), `failure_policy` the wasm failure policy. With
+    MODULE "native" the wasm filter block becomes the dynamic module's (Envoy must then be
+    started with ENVOY_DYNAMIC_MODULES_SEARCH_PATH: `Envoy` does it).
 
     `plugin_config` is a dict (dumped as JSON) or a raw string (sent as is, for bad-config cases).
     """
@@ -85,9 +137,11 @@ def render_config(
         if plugin_config is not None:
             value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
             plugin["configuration"]["value"] = value
-        plugin["vm_config"]["code"]["local"]["filename"] = str(wasm or wasm_path())
+        plugin["vm_config"]["code"]["local"]["filename"] = str(module or wasm_path())
         if failure_policy is not None:
             plugin["failure_policy"] = failure_policy
+        if MODULE == "native":
+            gate["typed_config"] = dynamic_module_filter(plugin["configuration"]["value"])
     return config
 
 
@@ -103,12 +157,13 @@ class ValidateResult:
 
 
 def validate(config_path: Path, timeout: float = 60) -> ValidateResult:
-    """`envoy --mode validate -c FILE`: loads the VM and runs the plugin's on_configure."""
+    """`envoy --mode validate -c FILE`: loads the module and runs its configuration hook."""
     proc = subprocess.run(
         [envoy_bin(), "--mode", "validate", "-c", str(config_path), "--disable-hot-restart"],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=envoy_env(),
     )
     return ValidateResult(proc.returncode, proc.stdout + proc.stderr)
 
@@ -126,7 +181,8 @@ class EnvoyStartError(RuntimeError):
 class Envoy:
     """One Envoy child process. Use `port` for requests, `stderr_text()` / `access_log_text()` to read logs."""
 
-    def __init__(self, name: str, workdir: Path, config: dict, concurrency: int = 1):
+    def __init__(self, name: str, workdir: Path, config: dict, concurrency: int = 1,
+                 module: Path | None = None):
         self.name = name
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +195,7 @@ class Envoy:
         self.port: int | None = None
         self.admin_port: int | None = None
         self.expect_crash = False  # a test that crashes the VM on purpose sets it
+        self.env = envoy_env(module)
 
     def start(self, timeout: float = 30.0) -> "Envoy":
         self.admin_address_path.unlink(missing_ok=True)
@@ -152,11 +209,12 @@ class Envoy:
                     "--file-flush-interval-msec", "100",
                     "--admin-address-path", str(self.admin_address_path),
                     "--log-level", "info",
-                    "--component-log-level", "wasm:debug",
+                    "--component-log-level", "wasm:debug,dynamic_modules:debug",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                env=self.env,
                 preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout

@@ -1,9 +1,13 @@
 """consent-gate's counters, read from an Envoy's admin port.
 
-The filter defines Envoy counters named `consent_gate.<name>` (src/metrics.rs). Envoy shows them in
-`/stats` as `wasmcustom.consent_gate.<name>` and in `/stats/prometheus` as `consent_gate_<name>`
-(every character other than a letter, a digit or `_` turned into `_`). Both readers here return
-them keyed by the documented name, `consent_gate.<name>`, so tests compare one dict with another.
+The filter defines Envoy counters named `consent_gate.<name>` (src/metrics.rs). The proxy-wasm
+module's show in `/stats` as `wasmcustom.consent_gate.<name>` and in `/stats/prometheus` as
+`consent_gate_<name>` (every character other than a letter, a digit or `_` turned into `_`). The
+dynamic module's show as `dynamicmodulescustom.consent_gate.<name>` and
+`envoy_dynamicmodulescustom_consent_gate_<name>`, and its denied-category counter carries the
+category as a label (`...events_denied_category.category.<C>`, `{category="<C>"}`). Both readers
+here return them keyed by the documented name, `consent_gate.<name>`
+(`consent_gate.events_denied_category.<C>`), so tests compare one dict with another.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from .envoy import Envoy
+from .envoy import MODULE, Envoy
 
 PREFIX = "consent_gate."
-STATS_PREFIX = "wasmcustom."
+STATS_PREFIX = {"wasm": "wasmcustom.", "native": "dynamicmodulescustom."}[MODULE]
+PROM_PREFIX = {"wasm": "", "native": "envoy_dynamicmodulescustom_"}[MODULE]
+CATEGORY_LABEL = "events_denied_category.category."
 
 # The request counters and the per-reason counters: defined when the VM is configured, so present
 # (at 0) from the start. Category counters (`consent_gate.events_denied_category.<category>`) appear
@@ -54,14 +60,15 @@ def zero_counters(categories: tuple[str, ...] = ()) -> dict[str, int]:
 
 def counters(envoy: Envoy) -> dict[str, int]:
     """Every consent_gate counter in `/stats`, by documented name (without `wasmcustom.`)."""
-    status, body = envoy.admin_get("/stats?filter=" + quote(r"^wasmcustom\.consent_gate\."))
+    status, body = envoy.admin_get("/stats?filter=" + quote("^" + re.escape(STATS_PREFIX + PREFIX)))
     assert status == 200, f"/stats answered {status}: {body[:300]}"
     found = {}
     for line in body.splitlines():
         name, sep, value = line.partition(": ")
         if not sep or not name.startswith(STATS_PREFIX + PREFIX):
             continue
-        found[name[len(STATS_PREFIX):]] = int(value)
+        documented = name[len(STATS_PREFIX):].replace(CATEGORY_LABEL, "events_denied_category.")
+        found[documented] = int(value)
     return found
 
 
@@ -78,9 +85,9 @@ def prometheus_name(name: str) -> str:
 
 
 def prometheus(envoy: Envoy) -> dict[str, tuple[str, int]]:
-    """Every `consent_gate_*` sample in `/stats/prometheus`: name → (TYPE, value).
+    """Every `consent_gate_*` sample in `/stats/prometheus`: documented name → (TYPE, value).
 
-    A name seen twice (with different labels) is an error: the filter's counters carry no tags.
+    A name seen twice is an error; so is a label, but the dynamic module's `category`.
     """
     status, body = envoy.admin_get("/stats/prometheus")
     assert status == 200, f"/stats/prometheus answered {status}: {body[:300]}"
@@ -91,15 +98,20 @@ def prometheus(envoy: Envoy) -> dict[str, tuple[str, int]]:
         if m:
             types[m["name"]] = m["type"]
             continue
-        if line.startswith("#") or not line.startswith(prometheus_name(PREFIX)):
+        if line.startswith("#") or not line.startswith(PROM_PREFIX + prometheus_name(PREFIX)):
             continue
         m = _PROM_SAMPLE.match(line)
         assert m, f"unparsable Prometheus line {line!r}"
-        assert m["labels"] in (None, "{}"), f"unexpected labels on {line!r}"
-        assert m["name"] not in samples, f"{m['name']} appears twice in /stats/prometheus"
+        name = m["name"][len(PROM_PREFIX):]
+        category = re.fullmatch(r'\{category="([^"]*)"\}', m["labels"] or "")
+        if category and MODULE == "native":
+            name = f"{name}_{category[1]}"
+        else:
+            assert m["labels"] in (None, "{}"), f"unexpected labels on {line!r}"
+        assert name not in samples, f"{name} appears twice in /stats/prometheus"
         value = float(m["value"])
         assert value == int(value), line
-        samples[m["name"]] = (types.get(m["name"], "?"), int(value))
+        samples[name] = (types.get(m["name"], "?"), int(value))
     return samples
 
 
