@@ -156,14 +156,14 @@ class ValidateResult:
     output: str  # stdout + stderr
 
 
-def validate(config_path: Path, timeout: float = 60) -> ValidateResult:
+def validate(config_path: Path, timeout: float = 60, module: Path | None = None) -> ValidateResult:
     """`envoy --mode validate -c FILE`: loads the module and runs its configuration hook."""
     proc = subprocess.run(
         [envoy_bin(), "--mode", "validate", "-c", str(config_path), "--disable-hot-restart"],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=envoy_env(),
+        env=envoy_env(module),
     )
     return ValidateResult(proc.returncode, proc.stdout + proc.stderr)
 
