@@ -90,10 +90,28 @@ fn is_string_stop(b: u8) -> bool {
 }
 
 /// Offset of the first string-stop byte in `bytes`. Strings are most of an event's bytes, so
-/// this is most of the filter's time: sixteen bytes at a time with SIMD where the target has it
-/// (x86-64 natively; wasm32 with the `simd128` feature the build enables), then eight at a time.
+/// this is most of the filter's time: the first sixteen bytes with SIMD inline (most strings end
+/// there), then a long string's rest 32 bytes at a time with AVX2 where the CPU has it (checked
+/// at run time), else sixteen at a time (SSE2 natively, simd128 in the wasm module).
 #[inline(always)]
 fn find_string_stop(bytes: &[u8]) -> Option<usize> {
+    if let Some(first) = bytes.get(..16).and_then(|b| <&[u8; 16]>::try_from(b).ok()) {
+        let hits = simd::stops16(first);
+        if hits != 0 {
+            return Some(hits.trailing_zeros() as usize);
+        }
+        return find_long_string_stop(bytes.get(16..)?).map(|p| p + 16);
+    }
+    find_string_stop_swar(bytes)
+}
+
+#[inline(never)] // long strings only: keeps the inlined string loop small
+fn find_long_string_stop(bytes: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if simd::has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { simd::find_stop_avx2(bytes) };
+    }
     let mut at = 0;
     while let Some(chunk) = bytes.get(at..at + 16) {
         let Ok(block) = <&[u8; 16]>::try_from(chunk) else {
@@ -134,6 +152,51 @@ fn find_string_stop_swar(bytes: &[u8]) -> Option<usize> {
 
 /// `stops16(block)`: bit `i` set when `block[i]` is a string-stop byte.
 mod simd {
+    /// Whether the CPU has AVX2, asked once.
+    #[cfg(target_arch = "x86_64")]
+    pub fn has_avx2() -> bool {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static LEVEL: AtomicU8 = AtomicU8::new(0);
+        match LEVEL.load(Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => {
+                let yes = std::is_x86_feature_detected!("avx2");
+                LEVEL.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+                yes
+            }
+        }
+    }
+
+    /// The first string-stop byte, 32 bytes at a time.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1")]
+    pub unsafe fn find_stop_avx2(bytes: &[u8]) -> Option<usize> {
+        use std::arch::x86_64::*;
+        let quote = _mm256_set1_epi8(b'"' as i8);
+        let backslash = _mm256_set1_epi8(b'\\' as i8);
+        let control = _mm256_set1_epi8(0x1f);
+        let mut at = 0;
+        while let Some(chunk) = bytes.get(at..at + 32) {
+            // SAFETY: an unaligned load of exactly the 32 bytes of `chunk`.
+            let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().cast::<__m256i>()) };
+            let stops = _mm256_or_si256(
+                _mm256_or_si256(_mm256_cmpeq_epi8(v, quote), _mm256_cmpeq_epi8(v, backslash)),
+                // v <= 0x1f (unsigned) exactly when min(v, 0x1f) == v.
+                _mm256_cmpeq_epi8(_mm256_min_epu8(v, control), v),
+            );
+            let hits = _mm256_movemask_epi8(stops) as u32;
+            if hits != 0 {
+                return Some(at + hits.trailing_zeros() as usize);
+            }
+            at += 32;
+        }
+        super::find_string_stop_swar(bytes.get(at..)?).map(|p| at + p)
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub fn stops16(block: &[u8; 16]) -> u32 {
@@ -300,53 +363,11 @@ impl<'a> Scanner<'a> {
                 }
                 Some(b'\\') => {
                     escaped = true;
-                    self.pos += 1;
-                    self.escape()?;
+                    self.pos = escape_end(self.buf, self.pos + 1)?;
                 }
                 _ => return Err(Invalid),
             }
         }
-    }
-
-    /// Validates one escape sequence after its backslash, surrogate pairs included.
-    #[inline(never)] // rare: keeps the inlined string loop small
-    fn escape(&mut self) -> Result<(), Invalid> {
-        match self.peek() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                self.pos += 1;
-                Ok(())
-            }
-            Some(b'u') => {
-                self.pos += 1;
-                let unit = self.hex4()?;
-                match unit {
-                    0xD800..=0xDBFF => {
-                        // A high surrogate must be followed by an escaped low surrogate.
-                        if self.buf.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                            return Err(Invalid);
-                        }
-                        self.pos += 2;
-                        match self.hex4()? {
-                            0xDC00..=0xDFFF => Ok(()),
-                            _ => Err(Invalid),
-                        }
-                    }
-                    0xDC00..=0xDFFF => Err(Invalid),
-                    _ => Ok(()),
-                }
-            }
-            _ => Err(Invalid),
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, Invalid> {
-        let digits = self.buf.get(self.pos..self.pos + 4).ok_or(Invalid)?;
-        let mut v = 0u32;
-        for &d in digits {
-            v = v * 16 + (d as char).to_digit(16).ok_or(Invalid)?;
-        }
-        self.pos += 4;
-        Ok(v)
     }
 
     /// Reads a value; true only if it is the literal `true`.
@@ -427,6 +448,18 @@ impl<'a> Scanner<'a> {
 
     /// Validates and skips one value of any kind.
     pub fn skip_value(&mut self) -> Result<(), Invalid> {
+        // On a copy: nothing else can see the cursor, so it stays in a register.
+        let mut s = Scanner {
+            buf: self.buf,
+            pos: self.pos,
+        };
+        let skipped = s.skip_any();
+        self.pos = s.pos;
+        skipped
+    }
+
+    #[inline(always)]
+    fn skip_any(&mut self) -> Result<(), Invalid> {
         let mut open = BitStack::default();
         loop {
             // One value starts here.
@@ -504,6 +537,42 @@ impl BitStack {
 
     fn pop(&mut self) {
         self.len = self.len.saturating_sub(1);
+    }
+}
+
+/// Validates one escape sequence that starts at `pos` (just after its backslash), surrogate
+/// pairs included; returns where it ends. A free function over the buffer and an offset, so that
+/// the scanner calling it keeps its cursor in a register.
+#[inline(never)] // rare: keeps the inlined string loop small
+fn escape_end(buf: &[u8], mut pos: usize) -> Result<usize, Invalid> {
+    let hex4 = |at: usize| -> Result<u32, Invalid> {
+        let digits = buf.get(at..at + 4).ok_or(Invalid)?;
+        digits
+            .iter()
+            .try_fold(0u32, |v, &d| Some(v * 16 + (d as char).to_digit(16)?))
+            .ok_or(Invalid)
+    };
+    match buf.get(pos) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(pos + 1),
+        Some(b'u') => {
+            let unit = hex4(pos + 1)?;
+            pos += 5;
+            match unit {
+                0xD800..=0xDBFF => {
+                    // A high surrogate must be followed by an escaped low surrogate.
+                    if buf.get(pos..pos + 2) != Some(b"\\u") {
+                        return Err(Invalid);
+                    }
+                    match hex4(pos + 2)? {
+                        0xDC00..=0xDFFF => Ok(pos + 6),
+                        _ => Err(Invalid),
+                    }
+                }
+                0xDC00..=0xDFFF => Err(Invalid),
+                _ => Ok(pos),
+            }
+        }
+        _ => Err(Invalid),
     }
 }
 
@@ -762,6 +831,15 @@ mod tests {
         }
         let plain = b"abcdefghijklmnopqrstuvwxyz \xe2\x80\x94 ABCDEFGH\"";
         assert_eq!(find_string_stop(plain), Some(plain.len() - 1));
+        // Long strings take the 32-byte path (AVX2 where the CPU has it): every offset.
+        for stop in [b'"', b'\\', b'\n', 0x1f] {
+            for at in 0..300 {
+                let mut long = vec![b'x'; 320];
+                long[at] = stop;
+                assert_eq!(find_string_stop(&long), Some(at), "{stop} at {at}");
+            }
+        }
+        assert_eq!(find_string_stop(&[b'x'; 320]), None);
     }
 
     #[test]
