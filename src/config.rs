@@ -1,21 +1,25 @@
 //! The plugin configuration: parsed once at configure time, every key validated, and every error
 //! naming the key it is about, so Envoy's refusal to start says what to fix.
 
-use crate::json::{ParseError, Value};
+use serde::Deserialize;
+
+use crate::settings;
 use std::sync::Arc;
 
 use crate::policy::{validate_categories, Match, RoutePolicy};
 use crate::target::{normalize_path, path_readings, split_authority};
 
 /// What to do with an event that carries no `context.consent.categoryPreferences`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MissingConsent {
     Deny,
     Allow,
 }
 
 /// What to do with a request on a route that has no consent policy (no route metadata, no rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UnconfiguredRoute {
     /// Forward it ungated (counted and recorded as `ungated`).
     Allow,
@@ -24,7 +28,8 @@ pub enum UnconfiguredRoute {
 }
 
 /// What to do with a batch in which some items are denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BatchMode {
     /// Forward the allowed items in a rewritten body.
     Filter,
@@ -174,235 +179,160 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let root = Value::parse(text).map_err(|e| match e {
-            ParseError::Syntax(at) => {
-                format!("plugin configuration is not valid JSON (at byte {at})")
-            }
-            ParseError::DuplicateKey(k) => {
-                format!("plugin configuration has the key \"{k}\" twice")
+        let raw: RawConfig = settings::from_str(text).map_err(|e| {
+            if let Some(got) = e.strip_prefix("must be an object, got ") {
+                format!("the plugin configuration must be a JSON object, got {got}")
+            } else if e.starts_with("is not valid JSON") {
+                format!("the plugin configuration {e}")
+            } else {
+                e
             }
         })?;
-        let Value::Object(members) = root else {
-            return Err(format!(
-                "plugin configuration must be a JSON object, got {}",
-                root.kind()
-            ));
-        };
         let mut config = Config::default();
-        for (key, value) in &members {
-            let key = key.as_str();
-            match key {
-                "metadata_namespace" => config.metadata_namespace = non_empty_string(key, value)?,
-                "on_missing_consent" => {
-                    config.on_missing_consent = match enum_value(key, value, &["deny", "allow"])? {
-                        "allow" => MissingConsent::Allow,
-                        _ => MissingConsent::Deny,
-                    }
-                }
-                "match" => config.match_mode = match_value(key, value)?,
-                "deny_status" => config.deny_status = integer(key, value, 400, 599)? as u16,
-                "max_body_bytes" => {
-                    config.max_body_bytes =
-                        integer(key, value, 1, MAX_BODY_BYTES_LIMIT as u64)? as usize
-                }
-                "max_batch_items" => {
-                    config.max_batch_items =
-                        integer(key, value, 1, MAX_BATCH_ITEMS_LIMIT as u64)? as usize
-                }
-                "on_unconfigured_route" => {
-                    config.on_unconfigured_route = match enum_value(key, value, &["allow", "deny"])?
-                    {
-                        "deny" => UnconfiguredRoute::Deny,
-                        _ => UnconfiguredRoute::Allow,
-                    }
-                }
-                "always_allow_events" => {
-                    config.always_allow_events = string_list(key, value, true)?
-                }
-                "routes" => config.routes = route_rules(key, value)?,
-                "batch_mode" => {
-                    config.batch_mode = match enum_value(key, value, &["filter", "reject"])? {
-                        "reject" => BatchMode::Reject,
-                        _ => BatchMode::Filter,
-                    }
-                }
-                "dry_run" => config.dry_run = boolean(key, value)?,
-                "route_metadata" => config.route_metadata = boolean(key, value)?,
-                other => return Err(format!("unknown configuration key \"{other}\"")),
-            }
+        if let Some(ns) = raw.metadata_namespace {
+            config.metadata_namespace = non_empty("metadata_namespace", ns)?;
         }
-        // A rule's own `match` wins; the rest inherit the top-level one, whatever the key order.
-        for (rule, raw) in config.routes.iter_mut().zip(raw_rules(&members)) {
-            if !has_key(raw, "match") {
-                Arc::make_mut(&mut rule.policy).match_mode = config.match_mode;
-            }
+        config.on_missing_consent = raw.on_missing_consent.unwrap_or(config.on_missing_consent);
+        config.match_mode = raw.match_mode.unwrap_or(config.match_mode);
+        if let Some(status) = raw.deny_status {
+            config.deny_status = u16::try_from(in_range("deny_status", status, 400, 599)?)
+                .map_err(|_| "\"deny_status\" is out of range".to_string())?;
         }
+        if let Some(n) = raw.max_body_bytes {
+            config.max_body_bytes =
+                in_range("max_body_bytes", n, 1, MAX_BODY_BYTES_LIMIT as u64)? as usize;
+        }
+        if let Some(n) = raw.max_batch_items {
+            config.max_batch_items =
+                in_range("max_batch_items", n, 1, MAX_BATCH_ITEMS_LIMIT as u64)? as usize;
+        }
+        if let Some(events) = raw.always_allow_events {
+            config.always_allow_events = unique_names("always_allow_events", events, true)?;
+        }
+        config.batch_mode = raw.batch_mode.unwrap_or(config.batch_mode);
+        config.dry_run = raw.dry_run.unwrap_or(config.dry_run);
+        config.route_metadata = raw.route_metadata.unwrap_or(config.route_metadata);
+        config.on_unconfigured_route = raw
+            .on_unconfigured_route
+            .unwrap_or(config.on_unconfigured_route);
+        config.routes = raw
+            .routes
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, rule)| route_rule(&format!("routes[{i}]"), rule, config.match_mode))
+            .collect::<Result<_, _>>()?;
         Ok(config)
     }
 }
 
-fn raw_rules(members: &[(String, Value)]) -> &[Value] {
-    match members.iter().find(|(k, _)| k == "routes") {
-        Some((_, Value::Array(items))) => items,
-        _ => &[],
-    }
+/// The plugin configuration as written: every key optional, no other key allowed, none twice.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    metadata_namespace: Option<String>,
+    on_missing_consent: Option<MissingConsent>,
+    #[serde(rename = "match")]
+    match_mode: Option<Match>,
+    deny_status: Option<u64>,
+    max_body_bytes: Option<u64>,
+    max_batch_items: Option<u64>,
+    always_allow_events: Option<Vec<String>>,
+    routes: Option<Vec<RawRule>>,
+    batch_mode: Option<BatchMode>,
+    dry_run: Option<bool>,
+    route_metadata: Option<bool>,
+    on_unconfigured_route: Option<UnconfiguredRoute>,
 }
 
-fn has_key(value: &Value, key: &str) -> bool {
-    matches!(value, Value::Object(m) if m.iter().any(|(k, _)| k == key))
+/// A `routes` rule as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    route_name: Option<String>,
+    host: Option<String>,
+    path_prefix: Option<String>,
+    categories: Option<Vec<String>>,
+    #[serde(rename = "match")]
+    match_mode: Option<Match>,
 }
 
-fn non_empty_string(key: &str, value: &Value) -> Result<String, String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Ok(s.clone()),
-        Value::String(_) => Err(format!("\"{key}\" must not be empty")),
-        other => Err(format!("\"{key}\" must be a string, got {}", other.kind())),
-    }
-}
-
-fn enum_value<'v>(key: &str, value: &'v Value, allowed: &[&str]) -> Result<&'v str, String> {
-    match value {
-        Value::String(s) if allowed.contains(&s.as_str()) => Ok(s.as_str()),
-        _ => Err(format!(
-            "\"{key}\" must be one of {}, got {}",
-            allowed
-                .iter()
-                .map(|a| format!("\"{a}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            describe(value)
-        )),
-    }
-}
-
-fn match_value(key: &str, value: &Value) -> Result<Match, String> {
-    Ok(match enum_value(key, value, &["all", "any"])? {
-        "any" => Match::Any,
-        _ => Match::All,
-    })
-}
-
-fn integer(key: &str, value: &Value, min: u64, max: u64) -> Result<u64, String> {
-    match value {
-        Value::Number(n) => match n.parse::<u64>() {
-            Ok(v) if (min..=max).contains(&v) => Ok(v),
-            _ => Err(format!(
-                "\"{key}\" must be an integer from {min} to {max}, got {n}"
-            )),
-        },
-        _ => Err(format!(
-            "\"{key}\" must be an integer from {min} to {max}, got {}",
-            describe(value)
-        )),
-    }
-}
-
-fn boolean(key: &str, value: &Value) -> Result<bool, String> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        other => Err(format!(
-            "\"{key}\" must be true or false, got {}",
-            describe(other)
-        )),
-    }
-}
-
-/// A list of strings; category names must also be non-empty and unique.
-fn string_list(key: &str, value: &Value, allow_empty_list: bool) -> Result<Vec<String>, String> {
-    let Value::Array(items) = value else {
-        return Err(format!(
-            "\"{key}\" must be a list of strings, got {}",
-            value.kind()
-        ));
-    };
-    if items.is_empty() && !allow_empty_list {
+fn non_empty(key: &str, value: String) -> Result<String, String> {
+    if value.is_empty() {
         return Err(format!("\"{key}\" must not be empty"));
     }
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        match item {
-            Value::String(s) if s.is_empty() => {
-                return Err(format!("\"{key}[{i}]\" must not be empty"))
-            }
-            Value::String(s) if out.contains(s) => {
-                return Err(format!("\"{key}[{i}]\" repeats \"{s}\""))
-            }
-            Value::String(s) => out.push(s.clone()),
-            other => {
-                return Err(format!(
-                    "\"{key}[{i}]\" must be a string, got {}",
-                    other.kind()
-                ))
-            }
+    Ok(value)
+}
+
+fn in_range(key: &str, n: u64, min: u64, max: u64) -> Result<u64, String> {
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "\"{key}\" must be an integer from {min} to {max}, got {n}"
+        ))
+    }
+}
+
+/// Names that must be non-empty and unique (category names, event names).
+fn unique_names(
+    key: &str,
+    names: Vec<String>,
+    allow_empty_list: bool,
+) -> Result<Vec<String>, String> {
+    if names.is_empty() && !allow_empty_list {
+        return Err(format!("\"{key}\" must not be empty"));
+    }
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(format!("\"{key}[{i}]\" must not be empty"));
+        }
+        if names.get(..i).is_some_and(|before| before.contains(name)) {
+            return Err(format!("\"{key}[{i}]\" repeats \"{name}\""));
         }
     }
-    Ok(out)
+    Ok(names)
 }
 
-fn route_rules(key: &str, value: &Value) -> Result<Vec<RouteRule>, String> {
-    let Value::Array(items) = value else {
-        return Err(format!(
-            "\"{key}\" must be a list of rules, got {}",
-            value.kind()
-        ));
+fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule, String> {
+    let Some(categories) = raw.categories else {
+        return Err(format!("\"{at}.categories\" is required"));
     };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| route_rule(&format!("{key}[{i}]"), item))
-        .collect()
-}
-
-fn route_rule(at: &str, value: &Value) -> Result<RouteRule, String> {
-    let Value::Object(members) = value else {
-        return Err(format!("\"{at}\" must be an object, got {}", value.kind()));
-    };
+    let categories = unique_names(&format!("{at}.categories"), categories, false)?;
+    validate_categories(&categories).map_err(|e| format!("\"{at}.categories\" {e}"))?;
     let mut rule = RouteRule {
-        route_name: None,
+        route_name: raw
+            .route_name
+            .map(|n| non_empty(&format!("{at}.route_name"), n))
+            .transpose()?,
         host: None,
         path_prefix: None,
         policy: Arc::new(RoutePolicy {
-            categories: Vec::new(),
-            match_mode: Match::All,
+            categories,
+            match_mode: raw.match_mode.unwrap_or(default_match),
         }),
     };
-    let mut has_categories = false;
-    for (key, v) in members {
-        let path = format!("{at}.{key}");
-        match key.as_str() {
-            "route_name" => rule.route_name = Some(non_empty_string(&path, v)?),
-            "host" => {
-                let text = non_empty_string(&path, v)?;
-                let (name, port) = split_authority(&text);
-                if name.is_empty() || text.contains(['/', '@', '?', '#']) {
-                    return Err(format!(
-                        "\"{path}\" must be a host name, optionally with a port, got \"{text}\""
-                    ));
-                }
-                rule.host = Some((name, port.map(str::to_string)));
-            }
-            "path_prefix" => {
-                let prefix = non_empty_string(&path, v)?;
-                let normal = normalize_path(&prefix);
-                if !prefix.starts_with('/') || prefix.contains(['?', '#']) || normal != prefix {
-                    return Err(format!(
-                        "\"{path}\" must be a normalised path starting with \"/\" (no query, no \"//\", \"/./\", \"/../\" or escaped unreserved characters): got \"{prefix}\", did you mean \"{normal}\"?"
-                    ));
-                }
-                rule.path_prefix = Some(prefix);
-            }
-            "categories" => {
-                let names = string_list(&path, v, false)?;
-                validate_categories(&names).map_err(|e| format!("\"{path}\" {e}"))?;
-                Arc::make_mut(&mut rule.policy).categories = names;
-                has_categories = true;
-            }
-            "match" => Arc::make_mut(&mut rule.policy).match_mode = match_value(&path, v)?,
-            other => return Err(format!("unknown key \"{other}\" in \"{at}\"")),
+    if let Some(text) = raw.host {
+        let path = format!("{at}.host");
+        let text = non_empty(&path, text)?;
+        let (name, port) = split_authority(&text);
+        if name.is_empty() || text.contains(['/', '@', '?', '#']) {
+            return Err(format!(
+                "\"{path}\" must be a host name, optionally with a port, got \"{text}\""
+            ));
         }
+        rule.host = Some((name, port.map(str::to_string)));
     }
-    if !has_categories {
-        return Err(format!("\"{at}.categories\" is required"));
+    if let Some(prefix) = raw.path_prefix {
+        let path = format!("{at}.path_prefix");
+        let prefix = non_empty(&path, prefix)?;
+        let normal = normalize_path(&prefix);
+        if !prefix.starts_with('/') || prefix.contains(['?', '#']) || normal != prefix {
+            return Err(format!(
+                "\"{path}\" must be a normalised path starting with \"/\" (no query, no \"//\", \"/./\", \"/../\" or escaped unreserved characters): got \"{prefix}\", did you mean \"{normal}\"?"
+            ));
+        }
+        rule.path_prefix = Some(prefix);
     }
     if rule.route_name.is_none() && rule.host.is_none() && rule.path_prefix.is_none() {
         return Err(format!(
@@ -410,17 +340,6 @@ fn route_rule(at: &str, value: &Value) -> Result<RouteRule, String> {
         ));
     }
     Ok(rule)
-}
-
-/// A short description of a wrong value for an error message (never more than a few characters
-/// of it: the configuration is not secret, but log lines should stay short).
-fn describe(value: &Value) -> String {
-    match value {
-        Value::String(s) if s.chars().count() <= 40 => format!("\"{s}\""),
-        Value::Number(n) => n.clone(),
-        Value::Bool(b) => format!("{b}"),
-        other => other.kind().to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -381,6 +381,17 @@ impl<'a> Scanner<'a> {
         Ok(false)
     }
 
+    /// Reads `true`, `false` or `null`: `Some(bool)`, or `None` for null.
+    pub fn literal_word(&mut self) -> Result<Option<bool>, Invalid> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b't') => self.literal(b"true").map(|()| Some(true)),
+            Some(b'f') => self.literal(b"false").map(|()| Some(false)),
+            Some(b'n') => self.literal(b"null").map(|()| None),
+            _ => Err(Invalid),
+        }
+    }
+
     fn literal(&mut self, word: &[u8]) -> Result<(), Invalid> {
         if self.buf.get(self.pos..self.pos + word.len()) == Some(word) {
             self.pos += word.len();
@@ -621,117 +632,6 @@ fn unescape(raw: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// A parsed JSON value, for the plugin configuration only (events are never turned into trees).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    Bool(bool),
-    /// The number's text as written (the configuration only needs integers, parsed where used).
-    Number(String),
-    String(String),
-    Array(Vec<Value>),
-    /// Members in document order.
-    Object(Vec<(String, Value)>),
-}
-
-/// Why a configuration text is not usable JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
-    /// Not valid JSON; the byte offset where reading failed.
-    Syntax(usize),
-    /// An object with the same key twice (the JSON path of the object, and the key).
-    DuplicateKey(String),
-}
-
-impl Value {
-    /// Parses a complete JSON text into a tree. Duplicate keys are an error, never "last wins".
-    pub fn parse(text: &str) -> Result<Value, ParseError> {
-        let mut s = Scanner::new(text);
-        let v = parse_value(&mut s, 0).map_err(|e| match e {
-            TreeError::Syntax => ParseError::Syntax(s.pos()),
-            TreeError::DuplicateKey(k) => ParseError::DuplicateKey(k),
-        })?;
-        if !s.at_end() {
-            return Err(ParseError::Syntax(s.pos()));
-        }
-        Ok(v)
-    }
-
-    /// The JSON type name, for error messages.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Value::Null => "null",
-            Value::Bool(_) => "a boolean",
-            Value::Number(_) => "a number",
-            Value::String(_) => "a string",
-            Value::Array(_) => "a list",
-            Value::Object(_) => "an object",
-        }
-    }
-}
-
-enum TreeError {
-    Syntax,
-    DuplicateKey(String),
-}
-
-impl From<Invalid> for TreeError {
-    fn from(_: Invalid) -> Self {
-        TreeError::Syntax
-    }
-}
-
-fn parse_value(s: &mut Scanner, depth: usize) -> Result<Value, TreeError> {
-    if depth > 64 {
-        return Err(TreeError::Syntax);
-    }
-    Ok(match s.peek_token() {
-        Some(b'{') => {
-            let mut members: Vec<(String, Value)> = Vec::new();
-            if s.object_start()? {
-                loop {
-                    let key = s.key()?.decode().into_owned();
-                    let value = parse_value(s, depth + 1)?;
-                    if members.iter().any(|(k, _)| *k == key) {
-                        return Err(TreeError::DuplicateKey(key));
-                    }
-                    members.push((key, value));
-                    if !s.object_more()? {
-                        break;
-                    }
-                }
-            }
-            Value::Object(members)
-        }
-        Some(b'[') => {
-            let mut items = Vec::new();
-            if s.array_start()? {
-                loop {
-                    items.push(parse_value(s, depth + 1)?);
-                    if !s.array_more()? {
-                        break;
-                    }
-                }
-            }
-            Value::Array(items)
-        }
-        Some(b'"') => Value::String(s.string()?.decode().into_owned()),
-        Some(b'-' | b'0'..=b'9') => Value::Number(s.number_text()?.to_string()),
-        Some(b't') => {
-            s.literal(b"true")?;
-            Value::Bool(true)
-        }
-        Some(b'f') => {
-            s.literal(b"false")?;
-            Value::Bool(false)
-        }
-        _ => {
-            s.literal(b"null")?;
-            Value::Null
-        }
-    })
-}
-
 /// Appends `s` to `out` as a JSON string literal (quotes included).
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
@@ -852,25 +752,6 @@ mod tests {
         assert!(st.eq_str("Advertising"));
         assert!(!st.eq_str("advertising"));
         assert_eq!(st.position_in(&["X".into(), "Advertising".into()]), Some(1));
-    }
-
-    #[test]
-    fn value_tree_rejects_duplicate_keys() {
-        assert_eq!(
-            Value::parse(r#"{"a":1,"b":{"c":2,"c":3}}"#),
-            Err(ParseError::DuplicateKey("c".into()))
-        );
-        assert_eq!(
-            Value::parse(r#"{"a":[1,"x"]}"#),
-            Ok(Value::Object(vec![(
-                "a".into(),
-                Value::Array(vec![Value::Number("1".into()), Value::String("x".into())])
-            )]))
-        );
-        assert!(matches!(
-            Value::parse("{\"a\":1} x"),
-            Err(ParseError::Syntax(_))
-        ));
     }
 
     #[test]

@@ -5,12 +5,16 @@
 
 use std::sync::Arc;
 
-use crate::json::Value;
+use crate::settings::Value;
+use serde::Deserialize;
+
+use crate::settings;
 
 /// A route may require at most this many categories (they are tracked as bits of a `u64`).
 pub const MAX_CATEGORIES: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Match {
     /// Every required category must be consented.
     All,
@@ -45,78 +49,32 @@ pub enum RouteSetting {
     Gated(Arc<RoutePolicy>),
 }
 
-/// The keys a route's metadata may hold, with the type each must have.
-const KEYS: [(&str, &str); 4] = [
-    ("category", "a string"),
-    ("categories", "a list of strings"),
-    ("match", "\"all\" or \"any\""),
-    ("exempt", "true or false"),
-];
+/// A route's metadata namespace (or per-route configuration) as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSetting {
+    category: Option<String>,
+    categories: Option<Vec<String>>,
+    #[serde(rename = "match")]
+    match_mode: Option<Match>,
+    exempt: Option<bool>,
+}
 
 impl RouteSetting {
-    /// Reads the route's metadata namespace (a JSON object: from Envoy's typed metadata, or a
-    /// per-route configuration). Anything unknown, mistyped or contradictory is an error naming
-    /// the key and the type found.
+    /// Reads the route's metadata namespace (from Envoy's typed metadata) or a per-route
+    /// configuration. Anything unknown, mistyped or contradictory is an error naming the key and
+    /// the value found.
     pub fn from_value(value: &Value, default_match: Match) -> Result<RouteSetting, String> {
-        let Value::Object(members) = value else {
-            return Err(format!("must be a struct, got {}", value.kind()));
-        };
-        let mut category = None;
-        let mut categories = None;
-        let mut match_mode = None;
-        let mut exempt = false;
-        for (key, v) in members {
-            let wrong = |k: &str| {
-                let want = KEYS.iter().find(|(n, _)| *n == k).map_or("", |(_, t)| *t);
-                format!("\"{k}\" must be {want}, got {}", describe(v))
-            };
-            match key.as_str() {
-                "category" => match v {
-                    Value::String(s) => category = Some(s.clone()),
-                    _ => return Err(wrong(key)),
-                },
-                "categories" => match v {
-                    Value::Array(items) => {
-                        let mut names = Vec::with_capacity(items.len());
-                        for (i, item) in items.iter().enumerate() {
-                            match item {
-                                Value::String(s) => names.push(s.clone()),
-                                other => {
-                                    return Err(format!(
-                                        "\"categories[{i}]\" must be a string, got {}",
-                                        describe(other)
-                                    ))
-                                }
-                            }
-                        }
-                        categories = Some(names);
-                    }
-                    _ => return Err(wrong(key)),
-                },
-                "match" => {
-                    match_mode = Some(match v {
-                        Value::String(s) if s == "all" => Match::All,
-                        Value::String(s) if s == "any" => Match::Any,
-                        _ => return Err(wrong(key)),
-                    })
-                }
-                "exempt" => match v {
-                    Value::Bool(b) => exempt = *b,
-                    _ => return Err(wrong(key)),
-                },
-                other => {
-                    return Err(format!(
-                        "unknown key \"{other}\" ({}); the keys are {}",
-                        describe(v),
-                        KEYS.iter()
-                            .map(|(k, _)| format!("\"{k}\""))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                }
-            }
-        }
-        let names = match (category, categories) {
+        Self::from_raw(settings::from_value(value)?, default_match)
+    }
+
+    /// Reads a per-route configuration's JSON text.
+    pub fn from_json(text: &str, default_match: Match) -> Result<RouteSetting, String> {
+        Self::from_raw(settings::from_str(text)?, default_match)
+    }
+
+    fn from_raw(raw: RawSetting, default_match: Match) -> Result<RouteSetting, String> {
+        let names = match (raw.category, raw.categories) {
             (Some(_), Some(_)) => {
                 return Err("has both \"category\" and \"categories\"; use one".into())
             }
@@ -128,17 +86,17 @@ impl RouteSetting {
                 list
             }
             (None, None) => {
-                if match_mode.is_some() {
+                if raw.match_mode.is_some() {
                     return Err("has \"match\" but no \"category\" or \"categories\"".into());
                 }
-                return Ok(if exempt {
+                return Ok(if raw.exempt == Some(true) {
                     RouteSetting::Exempt
                 } else {
                     RouteSetting::Unconfigured
                 });
             }
         };
-        if exempt {
+        if raw.exempt == Some(true) {
             return Err(
                 "has \"exempt\": true and categories; an exempt route requires none".into(),
             );
@@ -146,7 +104,7 @@ impl RouteSetting {
         validate_categories(&names)?;
         Ok(RouteSetting::Gated(Arc::new(RoutePolicy {
             categories: names,
-            match_mode: match_mode.unwrap_or(default_match),
+            match_mode: raw.match_mode.unwrap_or(default_match),
         })))
     }
 }
@@ -167,22 +125,30 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// A wrong value, described for a log line: its type, and short scalars themselves.
-fn describe(value: &Value) -> String {
-    match value {
-        Value::String(s) if s.chars().count() <= 40 => format!("the string \"{s}\""),
-        Value::Number(n) => format!("the number {n}"),
-        Value::Bool(b) => format!("{b}"),
-        other => other.kind().to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn setting(json: &str) -> Result<RouteSetting, String> {
-        RouteSetting::from_value(&Value::parse(json).unwrap(), Match::All)
+        RouteSetting::from_json(json, Match::All)
+    }
+
+    #[test]
+    fn reads_typed_metadata_values_alike() {
+        let metadata =
+            |text: &str| RouteSetting::from_value(&Value::parse(text).unwrap(), Match::All);
+        assert_eq!(
+            metadata(r#"{"category": "Ads"}"#),
+            setting(r#"{"category":"Ads"}"#)
+        );
+        assert_eq!(
+            metadata(r#"{"category": 5}"#).unwrap_err(),
+            "\"category\" must be a string, got the number 5"
+        );
+        assert_eq!(
+            metadata(r#"["Ads"]"#).unwrap_err(),
+            "must be an object, got a list"
+        );
     }
 
     fn gated(categories: &[&str], match_mode: Match) -> RouteSetting {
@@ -203,7 +169,7 @@ mod tests {
             Ok(gated(&["A", "B"], Match::Any))
         );
         assert_eq!(
-            RouteSetting::from_value(&Value::parse(r#"{"category":"A"}"#).unwrap(), Match::Any),
+            RouteSetting::from_json(r#"{"category":"A"}"#, Match::Any),
             Ok(gated(&["A"], Match::Any))
         );
         assert_eq!(setting("{}"), Ok(RouteSetting::Unconfigured));
@@ -240,11 +206,11 @@ mod tests {
             ),
             (
                 r#"{"category":null}"#,
-                "\"category\" must be a string, got null",
+                "\"category\" is null: give it a value, or leave the key out",
             ),
             (
                 r#"{"categories":"Ads"}"#,
-                "\"categories\" must be a list of strings",
+                "\"categories\" must be a list, got the string \"Ads\"",
             ),
             (
                 r#"{"categories":["A",5]}"#,
@@ -256,12 +222,23 @@ mod tests {
             (r#"{"category":"A","categories":["B"]}"#, "both"),
             (
                 r#"{"category":"A","match":"most"}"#,
-                "\"match\" must be \"all\" or \"any\"",
+                "\"match\" must be one of \"all\", \"any\", got \"most\"",
             ),
             (r#"{"match":"all"}"#, "no \"category\""),
-            (r#"{"exempt":"yes"}"#, "\"exempt\" must be true or false"),
+            (
+                r#"{"exempt":"yes"}"#,
+                "\"exempt\" must be true or false, got the string \"yes\"",
+            ),
+            (
+                r#"{"exempt":null}"#,
+                "\"exempt\" is null: give it a value, or leave the key out",
+            ),
+            (
+                r#"{"category":"A","category":"B"}"#,
+                "the key \"category\" is given twice",
+            ),
             (r#"{"exempt":true,"category":"A"}"#, "exempt"),
-            (r#"["A"]"#, "must be a struct, got a list"),
+            (r#"["A"]"#, "must be an object, got a list"),
         ];
         for (json, want) in cases {
             let err = setting(json).unwrap_err();

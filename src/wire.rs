@@ -3,7 +3,7 @@
 //! metadata, which keeps every value's type (proxy-wasm's pairs form of a metadata struct does
 //! not: `category: 5` and `category: true` would arrive as bytes that look like a name).
 
-use crate::json::Value;
+use crate::settings::Value;
 
 /// Decodes the proxy-wasm pairs encoding: a u32 count, a u32 key length and u32 value length per
 /// pair, then each key and each value followed by a NUL. Lengths rule (values may hold NULs).
@@ -99,7 +99,7 @@ fn decode_value(raw: &[u8], depth: usize) -> Result<Value, Malformed> {
     for field in Fields::new(raw) {
         value = match field? {
             (1, Wire::Varint(_)) => Value::Null,
-            (2, Wire::Fixed64(bits)) => Value::Number(number_text(f64::from_bits(bits))),
+            (2, Wire::Fixed64(bits)) => Value::number(f64::from_bits(bits)),
             (3, Wire::Bytes(s)) => {
                 Value::String(std::str::from_utf8(s).map_err(|_| Malformed)?.to_string())
             }
@@ -119,15 +119,6 @@ fn decode_value(raw: &[u8], depth: usize) -> Result<Value, Malformed> {
         };
     }
     Ok(value)
-}
-
-/// A number as JSON text: integers without a fraction, the rest in Rust's shortest form.
-pub fn number_text(n: f64) -> String {
-    if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
-    }
 }
 
 enum Wire<'a> {
@@ -340,10 +331,10 @@ pub mod tests {
                 ("category".into(), Value::String("Advertising".into())),
                 (
                     "categories".into(),
-                    Value::Array(vec![Value::String("A".into()), Value::Number("5".into())])
+                    Value::Array(vec![Value::String("A".into()), Value::number(5.0)])
                 ),
                 ("match".into(), Value::Bool(true)),
-                ("n".into(), Value::Number("0.5".into())),
+                ("n".into(), Value::number(0.5)),
                 ("none".into(), Value::Null),
                 (
                     "nested".into(),

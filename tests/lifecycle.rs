@@ -9,7 +9,6 @@ use consent_gate::config::Config;
 use consent_gate::decision::Reason;
 use consent_gate::encoding::Encoding;
 use consent_gate::host::{Host, HostError, Level, Metric, Record, RequestHeaders};
-use consent_gate::json::Value;
 use consent_gate::lifecycle::{Flow, Lifecycle};
 use consent_gate::policy::{Match, RouteSetting};
 
@@ -84,7 +83,7 @@ impl Host for Fake {
         }
         match &self.metadata {
             None => Ok(RouteSetting::Unconfigured),
-            Some(json) => RouteSetting::from_value(&Value::parse(json).unwrap(), config.match_mode),
+            Some(json) => RouteSetting::from_json(json, config.match_mode),
         }
     }
 
@@ -519,7 +518,7 @@ fn the_route_match_mode_comes_from_the_plugin_unless_the_route_says() {
         replied(403, Reason::FilteredByEndUserConsent)
     );
     assert!(matches!(
-        RouteSetting::from_value(&Value::parse(both).unwrap(), Match::Any),
+        RouteSetting::from_json(both, Match::Any),
         Ok(RouteSetting::Gated(p)) if p.match_mode == Match::Any
     ));
 }

@@ -9,9 +9,9 @@ use super::PerRoute;
 use crate::config::Config;
 use crate::decision::Reason;
 use crate::host::{Host, HostError, Level, Metric, Record, RequestHeaders};
-use crate::json::Value;
 use crate::metrics::{denied_category_family, dropped_by_reason, Counter};
 use crate::policy::RouteSetting;
+use crate::settings::Value;
 
 /// The filter-state key of the decision record: the proxy-wasm module's, so that access-log
 /// formats carry over (`%FILTER_STATE(wasm.consent_gate:PLAIN)%`).
@@ -271,66 +271,104 @@ impl<'a> NativeHost<'a> {
         Ok(Some(Value::Object(members)))
     }
 
+    /// One metadata value. Envoy logs a getter used on a value of another type, so the type the
+    /// key should have is tried first: a mistake costs a log line, a correct route none.
     fn metadata_value(&self, ns: ModuleBuffer, key: &str) -> Value {
+        #[derive(Clone, Copy)]
+        enum Kind {
+            String,
+            Number,
+            Bool,
+            List,
+        }
+        let order = match key {
+            "categories" => [Kind::List, Kind::String, Kind::Number, Kind::Bool],
+            "exempt" => [Kind::Bool, Kind::String, Kind::Number, Kind::List],
+            _ => [Kind::String, Kind::Number, Kind::Bool, Kind::List],
+        };
         let k = ModuleBuffer::of(key.as_bytes());
         let (envoy, source) = (self.envoy, abi::METADATA_ROUTE);
         let mut text = EnvoyBuffer::EMPTY;
         let mut number = 0f64;
         let mut flag = false;
         let mut len = 0usize;
-        // SAFETY: out-pointers are valid locals; strings are copied before the hook ends.
-        unsafe {
-            if abi::envoy_dynamic_module_callback_http_get_metadata_string(
-                envoy, source, ns, k, &mut text,
-            ) {
-                return Value::String(String::from_utf8_lossy(text.bytes()).into_owned());
-            }
-            if abi::envoy_dynamic_module_callback_http_get_metadata_number(
-                envoy,
-                source,
-                ns,
-                k,
-                &mut number,
-            ) {
-                return Value::Number(crate::wire::number_text(number));
-            }
-            if abi::envoy_dynamic_module_callback_http_get_metadata_bool(
-                envoy, source, ns, k, &mut flag,
-            ) {
-                return Value::Bool(flag);
-            }
-            if abi::envoy_dynamic_module_callback_http_get_metadata_list_size(
-                envoy, source, ns, k, &mut len,
-            ) {
-                let items = (0..len)
-                    .map(|i| {
-                        if abi::envoy_dynamic_module_callback_http_get_metadata_list_string(
-                            envoy, source, ns, k, i, &mut text,
+        for kind in order {
+            // SAFETY: out-pointers are valid locals; strings are copied before the hook ends.
+            unsafe {
+                match kind {
+                    Kind::String => {
+                        if abi::envoy_dynamic_module_callback_http_get_metadata_string(
+                            envoy, source, ns, k, &mut text,
                         ) {
-                            Value::String(String::from_utf8_lossy(text.bytes()).into_owned())
-                        } else if abi::envoy_dynamic_module_callback_http_get_metadata_list_number(
+                            return Value::String(
+                                String::from_utf8_lossy(text.bytes()).into_owned(),
+                            );
+                        }
+                    }
+                    Kind::Number => {
+                        if abi::envoy_dynamic_module_callback_http_get_metadata_number(
                             envoy,
                             source,
                             ns,
                             k,
-                            i,
                             &mut number,
                         ) {
-                            Value::Number(crate::wire::number_text(number))
-                        } else if abi::envoy_dynamic_module_callback_http_get_metadata_list_bool(
-                            envoy, source, ns, k, i, &mut flag,
-                        ) {
-                            Value::Bool(flag)
-                        } else {
-                            Value::Object(Vec::new())
+                            return Value::number(number);
                         }
-                    })
-                    .collect();
-                return Value::Array(items);
+                    }
+                    Kind::Bool => {
+                        if abi::envoy_dynamic_module_callback_http_get_metadata_bool(
+                            envoy, source, ns, k, &mut flag,
+                        ) {
+                            return Value::Bool(flag);
+                        }
+                    }
+                    Kind::List => {
+                        if abi::envoy_dynamic_module_callback_http_get_metadata_list_size(
+                            envoy, source, ns, k, &mut len,
+                        ) {
+                            return Value::Array(
+                                (0..len)
+                                    .map(|i| self.metadata_list_item(ns, k, i))
+                                    .collect(),
+                            );
+                        }
+                    }
+                }
             }
         }
         // A nested struct (or a null): none of the getters takes it.
         Value::Object(Vec::new())
+    }
+
+    fn metadata_list_item(&self, ns: ModuleBuffer, k: ModuleBuffer, i: usize) -> Value {
+        let (envoy, source) = (self.envoy, abi::METADATA_ROUTE);
+        let mut text = EnvoyBuffer::EMPTY;
+        let mut number = 0f64;
+        let mut flag = false;
+        // SAFETY: out-pointers are valid locals; strings are copied before the hook ends.
+        unsafe {
+            if abi::envoy_dynamic_module_callback_http_get_metadata_list_string(
+                envoy, source, ns, k, i, &mut text,
+            ) {
+                Value::String(String::from_utf8_lossy(text.bytes()).into_owned())
+            } else if abi::envoy_dynamic_module_callback_http_get_metadata_list_number(
+                envoy,
+                source,
+                ns,
+                k,
+                i,
+                &mut number,
+            ) {
+                Value::number(number)
+            } else if abi::envoy_dynamic_module_callback_http_get_metadata_list_bool(
+                envoy, source, ns, k, i, &mut flag,
+            ) {
+                Value::Bool(flag)
+            } else {
+                Value::Object(Vec::new())
+            }
+        }
     }
 }
 

@@ -17,7 +17,6 @@ use host::{Counters, NativeHost};
 use crate::config::Config;
 use crate::decision::{Judgement, Reason};
 use crate::host::Level;
-use crate::json::Value;
 use crate::lifecycle::{Flow, Lifecycle, REASON_HEADER};
 use crate::policy::{Match, RouteSetting};
 use crate::reply;
@@ -126,8 +125,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
         let read = |default_match| {
             let text =
                 std::str::from_utf8(bytes(config)).map_err(|_| "is not UTF-8".to_string())?;
-            let value = Value::parse(text).map_err(|_| "is not a JSON object".to_string())?;
-            RouteSetting::from_value(&value, default_match)
+            RouteSetting::from_json(text, default_match)
         };
         match (read(Match::All), read(Match::Any)) {
             (Ok(match_all), Ok(match_any)) => Box::into_raw(Box::new(PerRoute {
