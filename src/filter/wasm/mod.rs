@@ -48,6 +48,11 @@ impl RootContext for Root {
                 for warning in config.warnings() {
                     abi::log(Level::Warn, &warning);
                 }
+                // Which build is running, for the operator reading Envoy's log (once per VM).
+                abi::log(
+                    Level::Info,
+                    &format!("consent-gate {} configured", crate::VERSION),
+                );
                 let metrics = metrics::Metrics::define(&config);
                 self.shared = Some(Rc::new(Shared { config, metrics }));
                 true
