@@ -39,15 +39,13 @@ fn batch(items: usize, item_size: usize) -> String {
 
 fn bench(c: &mut Criterion) {
     let config = Config::default();
-    let policy = RoutePolicy {
-        categories: vec!["Advertising".into()],
-        match_mode: Match::All,
-    };
+    let policy = RoutePolicy::new(vec!["Advertising".into()], Match::All);
     let request = |path| Request {
         config: &config,
         policy: &policy,
         content_encoding: None,
         path,
+        gpc: false,
     };
     let all_allowed_batch =
         batch(500, 1000).replace("\"Advertising\":false", "\"Advertising\":true");

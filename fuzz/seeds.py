@@ -22,7 +22,8 @@ import yaml  # noqa: E402
 
 # The fuzz targets' first byte chooses the endpoint (fuzz/src/lib.rs PATHS).
 PATHS = ["/v1/track", "/v1/t", "/v1/identify", "/v1/batch", "/v1/b", "/collect"]
-TABLE_MODULES = ["test_decision", "test_batches", "test_encoding", "test_transport", "test_plugin_config"]
+TABLE_MODULES = ["test_decision", "test_batches", "test_encoding", "test_transport", "test_plugin_config",
+                 "test_consent_sources"]
 
 
 def table_bodies() -> list[bytes]:
@@ -112,7 +113,8 @@ def write(out: Path, target: str, seeds: list[bytes]) -> int:
 def main(out: Path) -> None:
     bodies = table_bodies()
     generated = differential_bodies()
-    event_seeds = [bytes([i % len(PATHS), i % 4]) + b for i, b in enumerate(bodies)]
+    # The second byte's bits choose the configuration and route (fuzz/src/lib.rs Setup).
+    event_seeds = [bytes([i % len(PATHS), i % 64]) + b for i, b in enumerate(bodies)]
     event_seeds += [bytes([PATHS.index(p.split("/ads", 1)[-1]) if p.split("/ads", 1)[-1] in PATHS else 5,
                            0]) + raw for p, raw, enc in generated if enc is None]
     batch_seeds = []
@@ -123,7 +125,7 @@ def main(out: Path) -> None:
             continue
         if isinstance(doc, dict) and isinstance(doc.get("batch"), list):
             items = ",".join(json.dumps(i, separators=(",", ":")) for i in doc["batch"]).encode()
-            batch_seeds += [b"\x00" + items, b"\x01" + items]
+            batch_seeds += [bytes([mode]) + items for mode in (0, 1, 0x28, 0x31, 0x44, 0x7f)]
     compressed = []
     for i, b in enumerate(bodies[:200]):
         compressed += [bytes([i % 6 * 2]) + gzip.compress(b, mtime=0),

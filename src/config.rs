@@ -6,6 +6,7 @@ use serde::Deserialize;
 use crate::settings;
 use std::sync::Arc;
 
+use crate::event::ConsentFormat;
 use crate::policy::{validate_categories, Match, RoutePolicy};
 use crate::target::{normalize_path, path_readings, split_authority};
 
@@ -41,6 +42,7 @@ pub enum BatchMode {
 pub struct Config {
     pub metadata_namespace: String,
     pub on_missing_consent: MissingConsent,
+    pub consent_format: ConsentFormat,
     pub match_mode: Match,
     pub deny_status: u16,
     pub max_body_bytes: usize,
@@ -51,6 +53,9 @@ pub struct Config {
     pub dry_run: bool,
     /// Whether route metadata is read at all (false: `routes` rules only, which is cheaper).
     pub route_metadata: bool,
+    /// Whether each request leaves its decision record (filter state, dynamic metadata): one
+    /// host call per request, saved where no access log reads it.
+    pub decision_record: bool,
     pub on_unconfigured_route: UnconfiguredRoute,
 }
 
@@ -65,6 +70,7 @@ impl Default for Config {
         Config {
             metadata_namespace: "consent_gate".into(),
             on_missing_consent: MissingConsent::Deny,
+            consent_format: ConsentFormat::Segment,
             match_mode: Match::All,
             deny_status: 403,
             max_body_bytes: 1_048_576,
@@ -78,6 +84,7 @@ impl Default for Config {
             batch_mode: BatchMode::Filter,
             dry_run: false,
             route_metadata: true,
+            decision_record: true,
             on_unconfigured_route: UnconfiguredRoute::Allow,
         }
     }
@@ -193,6 +200,7 @@ impl Config {
             config.metadata_namespace = non_empty("metadata_namespace", ns)?;
         }
         config.on_missing_consent = raw.on_missing_consent.unwrap_or(config.on_missing_consent);
+        config.consent_format = raw.consent_format.unwrap_or(config.consent_format);
         config.match_mode = raw.match_mode.unwrap_or(config.match_mode);
         if let Some(status) = raw.deny_status {
             config.deny_status = u16::try_from(in_range("deny_status", status, 400, 599)?)
@@ -212,6 +220,7 @@ impl Config {
         config.batch_mode = raw.batch_mode.unwrap_or(config.batch_mode);
         config.dry_run = raw.dry_run.unwrap_or(config.dry_run);
         config.route_metadata = raw.route_metadata.unwrap_or(config.route_metadata);
+        config.decision_record = raw.decision_record.unwrap_or(config.decision_record);
         config.on_unconfigured_route = raw
             .on_unconfigured_route
             .unwrap_or(config.on_unconfigured_route);
@@ -232,6 +241,7 @@ impl Config {
 struct RawConfig {
     metadata_namespace: Option<String>,
     on_missing_consent: Option<MissingConsent>,
+    consent_format: Option<ConsentFormat>,
     #[serde(rename = "match")]
     match_mode: Option<Match>,
     deny_status: Option<u64>,
@@ -242,6 +252,7 @@ struct RawConfig {
     batch_mode: Option<BatchMode>,
     dry_run: Option<bool>,
     route_metadata: Option<bool>,
+    decision_record: Option<bool>,
     on_unconfigured_route: Option<UnconfiguredRoute>,
 }
 
@@ -255,6 +266,8 @@ struct RawRule {
     categories: Option<Vec<String>>,
     #[serde(rename = "match")]
     match_mode: Option<Match>,
+    destination: Option<String>,
+    gpc_denies: Option<Vec<String>>,
 }
 
 fn non_empty(key: &str, value: String) -> Result<String, String> {
@@ -307,10 +320,13 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
             .transpose()?,
         host: None,
         path_prefix: None,
-        policy: Arc::new(RoutePolicy {
-            categories,
-            match_mode: raw.match_mode.unwrap_or(default_match),
-        }),
+        policy: Arc::new(
+            RoutePolicy::new(categories, raw.match_mode.unwrap_or(default_match)).with_extras(
+                &format!("{at}."),
+                raw.destination,
+                raw.gpc_denies,
+            )?,
+        ),
     };
     if let Some(text) = raw.host {
         let path = format!("{at}.host");

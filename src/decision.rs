@@ -4,7 +4,7 @@
 use crate::batch::{self, Item};
 use crate::config::{BatchMode, Config, MissingConsent};
 use crate::encoding::{DecodeError, Encoding};
-use crate::event::{read_event, Call, Consent, EventFacts, Wanted};
+use crate::event::{read_event, Call, Consent, ConsentFormat, EventFacts, Strategy, Wanted};
 use crate::json::{Invalid, Scanner};
 use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
 use crate::target::Endpoint;
@@ -14,6 +14,8 @@ use crate::target::Endpoint;
 pub enum Reason {
     FilteredByEndUserConsent,
     MissingConsent,
+    /// The event's `integrations` object turns the route's destination off.
+    FilteredByIntegrations,
     InvalidEvent,
     BodyTooLarge,
     UnsupportedContentEncoding,
@@ -23,9 +25,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::FilteredByEndUserConsent,
         Reason::MissingConsent,
+        Reason::FilteredByIntegrations,
         Reason::InvalidEvent,
         Reason::BodyTooLarge,
         Reason::UnsupportedContentEncoding,
@@ -37,6 +40,7 @@ impl Reason {
         match self {
             Reason::FilteredByEndUserConsent => "FILTERED_BY_END_USER_CONSENT",
             Reason::MissingConsent => "MISSING_CONSENT",
+            Reason::FilteredByIntegrations => "FILTERED_BY_INTEGRATIONS",
             Reason::InvalidEvent => "INVALID_EVENT",
             Reason::BodyTooLarge => "BODY_TOO_LARGE",
             Reason::UnsupportedContentEncoding => "UNSUPPORTED_CONTENT_ENCODING",
@@ -53,7 +57,9 @@ impl Reason {
     /// The local reply status for this reason.
     pub fn status(self, config: &Config) -> u16 {
         match self {
-            Reason::FilteredByEndUserConsent | Reason::MissingConsent => config.deny_status,
+            Reason::FilteredByEndUserConsent
+            | Reason::MissingConsent
+            | Reason::FilteredByIntegrations => config.deny_status,
             Reason::InvalidEvent => 400,
             Reason::BodyTooLarge => 413,
             Reason::UnsupportedContentEncoding => 415,
@@ -142,6 +148,8 @@ pub struct Request<'r> {
     pub content_encoding: Option<&'r str>,
     /// The `:path`: the endpoint names the kind of call (`/v1/track`, `/v1/batch`).
     pub path: &'r str,
+    /// The request carries `Sec-GPC: 1`.
+    pub gpc: bool,
 }
 
 /// Decides a complete request body.
@@ -179,6 +187,8 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
     let wanted = Wanted {
         categories: &req.policy.categories,
         always_allow: &config.always_allow_events,
+        format: config.consent_format,
+        destination: req.policy.destination.as_deref(),
     };
     let mut items: Vec<Item> = Vec::new();
     let top = match read_body(text, &wanted, &mut items, config.max_batch_items) {
@@ -261,8 +271,16 @@ fn read_body(
 
 /// One event; `track_endpoint`: the path names no call, or names `track`.
 fn single(req: &Request, facts: EventFacts, track_endpoint: bool) -> Judgement {
-    let is_track = track_endpoint && facts.call == Some(Call::Track);
-    let verdict = decide(req.config, req.policy, &facts, facts.consent, is_track);
+    let signals = Signals {
+        readable: facts.readable,
+        is_track: track_endpoint && facts.call == Some(Call::Track),
+        allow_listed_name: facts.allow_listed_name,
+        segment: facts.consent,
+        rudder: facts.rudder,
+        integrations_off: facts.integrations.turns_off(),
+        gpc: req.gpc,
+    };
+    let verdict = decide(req.config, req.policy, &signals);
     let mut j = Judgement::forward(false, 1);
     if let Verdict::Deny { reason, missing } = verdict {
         j.action = Action::Reply(reason);
@@ -288,13 +306,26 @@ fn judge_batch(
                 missing: 0,
             },
             Some(facts) => {
-                // Segment merges the batch's context into each item's; the item's own keys win.
-                let consent = match facts.consent {
-                    Consent::Absent => top.consent,
+                // Segment merges the batch's context and integrations into each item's; the
+                // item's own keys win. Readers that take the item's object whole, or merge key by
+                // key, can differ on `integrations`: off if either reading turns it off.
+                let own = |c: Consent, batch: Consent| match c {
+                    Consent::Absent => batch,
                     own => own,
                 };
-                let is_track = facts.call == Some(Call::Track);
-                decide(req.config, req.policy, facts, consent, is_track)
+                let mine = facts.integrations;
+                let whole = if mine.present { mine } else { top.integrations };
+                let signals = Signals {
+                    readable: facts.readable,
+                    is_track: facts.call == Some(Call::Track),
+                    allow_listed_name: facts.allow_listed_name,
+                    segment: own(facts.consent, top.consent),
+                    rudder: own(facts.rudder, top.rudder),
+                    integrations_off: mine.merged(top.integrations).turns_off()
+                        || whole.turns_off(),
+                    gpc: req.gpc,
+                };
+                decide(req.config, req.policy, &signals)
             }
         };
         match verdict {
@@ -315,15 +346,16 @@ fn judge_batch(
 }
 
 /// A refused batch is a consent denial (its body says how many items were dropped and why),
-/// unless no item could be read at all: then it is an invalid request.
+/// unless every item was dropped for one reason that is not about consent: no item could be
+/// read (an invalid request), or the integrations object turned every item off.
 fn batch_reply_reason(counts: &[u32; Reason::ALL.len()]) -> Reason {
     let dropped: u32 = counts.iter().sum();
-    let invalid = counts
-        .get(Reason::InvalidEvent.index())
-        .copied()
-        .unwrap_or(0);
-    if dropped > 0 && invalid == dropped {
+    let only =
+        |reason: Reason| dropped > 0 && counts.get(reason.index()).copied().unwrap_or(0) == dropped;
+    if only(Reason::InvalidEvent) {
         Reason::InvalidEvent
+    } else if only(Reason::FilteredByIntegrations) {
+        Reason::FilteredByIntegrations
     } else {
         Reason::FilteredByEndUserConsent
     }
@@ -353,49 +385,103 @@ fn count_drop(j: &mut Judgement, reason: Reason, missing: u64) {
     }
 }
 
-/// The decision for one event, given the consent that applies to it. `is_track`: a `track`
-/// call by its `type` and, where the path names a call, by its path too.
-pub fn decide(
-    config: &Config,
-    policy: &RoutePolicy,
-    facts: &EventFacts,
-    consent: Consent,
-    is_track: bool,
-) -> Verdict {
-    if !facts.readable {
+/// What decides one event (a batch item with the batch's context and integrations merged in).
+#[derive(Debug, Clone, Copy)]
+pub struct Signals {
+    /// False when something the decision reads could be read two ways.
+    pub readable: bool,
+    /// A `track` call by its `type` and, where the path names a call, by its path too.
+    pub is_track: bool,
+    /// Its `event` name is in `always_allow_events`.
+    pub allow_listed_name: bool,
+    /// Segment's consent shape.
+    pub segment: Consent,
+    /// RudderStack's consent shape.
+    pub rudder: Consent,
+    /// `integrations` turns the route's destination off.
+    pub integrations_off: bool,
+    /// The request carries `Sec-GPC: 1`.
+    pub gpc: bool,
+}
+
+/// The decision for one event. Consent is checked first (an `integrations` entry never stands
+/// in for it), then the route's destination in `integrations`.
+pub fn decide(config: &Config, policy: &RoutePolicy, e: &Signals) -> Verdict {
+    if !e.readable {
         return Verdict::Deny {
             reason: Reason::InvalidEvent,
             missing: 0,
         };
     }
-    if is_track && facts.allow_listed_name {
-        return Verdict::Allow;
+    let consent = match (config.consent_format, e.segment, e.rudder) {
+        (ConsentFormat::Segment, c, _) | (ConsentFormat::Rudderstack, _, c) => c,
+        (ConsentFormat::Auto, c, Consent::Absent) | (ConsentFormat::Auto, Consent::Absent, c) => c,
+        // Both shapes: a Segment reader and a RudderStack reader could decide differently.
+        (ConsentFormat::Auto, _, _) => {
+            return Verdict::Deny {
+                reason: Reason::InvalidEvent,
+                missing: 0,
+            }
+        }
+    };
+    // Events that pass regardless of consent (the consent change itself) still honour
+    // `integrations`.
+    if !(e.is_track && e.allow_listed_name) {
+        if let Some(denial) = consent_denial(config, policy, consent, e.gpc) {
+            return denial;
+        }
     }
+    if e.integrations_off {
+        return Verdict::Deny {
+            reason: Reason::FilteredByIntegrations,
+            missing: 0,
+        };
+    }
+    Verdict::Allow
+}
+
+/// The consent check: `None` when the event may go.
+fn consent_denial(
+    config: &Config,
+    policy: &RoutePolicy,
+    consent: Consent,
+    gpc: bool,
+) -> Option<Verdict> {
     let all = all_bits(policy.categories.len());
-    let consented = match consent {
-        Consent::Absent | Consent::NoPreferences => {
-            return match config.on_missing_consent {
-                MissingConsent::Allow => Verdict::Allow,
-                MissingConsent::Deny => Verdict::Deny {
+    let (consented, match_mode) = match consent {
+        Consent::Absent | Consent::NoPreferences => match config.on_missing_consent {
+            MissingConsent::Allow => (all, policy.match_mode),
+            MissingConsent::Deny => {
+                return Some(Verdict::Deny {
                     reason: Reason::MissingConsent,
                     missing: all,
-                },
-            };
-        }
-        Consent::Preferences { consented } => consented & all,
+                })
+            }
+        },
+        Consent::Preferences { consented } => (consented & all, policy.match_mode),
+        Consent::Denied { denied, strategy } => (
+            all & !denied,
+            match strategy {
+                Strategy::Or => Match::Any,
+                Strategy::And => Match::All,
+                Strategy::Route => policy.match_mode,
+            },
+        ),
     };
-    let allowed = match policy.match_mode {
+    // Global Privacy Control withdraws the route's `gpc_denies` whatever the event says.
+    let consented = if gpc {
+        consented & !policy.gpc_denies
+    } else {
+        consented
+    };
+    let allowed = match match_mode {
         Match::All => consented == all,
         Match::Any => consented != 0,
     };
-    if allowed {
-        Verdict::Allow
-    } else {
-        Verdict::Deny {
-            reason: Reason::FilteredByEndUserConsent,
-            missing: all & !consented,
-        }
-    }
+    (!allowed).then_some(Verdict::Deny {
+        reason: Reason::FilteredByEndUserConsent,
+        missing: all & !consented,
+    })
 }
 
 fn all_bits(n: usize) -> u64 {

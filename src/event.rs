@@ -9,15 +9,74 @@
 
 use crate::json::{Invalid, Scanner, Str};
 
-/// The consent an event (or a batch's top-level context) carries for the required categories.
+/// The consent an event (or a batch's top-level context) carries for the required categories,
+/// in one of the two shapes: Segment's `context.consent.categoryPreferences`, RudderStack's
+/// `context.consentManagement`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consent {
-    /// No `context.consent` key at all (a batch item then takes the batch's).
+    /// No `context.consent` (or `context.consentManagement`) key at all (a batch item then takes
+    /// the batch's).
     Absent,
-    /// `context.consent` is there but has no `categoryPreferences` (e.g. `consent: {}`).
+    /// The key is there but states nothing the decision uses: `consent` without
+    /// `categoryPreferences` (e.g. `consent: {}`), `consentManagement` without
+    /// `deniedConsentIds`.
     NoPreferences,
-    /// Bit `i` is set when required category `i` is JSON `true`.
+    /// Segment: bit `i` is set when required category `i` is JSON `true`.
     Preferences { consented: u64 },
+    /// RudderStack: bit `i` is set when required category `i` is in `deniedConsentIds`.
+    Denied { denied: u64, strategy: Strategy },
+}
+
+/// How RudderStack combines a destination's consent IDs (`resolutionStrategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// `"or"`: dropped only if every required ID is denied.
+    Or,
+    /// `"and"`, absent, or anything else: dropped if any required ID is denied.
+    And,
+    /// `provider: "custom"`: RudderStack takes the strategy from the destination's settings,
+    /// here the route's `match`.
+    Route,
+}
+
+/// Where an event says consent; the plugin's `consent_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentFormat {
+    /// `context.consent.categoryPreferences` only.
+    Segment,
+    /// `context.consentManagement` only.
+    Rudderstack,
+    /// Either; an event that carries both is refused.
+    Auto,
+}
+
+/// What an event's `integrations` object says about the route's destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Integrations {
+    /// The event has an `integrations` object.
+    pub present: bool,
+    /// `integrations.<destination>`: `false` is off; `true`, or an object of options, is on.
+    pub destination: Option<bool>,
+    /// `integrations.All`.
+    pub all: Option<bool>,
+}
+
+impl Integrations {
+    /// Segment's rule: off when the destination is `false`, or when `All` is `false` and the
+    /// destination is not named.
+    pub fn turns_off(self) -> bool {
+        self.destination == Some(false) || (self.destination.is_none() && self.all == Some(false))
+    }
+
+    /// A batch item's object with the batch's merged in, key by key (the item's keys win).
+    pub fn merged(self, top: Integrations) -> Integrations {
+        Integrations {
+            present: self.present || top.present,
+            destination: self.destination.or(top.destination),
+            all: self.all.or(top.all),
+        }
+    }
 }
 
 /// A Segment call, as named by an event's `type` or by an endpoint's path.
@@ -51,7 +110,12 @@ impl Call {
 /// What one event object says, as far as the decision cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventFacts {
+    /// Segment's shape (read unless the format is `rudderstack`).
     pub consent: Consent,
+    /// RudderStack's shape (read unless the format is `segment`).
+    pub rudder: Consent,
+    /// Read only on routes that name a destination.
+    pub integrations: Integrations,
     /// False when the consent or the fields that decide cannot be read unambiguously.
     pub readable: bool,
     /// The call its `type` names, when it has one.
@@ -68,6 +132,12 @@ impl EventFacts {
     /// What an empty body says: nothing at all.
     pub const EMPTY: EventFacts = EventFacts {
         consent: Consent::Absent,
+        rudder: Consent::Absent,
+        integrations: Integrations {
+            present: false,
+            destination: None,
+            all: None,
+        },
         readable: true,
         call: None,
         allow_listed_name: false,
@@ -96,6 +166,10 @@ pub struct Wanted<'w> {
     pub categories: &'w [String],
     /// Track event names that pass regardless of consent.
     pub always_allow: &'w [String],
+    /// Where consent is read.
+    pub format: ConsentFormat,
+    /// The route's destination, whose entry in `integrations` is read.
+    pub destination: Option<&'w str>,
 }
 
 /// Calls `on_item(scanner, item_start)` for each element of a top-level `batch` array; the
@@ -194,12 +268,35 @@ impl Seen {
     }
 }
 
-const CONTEXT: usize = 0;
-const TYPE: usize = 1;
-const EVENT: usize = 2;
-const BATCH: usize = 3;
-/// The fields of an event object that the decision reads; a batch body's top level adds `batch`.
-const EVENT_FIELDS: [&str; 4] = ["context", "type", "event", "batch"];
+/// The fields of an event object that the decision reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Context,
+    Type,
+    Event,
+    /// Only at a body's top level.
+    Batch,
+    /// Only on routes that name a destination.
+    Integrations,
+}
+
+/// The field names looked for on an object: an item's (or a single event's), a body's top level
+/// (which may be a batch), each with `integrations` on routes that name a destination.
+const NAMES: [&str; 5] = ["context", "type", "event", "batch", "integrations"];
+const FIELDS: [Field; 5] = [
+    Field::Context,
+    Field::Type,
+    Field::Event,
+    Field::Batch,
+    Field::Integrations,
+];
+const ITEM_DEST_NAMES: [&str; 4] = ["context", "type", "event", "integrations"];
+const ITEM_DEST_FIELDS: [Field; 4] = [
+    Field::Context,
+    Field::Type,
+    Field::Event,
+    Field::Integrations,
+];
 
 /// Reads one event object at the cursor. Syntax errors are `Err`; readable-but-ambiguous content
 /// is reported through `readable: false` so that a batch can drop just that item and go on.
@@ -210,17 +307,19 @@ pub fn read_event<'a>(
     mut batch_items: Option<ItemVisitor<'_, 'a>>,
 ) -> Result<EventFacts, Invalid> {
     let mut facts = EventFacts::EMPTY;
-    let names = if batch_items.is_some() {
-        &EVENT_FIELDS[..]
-    } else {
-        &EVENT_FIELDS[..BATCH]
+    let top = batch_items.is_some();
+    let (names, fields): (&[&str], &[Field]) = match (top, wanted.destination.is_some()) {
+        (false, false) => (&NAMES[..3], &FIELDS[..3]),
+        (false, true) => (&ITEM_DEST_NAMES, &ITEM_DEST_FIELDS),
+        (true, false) => (&NAMES[..4], &FIELDS[..4]),
+        (true, true) => (&NAMES, &FIELDS),
     };
-    let mut seen = [Seen::default(); EVENT_FIELDS.len()];
+    let mut seen = [Seen::default(); NAMES.len()];
     let mut event_name: Option<Str<'a>> = None;
     if s.object_start()? {
         loop {
             let key = s.key()?;
-            let field = match match_key(&key, names) {
+            let at = match match_key(&key, names) {
                 KeyMatch::Exact(i) => Some(i),
                 KeyMatch::Lookalike(_) => {
                     facts.readable = false;
@@ -228,25 +327,31 @@ pub fn read_event<'a>(
                 }
                 KeyMatch::Other => None,
             };
-            if let Some(i) = field {
+            if let Some(i) = at {
                 if let Some(seen) = seen.get_mut(i) {
                     facts.readable &= seen.add();
                 }
             }
+            let field = at.and_then(|i| fields.get(i).copied());
             // Only a body's top level can be a batch envelope.
-            if field.is_none()
-                && batch_items.is_some()
+            if top
+                && !matches!(
+                    field,
+                    Some(Field::Context | Field::Batch | Field::Integrations)
+                )
                 && !BATCH_ENVELOPE.iter().any(|k| key.eq_str(k))
             {
                 facts.has_event_fields = true;
             }
             match field {
-                Some(CONTEXT) => match read_context(s, wanted.categories)? {
-                    Some(consent) => facts.consent = consent,
+                Some(Field::Context) => match read_context(s, wanted)? {
+                    Some((consent, rudder)) => {
+                        facts.consent = consent;
+                        facts.rudder = rudder;
+                    }
                     None => facts.readable = false,
                 },
-                Some(TYPE) => {
-                    facts.has_event_fields = true;
+                Some(Field::Type) => {
                     facts.call = Some(match s.peek_token() {
                         Some(b'"') => Call::from_type(&s.string()?.decode()),
                         _ => {
@@ -255,8 +360,7 @@ pub fn read_event<'a>(
                         }
                     });
                 }
-                Some(EVENT) => {
-                    facts.has_event_fields = true;
+                Some(Field::Event) => {
                     event_name = match s.peek_token() {
                         Some(b'"') => Some(s.string()?),
                         _ => {
@@ -265,7 +369,7 @@ pub fn read_event<'a>(
                         }
                     };
                 }
-                Some(_) => {
+                Some(Field::Batch) => {
                     facts.batch = match (s.peek_token(), batch_items.as_mut()) {
                         (Some(b'['), Some(visit)) => Some(read_items(s, &mut **visit)?),
                         _ => {
@@ -275,6 +379,13 @@ pub fn read_event<'a>(
                             None
                         }
                     };
+                }
+                Some(Field::Integrations) => {
+                    let destination = wanted.destination.unwrap_or_default();
+                    match read_integrations(s, destination)? {
+                        Some(integrations) => facts.integrations = integrations,
+                        None => facts.readable = false,
+                    }
                 }
                 None => s.skip_value()?,
             }
@@ -345,16 +456,254 @@ fn read_one_field<T>(
     Ok(value)
 }
 
-/// `Ok(None)`: `context` (or its `consent` / `categoryPreferences`) is there but unreadable.
-fn read_context(s: &mut Scanner, categories: &[String]) -> Result<Option<Consent>, Invalid> {
-    read_one_field(s, "consent", Consent::Absent, |s| {
-        read_one_field(s, "categoryPreferences", Consent::NoPreferences, |s| {
-            Ok(
-                read_preferences(s, categories)?
-                    .map(|consented| Consent::Preferences { consented }),
-            )
-        })
+/// The consent shapes the format reads from `context`: (Segment's, RudderStack's).
+/// `Ok(None)`: `context`, or a consent key in it, is there but unreadable.
+fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Consent)>, Invalid> {
+    let names: &[&str] = match wanted.format {
+        ConsentFormat::Segment => &["consent"],
+        ConsentFormat::Rudderstack => &["consentManagement"],
+        ConsentFormat::Auto => &["consent", "consentManagement"],
+    };
+    if s.peek_token() != Some(b'{') {
+        s.skip_value()?;
+        return Ok(None);
+    }
+    let (mut segment, mut rudder) = (Consent::Absent, Consent::Absent);
+    let mut readable = true;
+    let mut seen = [Seen::default(); 2];
+    if s.object_start()? {
+        loop {
+            let key = s.key()?;
+            match match_key(&key, names) {
+                KeyMatch::Exact(i) => {
+                    readable &= seen.get_mut(i).is_some_and(Seen::add);
+                    let read = if names.get(i) == Some(&"consent") {
+                        read_consent(s, wanted.categories)?.map(|c| (c, true))
+                    } else {
+                        read_consent_management(s, wanted.categories)?.map(|c| (c, false))
+                    };
+                    match read {
+                        Some((c, true)) => segment = c,
+                        Some((c, false)) => rudder = c,
+                        None => readable = false,
+                    }
+                }
+                KeyMatch::Lookalike(_) => {
+                    s.skip_value()?;
+                    readable = false;
+                }
+                KeyMatch::Other => s.skip_value()?,
+            }
+            if !s.object_more()? {
+                break;
+            }
+        }
+    }
+    Ok(readable.then_some((segment, rudder)))
+}
+
+/// Segment's `consent` object. `Ok(None)`: unreadable.
+fn read_consent(s: &mut Scanner, categories: &[String]) -> Result<Option<Consent>, Invalid> {
+    read_one_field(s, "categoryPreferences", Consent::NoPreferences, |s| {
+        Ok(read_preferences(s, categories)?.map(|consented| Consent::Preferences { consented }))
     })
+}
+
+/// RudderStack's `consentManagement` object, read as rudder-server reads it (its Go struct, so
+/// keys in any case are the same field): `deniedConsentIds` decides; `provider: "custom"` takes
+/// the strategy from the route; `resolutionStrategy: "or"` needs only one required ID not
+/// denied. Every field it has must have the type rudder-server expects (where rudder-server
+/// would then ignore the whole object and deliver, the filter refuses). `Ok(None)`: unreadable.
+fn read_consent_management(
+    s: &mut Scanner,
+    categories: &[String],
+) -> Result<Option<Consent>, Invalid> {
+    const NAMES: [&str; 4] = [
+        "deniedConsentIds",
+        "allowedConsentIds",
+        "provider",
+        "resolutionStrategy",
+    ];
+    if s.peek_token() != Some(b'{') {
+        s.skip_value()?;
+        return Ok(None);
+    }
+    let mut readable = true;
+    let mut seen = [Seen::default(); NAMES.len()];
+    let mut denied: Option<u64> = None;
+    let mut custom = false;
+    let mut or = false;
+    if s.object_start()? {
+        loop {
+            let key = s.key()?;
+            match match_key(&key, &NAMES) {
+                KeyMatch::Exact(i) => {
+                    readable &= seen.get_mut(i).is_some_and(Seen::add);
+                    match i {
+                        0 => match read_id_list(s, categories)? {
+                            Some(bits) => denied = Some(bits),
+                            None => readable = false,
+                        },
+                        1 => {
+                            // Not used by the decision, but an SDK that sends it sends an array
+                            // of IDs, or (older OneTrust builds) an object keyed by ID.
+                            let ok = match s.peek_token() {
+                                Some(b'[') => read_id_list(s, &[])?.is_some(),
+                                Some(b'{') => {
+                                    s.skip_value()?;
+                                    true
+                                }
+                                _ => {
+                                    s.skip_value()?;
+                                    false
+                                }
+                            };
+                            readable &= ok;
+                        }
+                        _ => match read_word(s, if i == 2 { "custom" } else { "or" })? {
+                            Some(is) if i == 2 => custom = is,
+                            Some(is) => or = is,
+                            None => readable = false,
+                        },
+                    }
+                }
+                KeyMatch::Lookalike(_) => {
+                    s.skip_value()?;
+                    readable = false;
+                }
+                KeyMatch::Other => s.skip_value()?,
+            }
+            if !s.object_more()? {
+                break;
+            }
+        }
+    }
+    if !readable {
+        return Ok(None);
+    }
+    Ok(Some(match denied {
+        None => Consent::NoPreferences,
+        Some(denied) => Consent::Denied {
+            denied,
+            strategy: if custom {
+                Strategy::Route
+            } else if or {
+                Strategy::Or
+            } else {
+                Strategy::And
+            },
+        },
+    }))
+}
+
+/// A list of consent IDs (strings): the bits of `categories` it names. `Ok(None)` for anything
+/// but an array of strings, or an ID that a reader stopping at NUL takes for a category.
+fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, Invalid> {
+    if s.peek_token() != Some(b'[') {
+        s.skip_value()?;
+        return Ok(None);
+    }
+    let mut bits = 0u64;
+    let mut readable = true;
+    if s.array_start()? {
+        loop {
+            if s.peek_token() == Some(b'"') {
+                let id = s.string()?;
+                match id.position_in(categories) {
+                    Some(i) if i < 64 => bits |= 1u64 << i,
+                    Some(_) => {}
+                    None if id.is_escaped() => {
+                        readable &= nul_prefix_position(&id, categories).is_none();
+                    }
+                    None => {}
+                }
+            } else {
+                s.skip_value()?;
+                readable = false;
+            }
+            if !s.array_more()? {
+                break;
+            }
+        }
+    }
+    Ok(readable.then_some(bits))
+}
+
+/// A string value compared with `word`, exactly (as rudder-server compares it). `Ok(None)` for
+/// a value that is not a string, or that a reader stopping at NUL would take for `word`.
+fn read_word(s: &mut Scanner, word: &str) -> Result<Option<bool>, Invalid> {
+    if s.peek_token() != Some(b'"') {
+        s.skip_value()?;
+        return Ok(None);
+    }
+    let value = s.string()?;
+    if value.eq_str(word) {
+        return Ok(Some(true));
+    }
+    if value.is_escaped() && value.decode().split('\0').next() == Some(word) {
+        return Ok(None);
+    }
+    Ok(Some(false))
+}
+
+/// The `integrations` object, for `destination`: its entry and `All`, each `true`, `false` or an
+/// object of options (on). `Ok(None)` for anything another reader could take otherwise: not an
+/// object, either entry given twice or with another type (`"false"`, `0`, `null` are truthy or
+/// falsy depending on the reader), or a key that a reader stopping at NUL takes for either.
+/// Destination names are exact map keys in every reader.
+fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integrations>, Invalid> {
+    if s.peek_token() != Some(b'{') {
+        s.skip_value()?;
+        return Ok(None);
+    }
+    let mut out = Integrations {
+        present: true,
+        ..Integrations::default()
+    };
+    let mut readable = true;
+    if s.object_start()? {
+        loop {
+            let key = s.key()?;
+            let slot = if key.eq_str(destination) {
+                Some(&mut out.destination)
+            } else if key.eq_str("All") {
+                Some(&mut out.all)
+            } else {
+                if key.is_escaped() {
+                    let decoded = key.decode();
+                    if let Some((before, _)) = decoded.split_once('\0') {
+                        readable &= before != destination && before != "All";
+                    }
+                }
+                None
+            };
+            match slot {
+                Some(slot) => {
+                    readable &= slot.is_none();
+                    let on = match s.peek_token() {
+                        Some(b'{') => {
+                            s.skip_value()?;
+                            Some(true)
+                        }
+                        Some(b't' | b'f') => s.literal_word()?,
+                        _ => {
+                            s.skip_value()?;
+                            None
+                        }
+                    };
+                    match on {
+                        Some(on) => *slot = Some(on),
+                        None => readable = false,
+                    }
+                }
+                None => s.skip_value()?,
+            }
+            if !s.object_more()? {
+                break;
+            }
+        }
+    }
+    Ok(readable.then_some(out))
 }
 
 /// The consented bits; `Ok(None)` for a non-object or a required category given twice.
@@ -412,6 +761,8 @@ mod tests {
         let wanted = Wanted {
             categories: &categories,
             always_allow: &always_allow,
+            format: ConsentFormat::Segment,
+            destination: None,
         };
         let mut s = Scanner::new(body);
         let f = read_event(&mut s, &wanted, None)?;
@@ -537,6 +888,8 @@ mod tests {
             let wanted = Wanted {
                 categories: &[],
                 always_allow: &[],
+                format: ConsentFormat::Segment,
+                destination: None,
             };
             let mut skip = |s: &mut Scanner, _: usize| s.skip_value();
             read_event(&mut Scanner::new(body), &wanted, Some(&mut skip)).unwrap()

@@ -30,6 +30,8 @@ pub struct RequestHeaders {
     pub content_length: Option<String>,
     pub path: String,
     pub authority: String,
+    /// A `sec-gpc` header is exactly `1` (Global Privacy Control: do not sell or share).
+    pub gpc: bool,
 }
 
 impl RequestHeaders {
@@ -49,6 +51,8 @@ impl RequestHeaders {
                 b"content-length" => h.content_length = Some(value.into_owned()),
                 b":path" => h.path = value.into_owned(),
                 b":authority" => h.authority = value.into_owned(),
+                // Any line saying `1` counts: a reader of either line must not see a preference.
+                b"sec-gpc" => h.gpc |= value == "1",
                 _ => {}
             }
         }
@@ -77,12 +81,15 @@ pub struct Record {
     pub denied: String,
     pub events: u32,
     pub dropped: u32,
+    /// The route's destination (`destination`), or "" when it names none.
+    pub destination: String,
 }
 
 impl Record {
-    /// The plain-text form: `decision=deny reason=… required=… denied=… events=1 dropped=1`.
+    /// The plain-text form: `decision=deny reason=… required=… denied=… events=1 dropped=1`,
+    /// then ` destination=…` on routes that name a destination.
     pub fn text(&self) -> String {
-        format!(
+        let mut text = format!(
             "decision={} reason={} required={} denied={} events={} dropped={}",
             self.decision,
             self.reason.map_or("-", Reason::code),
@@ -90,7 +97,12 @@ impl Record {
             or_dash(&self.denied),
             self.events,
             self.dropped
-        )
+        );
+        if !self.destination.is_empty() {
+            text.push_str(" destination=");
+            text.push_str(&self.destination);
+        }
+        text
     }
 }
 

@@ -41,8 +41,13 @@ struct Pending {
     policy: Arc<RoutePolicy>,
     content_encoding: Option<String>,
     path: String,
+    /// The request carries `Sec-GPC: 1`.
+    gpc: bool,
     /// Bytes buffered so far.
     body_size: usize,
+    /// Whether any body callback came (none comes if the wasm filter was configured without
+    /// `allow_on_headers_stop_iteration`).
+    body_seen: bool,
 }
 
 /// The state of one request.
@@ -80,7 +85,7 @@ impl Lifecycle {
             Route::Gated(policy) => policy,
             Route::Ungated(decision, counter) => {
                 host.add(Metric::Counter(counter), 1);
-                record_only(host, decision);
+                record_only(config, host, decision);
                 return Flow::Continue;
             }
             Route::Refused(reason) => {
@@ -95,6 +100,7 @@ impl Lifecycle {
             content_encoding,
             content_length,
             path,
+            gpc,
             ..
         }) = read
         else {
@@ -116,7 +122,9 @@ impl Lifecycle {
             policy,
             content_encoding,
             path,
+            gpc,
             body_size: 0,
+            body_seen: false,
         });
         if end_of_stream {
             // No body at all (GET, empty POST).
@@ -139,6 +147,7 @@ impl Lifecycle {
             State::Open => return Flow::Continue,
         };
         pending.body_size = buffered;
+        pending.body_seen = true;
         if buffered > config.max_body_bytes {
             let policy = pending.policy.clone();
             self.state = State::Open;
@@ -161,6 +170,31 @@ impl Lifecycle {
         self.finish(config, host, empty)
     }
 
+    /// The stream is over (answered, forwarded, or abandoned). A request still held was never
+    /// judged and never forwarded: the client went away or timed out first. If no body ever
+    /// reached the filter, the likely cause is a configuration mistake that makes every request
+    /// with a body hang, and the log says which.
+    pub fn on_stream_end(&mut self, config: &Config, host: &mut impl Host) {
+        let State::Buffering(pending) = std::mem::replace(&mut self.state, State::Open) else {
+            return;
+        };
+        host.add(Metric::Counter(Counter::RequestsIncomplete), 1);
+        record_only(config, host, "incomplete");
+        if pending.body_seen {
+            host.log(
+                Level::Debug,
+                "a request ended before its body was complete; nothing was forwarded",
+            );
+        } else {
+            host.log(
+                Level::Warn,
+                "a request ended before any of its body reached the filter; nothing was forwarded. \
+                 If every request with a body hangs like this, the wasm filter is configured \
+                 without `allow_on_headers_stop_iteration: true`",
+            );
+        }
+    }
+
     pub fn on_response_headers(&mut self, host: &mut impl Host) -> Flow {
         if self.dropped > 0 {
             let n = self.dropped.to_string();
@@ -181,6 +215,7 @@ impl Lifecycle {
             policy: &pending.policy,
             content_encoding: pending.content_encoding.as_deref(),
             path: &pending.path,
+            gpc: pending.gpc,
         };
         let judgement = if empty {
             judge(&request, &[])
@@ -310,7 +345,10 @@ fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHead
     }
 }
 
-fn record_only(host: &mut impl Host, decision: &'static str) {
+fn record_only(config: &Config, host: &mut impl Host, decision: &'static str) {
+    if !config.decision_record {
+        return;
+    }
     let record = Record {
         decision,
         reason: None,
@@ -318,6 +356,7 @@ fn record_only(host: &mut impl Host, decision: &'static str) {
         denied: String::new(),
         events: 0,
         dropped: 0,
+        destination: String::new(),
     };
     if host.record(&record).is_err() {
         host.log(Level::Warn, "cannot record the decision");
@@ -372,8 +411,11 @@ fn record(config: &Config, host: &mut impl Host, j: &Judgement, policy: Option<&
         denied,
         events: j.events,
         dropped: j.dropped,
+        destination: policy
+            .and_then(|p| p.destination.clone())
+            .unwrap_or_default(),
     };
-    if host.record(&record).is_err() {
+    if config.decision_record && host.record(&record).is_err() {
         host.log(Level::Warn, "cannot record the decision");
     }
     // The route name is a host call: fetched only for a line the host will print.

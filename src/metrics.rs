@@ -27,10 +27,13 @@ pub enum Counter {
     RequestsUngated,
     /// Requests on routes that opt out with `exempt: true`.
     RequestsExempt,
+    /// Requests on gated routes that ended (client gone, timeout) before their body was
+    /// complete: never judged, never forwarded.
+    RequestsIncomplete,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 9] = [
         Counter::RequestsJudged,
         Counter::RequestsAllowed,
         Counter::RequestsFiltered,
@@ -39,6 +42,7 @@ impl Counter {
         Counter::BatchItemsDropped,
         Counter::RequestsUngated,
         Counter::RequestsExempt,
+        Counter::RequestsIncomplete,
     ];
 
     pub fn name(self) -> String {
@@ -51,6 +55,7 @@ impl Counter {
             Counter::BatchItemsDropped => "batch_items_dropped",
             Counter::RequestsUngated => "requests_ungated",
             Counter::RequestsExempt => "requests_exempt",
+            Counter::RequestsIncomplete => "requests_incomplete",
         };
         format!("{PREFIX}.{short}")
     }

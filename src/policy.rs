@@ -36,6 +36,62 @@ pub struct RoutePolicy {
     /// Non-empty, unique, in configuration order.
     pub categories: Vec<String>,
     pub match_mode: Match,
+    /// The destination's name in Segment's `integrations` object: when set, an event that turns
+    /// it off is not forwarded either.
+    pub destination: Option<String>,
+    /// Bits of `categories` that a `Sec-GPC: 1` request withdraws.
+    pub gpc_denies: u64,
+}
+
+impl RoutePolicy {
+    /// A policy with only categories and a match mode.
+    pub fn new(categories: Vec<String>, match_mode: Match) -> RoutePolicy {
+        RoutePolicy {
+            categories,
+            match_mode,
+            destination: None,
+            gpc_denies: 0,
+        }
+    }
+
+    /// Adds `destination` and `gpc_denies` as written, checked against the categories. `at` is
+    /// the keys' prefix in error messages (`routes[0].`, or empty for route metadata).
+    pub fn with_extras(
+        mut self,
+        at: &str,
+        destination: Option<String>,
+        gpc_denies: Option<Vec<String>>,
+    ) -> Result<RoutePolicy, String> {
+        if let Some(name) = destination {
+            if name.is_empty() {
+                return Err(format!("\"{at}destination\" must not be empty"));
+            }
+            if name == "All" {
+                return Err(format!(
+                    "\"{at}destination\" must name a destination, not \"All\" (the integrations object's switch for every destination)"
+                ));
+            }
+            self.destination = Some(name);
+        }
+        if let Some(names) = gpc_denies {
+            if names.is_empty() {
+                return Err(format!("\"{at}gpc_denies\" must not be empty"));
+            }
+            for (i, name) in names.iter().enumerate() {
+                let Some(bit) = self.categories.iter().position(|c| c == name) else {
+                    return Err(format!(
+                        "\"{at}gpc_denies[{i}]\" names \"{name}\", which the route does not require: it would withdraw nothing"
+                    ));
+                };
+                let bit = 1u64 << bit;
+                if self.gpc_denies & bit != 0 {
+                    return Err(format!("\"{at}gpc_denies[{i}]\" repeats \"{name}\""));
+                }
+                self.gpc_denies |= bit;
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// What a route says about consent.
@@ -58,6 +114,8 @@ struct RawSetting {
     #[serde(rename = "match")]
     match_mode: Option<Match>,
     exempt: Option<bool>,
+    destination: Option<String>,
+    gpc_denies: Option<Vec<String>>,
 }
 
 impl RouteSetting {
@@ -86,8 +144,16 @@ impl RouteSetting {
                 list
             }
             (None, None) => {
-                if raw.match_mode.is_some() {
-                    return Err("has \"match\" but no \"category\" or \"categories\"".into());
+                for (key, given) in [
+                    ("match", raw.match_mode.is_some()),
+                    ("destination", raw.destination.is_some()),
+                    ("gpc_denies", raw.gpc_denies.is_some()),
+                ] {
+                    if given {
+                        return Err(format!(
+                            "has \"{key}\" but no \"category\" or \"categories\""
+                        ));
+                    }
                 }
                 return Ok(if raw.exempt == Some(true) {
                     RouteSetting::Exempt
@@ -102,10 +168,12 @@ impl RouteSetting {
             );
         }
         validate_categories(&names)?;
-        Ok(RouteSetting::Gated(Arc::new(RoutePolicy {
-            categories: names,
-            match_mode: raw.match_mode.unwrap_or(default_match),
-        })))
+        let policy = RoutePolicy::new(names, raw.match_mode.unwrap_or(default_match)).with_extras(
+            "",
+            raw.destination,
+            raw.gpc_denies,
+        )?;
+        Ok(RouteSetting::Gated(Arc::new(policy)))
     }
 }
 
@@ -152,10 +220,10 @@ mod tests {
     }
 
     fn gated(categories: &[&str], match_mode: Match) -> RouteSetting {
-        RouteSetting::Gated(Arc::new(RoutePolicy {
-            categories: categories.iter().map(|c| c.to_string()).collect(),
+        RouteSetting::Gated(Arc::new(RoutePolicy::new(
+            categories.iter().map(|c| c.to_string()).collect(),
             match_mode,
-        }))
+        )))
     }
 
     #[test]

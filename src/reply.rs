@@ -11,7 +11,12 @@ fn message(reason: Reason) -> &'static str {
         Reason::FilteredByEndUserConsent => {
             "the end user has not consented to the categories this destination requires"
         }
-        Reason::MissingConsent => "the event carries no context.consent.categoryPreferences",
+        Reason::MissingConsent => {
+            "the event carries no consent preferences (context.consent.categoryPreferences, or context.consentManagement.deniedConsentIds)"
+        }
+        Reason::FilteredByIntegrations => {
+            "the event's integrations object turns this destination off"
+        }
         Reason::InvalidEvent => "the body is not an event whose consent can be read unambiguously",
         Reason::BodyTooLarge => "the body is larger than max_body_bytes",
         Reason::UnsupportedContentEncoding => {
@@ -37,6 +42,10 @@ pub fn body(reason: Reason, j: &Judgement, policy: Option<&RoutePolicy>) -> Stri
     let mut out = String::with_capacity(160);
     out.push_str("{\"reason\":");
     write_string(&mut out, reason.code());
+    // Segment's and RudderStack's clients read an error reply as `{"code", "message"}`; without
+    // `code`, RudderStack's Python client takes a refusal for a network error and retries it.
+    out.push_str(",\"code\":");
+    write_string(&mut out, reason.code());
     out.push_str(",\"message\":");
     write_string(&mut out, message(reason));
     if let Some(policy) = policy {
@@ -49,6 +58,16 @@ pub fn body(reason: Reason, j: &Judgement, policy: Option<&RoutePolicy>) -> Stri
                 write_string(&mut out, c);
             }
             out.push(']');
+        }
+    }
+    if let Some(destination) = policy.and_then(|p| p.destination.as_deref()) {
+        let off = j
+            .dropped_by_reason
+            .get(Reason::FilteredByIntegrations.index())
+            .is_some_and(|&n| n > 0);
+        if off {
+            out.push_str(",\"destination\":");
+            write_string(&mut out, destination);
         }
     }
     if j.is_batch {

@@ -7,10 +7,7 @@ use consent_gate::policy::{Match, RoutePolicy};
 use serde_json::{json, Value};
 
 fn ads() -> RoutePolicy {
-    RoutePolicy {
-        categories: vec!["Advertising".into()],
-        match_mode: Match::All,
-    }
+    RoutePolicy::new(vec!["Advertising".into()], Match::All)
 }
 
 fn run(config: &Config, body: &str) -> Judgement {
@@ -20,6 +17,7 @@ fn run(config: &Config, body: &str) -> Judgement {
             policy: &ads(),
             content_encoding: None,
             path: "/v1/batch",
+            gpc: false,
         },
         body.as_bytes(),
     )
@@ -221,6 +219,7 @@ fn rewritten_compressed_batches_are_compressed_the_same_way() {
                 policy: &policy,
                 content_encoding: Some(header),
                 path: "/",
+                gpc: false,
             },
             &packed,
         );

@@ -6,10 +6,10 @@ use consent_gate::encoding::Encoding;
 use consent_gate::policy::{Match, RoutePolicy};
 
 fn policy(categories: &[&str], match_mode: Match) -> RoutePolicy {
-    RoutePolicy {
-        categories: categories.iter().map(|c| c.to_string()).collect(),
+    RoutePolicy::new(
+        categories.iter().map(|c| c.to_string()).collect(),
         match_mode,
-    }
+    )
 }
 
 fn run(
@@ -25,6 +25,7 @@ fn run(
             policy,
             content_encoding: encoding,
             path,
+            gpc: false,
         },
         body,
     )

@@ -1,7 +1,9 @@
 //! Differential, natively: for generated bodies built to be read two ways, whatever `judge`
 //! forwards must be read alike by every reference reader (tests/support/readers.rs: last and
 //! first key wins, Go's case folding with the kind taken from the endpoint, NUL-stopping keys),
-//! and every item any of them reads must be one the route allows. The end-to-end twin
+//! and every item any of them reads must be one the route allows. Bodies carry Segment's and
+//! RudderStack's consent shapes and `integrations`; each seed also picks the plugin's
+//! `consent_format`, the route's match mode and destination, and a `Sec-GPC: 1` signal. The end-to-end twin
 //! (tests/e2e/test_differential.py) runs the same idea through Envoy with a real Go program.
 
 #[path = "support/readers.rs"]
@@ -10,7 +12,7 @@ mod readers;
 use consent_gate::config::Config;
 use consent_gate::decision::{judge, Action, Request};
 use consent_gate::policy::{Match, RoutePolicy};
-use readers::{read, Reader, Reading, READERS};
+use readers::{read, Judge, Reader, Reading, Route, READERS};
 
 /// SplitMix64: a small deterministic generator, so a failure names its seed.
 struct Rng(u64);
@@ -85,6 +87,21 @@ impl Gen {
             "context" => self.context(),
             "consent" => self.consent(),
             "categoryPreferences" => self.preferences(),
+            "consentManagement" => self.consent_management(),
+            "deniedConsentIds" | "allowedConsentIds" => self.ids(),
+            "provider" => self
+                .rng
+                .pick(&["\"custom\"", "\"oneTrust\"", "\"ketch\"", "1"])
+                .to_string(),
+            "resolutionStrategy" => self
+                .rng
+                .pick(&["\"or\"", "\"and\"", "\"any\"", "\"or\\u0000\""])
+                .to_string(),
+            "integrations" => self.integrations(),
+            "Mixpanel" | "All" => self
+                .rng
+                .pick(&["true", "false", "false", "{}", "\"false\"", "0", "null"])
+                .to_string(),
             "type" => self.call(None),
             "event" => self.name(),
             _ => "\"x\"".into(),
@@ -134,6 +151,63 @@ impl Gen {
         self.object(members)
     }
 
+    fn ids(&mut self) -> String {
+        let mut ids = Vec::new();
+        for id in [
+            "\"Advertising\"",
+            "\"Analytics\"",
+            "\"advertising\"",
+            "\"Functional\"",
+            "\"Advertising\\u0000\"",
+            "\"\"",
+            "7",
+        ] {
+            if self
+                .rng
+                .chance(if id.starts_with("\"A") { 0.3 } else { 0.1 })
+            {
+                ids.push(id);
+            }
+        }
+        if self.rng.chance(0.05) {
+            return "\"Advertising\"".into();
+        }
+        format!("[{}]", ids.join(","))
+    }
+
+    fn consent_management(&mut self) -> String {
+        let mut members = Vec::new();
+        for (key, p) in [
+            ("deniedConsentIds", 0.9),
+            ("allowedConsentIds", 0.5),
+            ("provider", 0.6),
+            ("resolutionStrategy", 0.6),
+        ] {
+            if self.rng.chance(p) {
+                members.push((key, self.value_for(key)));
+            }
+        }
+        self.object(members)
+    }
+
+    fn integrations(&mut self) -> String {
+        let mut members = Vec::new();
+        for (key, p) in [
+            ("Mixpanel", 0.5),
+            ("All", 0.4),
+            ("mixpanel", 0.1),
+            ("Amplitude", 0.2),
+        ] {
+            if self.rng.chance(p) {
+                members.push((key, self.value_for(key)));
+            }
+        }
+        if self.rng.chance(0.03) {
+            return "[]".into();
+        }
+        self.object(members)
+    }
+
     fn consent(&mut self) -> String {
         if self.rng.chance(0.1) {
             return self.object(vec![("version", "2".into())]);
@@ -144,8 +218,13 @@ impl Gen {
 
     fn context(&mut self) -> String {
         let mut members = vec![("library", "{\"name\":\"gen\"}".to_string())];
-        if self.rng.chance(0.9) {
+        // Segment's shape, RudderStack's, sometimes both, sometimes neither.
+        let rudder = self.rng.chance(0.4);
+        if (!rudder || self.rng.chance(0.1)) && self.rng.chance(0.9) {
             members.push(("consent", self.consent()));
+        }
+        if rudder {
+            members.push(("consentManagement", self.consent_management()));
         }
         self.object(members)
     }
@@ -158,6 +237,9 @@ impl Gen {
         members.push(("event", self.name()));
         if self.rng.chance(0.9) {
             members.push(("context", self.context()));
+        }
+        if self.rng.chance(0.4) {
+            members.push(("integrations", self.integrations()));
         }
         self.object(members)
     }
@@ -172,6 +254,9 @@ impl Gen {
         if self.rng.chance(0.4) {
             members.push(("context", self.context()));
         }
+        if self.rng.chance(0.5) {
+            members.push(("integrations", self.integrations()));
+        }
         if self.rng.chance(self.hostility) {
             let k = *self.rng.pick(&["type", "userId", "event", "properties"]);
             members.push((k, "\"x\"".into()));
@@ -180,41 +265,21 @@ impl Gen {
     }
 }
 
-/// The route's verdict on one reader's item: its categories all consented, or an allow-listed
-/// track call (by its type, and by the endpoint where that names a call).
-fn allowed(item: &readers::ItemReading, path: &str) -> bool {
-    let last = path.rsplit('/').next().unwrap_or("");
-    let endpoint_ok = matches!(
-        last,
-        "track" | "t" | "batch" | "b" | "import" | "collect" | ""
-    );
-    let listed = matches!(
-        item.event.as_deref(),
-        Some("Consent Change" | "Segment Consent Preference Updated")
-    );
-    if item.call.as_deref() == Some("track") && listed && endpoint_ok {
-        return true;
-    }
-    matches!(&item.consent, Some(Some(bits)) if bits.iter().all(|b| *b))
-}
+/// The endpoints, and the call each names.
+const ENDPOINTS: [(&str, Option<&str>); 8] = [
+    ("/v1/track", Some("track")),
+    ("/v1/t", Some("track")),
+    ("/v1/identify", Some("identify")),
+    ("/v1/page", Some("page")),
+    ("/v1/batch", None),
+    ("/v1/b", None),
+    ("/v1/import", None),
+    ("/collect", None),
+];
 
 #[test]
 fn whatever_is_forwarded_reads_alike_and_is_allowed() {
-    let config = Config::default();
-    let policy = RoutePolicy {
-        categories: vec!["Advertising".into(), "Analytics".into()],
-        match_mode: Match::All,
-    };
-    let endpoints: [(&str, Option<&str>); 8] = [
-        ("/v1/track", Some("track")),
-        ("/v1/t", Some("track")),
-        ("/v1/identify", Some("identify")),
-        ("/v1/page", Some("page")),
-        ("/v1/batch", None),
-        ("/v1/b", None),
-        ("/v1/import", None),
-        ("/collect", None),
-    ];
+    let formats = ["segment", "rudderstack", "auto"];
     let (mut forwarded, mut refused) = (0, 0);
     for seed in 0..30_000u64 {
         let mut g = Gen {
@@ -222,7 +287,27 @@ fn whatever_is_forwarded_reads_alike_and_is_allowed() {
             hostility: 0.0,
         };
         g.hostility = *g.rng.pick(&[0.0, 0.0, 0.05, 0.15, 0.4]);
-        let (path, call) = *g.rng.pick(&endpoints);
+        let format = *g.rng.pick(&formats);
+        let missing_allowed = g.rng.chance(0.2);
+        let config = Config::parse(&format!(
+            r#"{{"consent_format":"{format}","on_missing_consent":"{}"}}"#,
+            if missing_allowed { "allow" } else { "deny" }
+        ))
+        .unwrap();
+        let match_any = g.rng.chance(0.3);
+        let destination = g.rng.chance(0.5).then_some("Mixpanel");
+        let gpc = g.rng.chance(0.2);
+        let policy = RoutePolicy::new(
+            vec!["Advertising".into(), "Analytics".into()],
+            if match_any { Match::Any } else { Match::All },
+        )
+        .with_extras(
+            "",
+            destination.map(str::to_string),
+            Some(vec!["Advertising".into()]),
+        )
+        .unwrap();
+        let (path, call) = *g.rng.pick(&ENDPOINTS);
         let batch_endpoint = matches!(path, "/v1/batch" | "/v1/b" | "/v1/import");
         let as_batch = g.rng.chance(if batch_endpoint { 0.9 } else { 0.1 });
         let body = if as_batch { g.batch() } else { g.event(call) };
@@ -231,6 +316,7 @@ fn whatever_is_forwarded_reads_alike_and_is_allowed() {
             policy: &policy,
             content_encoding: None,
             path,
+            gpc,
         };
         let out = match judge(&req, body.as_bytes()).action {
             Action::Forward => body.clone().into_bytes(),
@@ -241,9 +327,26 @@ fn whatever_is_forwarded_reads_alike_and_is_allowed() {
             }
         };
         forwarded += 1;
+        let route = Route {
+            categories: &policy.categories,
+            segment: format != "rudderstack",
+            rudder: format != "segment",
+            destination,
+        };
+        let judge = Judge {
+            format,
+            missing_allowed,
+            match_any,
+            withdrawn: vec![gpc, false],
+            allow_listed: &config.always_allow_events,
+            track_endpoint: matches!(
+                path.rsplit('/').next().unwrap_or(""),
+                "track" | "t" | "batch" | "b" | "import" | "collect" | ""
+            ),
+        };
         let readings: Vec<(Reader, Option<Reading>)> = READERS
             .iter()
-            .map(|r| (*r, read(*r, path, &out, &policy.categories)))
+            .map(|r| (*r, read(*r, path, &out, &route)))
             .collect();
         let first = &readings[0].1;
         assert!(
@@ -257,8 +360,8 @@ fn whatever_is_forwarded_reads_alike_and_is_allowed() {
             );
             for item in &reading.as_ref().unwrap().items {
                 assert!(
-                    allowed(item, path),
-                    "seed {seed}: {reader:?} reads a refused item {item:?} in {path} {body}"
+                    judge.allows(item),
+                    "seed {seed} ({format}, {destination:?}, gpc {gpc}): {reader:?} reads a refused item {item:?} in {path} {body}"
                 );
             }
         }

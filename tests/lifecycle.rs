@@ -175,6 +175,11 @@ fn play(config: &Config, host: &mut Fake) -> Outcome {
     if flow == Flow::Continue {
         lc.on_response_headers(host);
     }
+    // The end of every stream: a request that was judged is not incomplete.
+    lc.on_stream_end(config, host);
+    assert!(!host
+        .counters
+        .contains_key("consent_gate.requests_incomplete"));
     match (&host.reply, flow) {
         (Some((status, _, headers, _)), Flow::Stop) => {
             let reason = headers
@@ -467,6 +472,54 @@ fn too_large_while_streaming() {
 }
 
 #[test]
+fn a_request_abandoned_before_its_end_is_counted_never_forwarded() {
+    let config = Config::default();
+    let incomplete = |host: &Fake| {
+        host.counters
+            .get("consent_gate.requests_incomplete")
+            .copied()
+    };
+    let warnings = |host: &Fake| {
+        host.logs
+            .iter()
+            .filter(|(level, m)| {
+                *level == Level::Warn && m.contains("allow_on_headers_stop_iteration")
+            })
+            .count()
+    };
+
+    // Part of the body came, then the client hung up.
+    let mut host = Fake::post("/v1/track", REFUSED);
+    let mut lc = Lifecycle::default();
+    assert_eq!(lc.on_request_headers(&config, &mut host, false), Flow::Hold);
+    assert_eq!(
+        lc.on_request_body(&config, &mut host, 10, false),
+        Flow::Hold
+    );
+    lc.on_stream_end(&config, &mut host);
+    assert_eq!(incomplete(&host), Some(1));
+    assert_eq!(
+        host.records
+            .last()
+            .map(|r| r.starts_with("decision=incomplete")),
+        Some(true)
+    );
+    assert!(host.reply.is_none() && host.replaced.is_none());
+    assert_eq!(warnings(&host), 0);
+    // Only once: a second end (Envoy calls one hook) changes nothing.
+    lc.on_stream_end(&config, &mut host);
+    assert_eq!(incomplete(&host), Some(1));
+
+    // No body ever reached the filter: the likely configuration mistake is named.
+    let mut host = Fake::post("/v1/track", REFUSED);
+    let mut lc = Lifecycle::default();
+    assert_eq!(lc.on_request_headers(&config, &mut host, false), Flow::Hold);
+    lc.on_stream_end(&config, &mut host);
+    assert_eq!(incomplete(&host), Some(1));
+    assert_eq!(warnings(&host), 1);
+}
+
+#[test]
 fn trailers_end_the_body() {
     let config = Config::default();
     let mut host = Fake::post("/v1/track", REFUSED);
@@ -488,6 +541,26 @@ fn dry_run_forwards_untouched_and_records_what_would_happen() {
     assert!(host.records[0].starts_with("decision=would_deny reason=FILTERED_BY_END_USER_CONSENT"));
     assert_eq!(host.count("consent_gate.requests_denied"), 1);
     assert!(host.response_headers.is_empty());
+}
+
+#[test]
+fn the_decision_record_can_be_turned_off_and_nothing_else_changes() {
+    let on = Config::default();
+    let off = Config::parse(r#"{"decision_record":false}"#).unwrap();
+    for body in [CONSENTED, REFUSED] {
+        let (mut a, mut b) = (Fake::post("/v1/track", body), Fake::post("/v1/track", body));
+        assert_eq!(play(&on, &mut a), play(&off, &mut b));
+        assert_eq!(a.records.len(), 1);
+        assert!(b.records.is_empty(), "{:?}", b.records);
+        assert_eq!(a.counters, b.counters);
+        assert_eq!(a.logs, b.logs);
+    }
+    // Ungated requests leave no record either.
+    let mut host = Fake::post("/v1/track", REFUSED);
+    host.metadata = None;
+    assert_eq!(play(&off, &mut host), Outcome::Forwarded(None));
+    assert!(host.records.is_empty());
+    assert_eq!(host.count("consent_gate.requests_ungated"), 1);
 }
 
 #[test]

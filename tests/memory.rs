@@ -46,15 +46,13 @@ static ALLOCATOR: Counting = Counting;
 
 /// The most `judge` allocates (beyond what was live before it) for this request.
 fn peak_of(config: &Config, encoding: Option<&str>, path: &str, body: &[u8]) -> (usize, Action) {
-    let policy = RoutePolicy {
-        categories: vec!["Analytics".into()],
-        match_mode: Match::All,
-    };
+    let policy = RoutePolicy::new(vec!["Analytics".into()], Match::All);
     let req = Request {
         config,
         policy: &policy,
         content_encoding: encoding,
         path,
+        gpc: false,
     };
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let base = CURRENT.load(Ordering::SeqCst);

@@ -3,10 +3,9 @@
 //! byte and in order, and reads alike to every reference reader.
 #![no_main]
 
-use consent_gate::config::Config;
 use consent_gate::decision::Action;
 use consent_gate::encoding::Encoding;
-use consent_gate_fuzz::{judge_and_check, policy};
+use consent_gate_fuzz::{judge_and_check, Setup};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,8 +18,8 @@ fuzz_target!(|data: &[u8]| {
     } else {
         (None, plain.clone())
     };
-    let config = Config::default();
-    let j = judge_and_check(&config, &policy(mode & 2 != 0), "/v1/batch", encoding, &body);
+    // Bit 0 compresses; the others choose the configuration and route.
+    let j = judge_and_check(&Setup::from_bits(mode >> 1), "/v1/batch", encoding, &body);
     if let Action::Rewrite(out) = &j.action {
         let out = match encoding {
             Some(_) => Encoding::Gzip.decode(out, usize::MAX).unwrap(),

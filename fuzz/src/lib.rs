@@ -21,16 +21,59 @@ pub const PATHS: [&str; 8] = [
     "/v1/x/../track",
 ];
 
-pub fn policy(any: bool) -> RoutePolicy {
-    RoutePolicy {
-        categories: vec!["Advertising".into(), "Analytics".into()],
-        match_mode: if any { Match::Any } else { Match::All },
+/// A plugin configuration and a route, chosen by the bits of one fuzz input byte: missing
+/// consent allowed (bit 0), match any (bit 1), the consent format (bits 2-3: Segment,
+/// RudderStack, auto), a destination (bit 4), and a `Sec-GPC: 1` request (bit 5). The route
+/// requires Advertising and Analytics; GPC withdraws Advertising.
+pub struct Setup {
+    pub config: Config,
+    pub policy: RoutePolicy,
+    pub gpc: bool,
+    format: &'static str,
+    missing_allowed: bool,
+    match_any: bool,
+}
+
+impl Setup {
+    pub fn from_bits(bits: u8) -> Setup {
+        let missing_allowed = bits & 1 != 0;
+        let match_any = bits & 2 != 0;
+        let format = ["segment", "rudderstack", "auto", "auto"][usize::from(bits >> 2 & 3)];
+        let config = Config::parse(&format!(
+            r#"{{"consent_format":"{format}","on_missing_consent":"{}"}}"#,
+            if missing_allowed { "allow" } else { "deny" }
+        ))
+        .expect("a valid configuration");
+        let policy = RoutePolicy::new(
+            vec!["Advertising".into(), "Analytics".into()],
+            if match_any { Match::Any } else { Match::All },
+        )
+        .with_extras(
+            "",
+            (bits & 16 != 0).then(|| "Mixpanel".to_string()),
+            Some(vec!["Advertising".into()]),
+        )
+        .expect("a valid policy");
+        Setup {
+            config,
+            policy,
+            gpc: bits & 32 != 0,
+            format,
+            missing_allowed,
+            match_any,
+        }
     }
 }
 
 /// Judges `body` at `path` and checks what a judgement must always be.
-pub fn judge_and_check(config: &Config, policy: &RoutePolicy, path: &str, encoding: Option<&str>, body: &[u8]) -> Judgement {
-    let req = Request { config, policy, content_encoding: encoding, path };
+pub fn judge_and_check(setup: &Setup, path: &str, encoding: Option<&str>, body: &[u8]) -> Judgement {
+    let req = Request {
+        config: &setup.config,
+        policy: &setup.policy,
+        content_encoding: encoding,
+        path,
+        gpc: setup.gpc,
+    };
     let j = judge(&req, body);
     let by_reason: u32 = j.dropped_by_reason.iter().sum();
     assert_eq!(by_reason, j.dropped, "{j:?}");
@@ -48,48 +91,47 @@ pub fn judge_and_check(config: &Config, policy: &RoutePolicy, path: &str, encodi
             Some(Encoding::Identity) | None => out,
             Some(enc) => enc.decode(&out, usize::MAX).expect("a forwarded body decodes"),
         };
-        check_forwarded(config, policy, path, &plain);
+        check_forwarded(setup, path, &plain);
     }
     j
 }
 
 /// Every reference reader reads the forwarded body alike, and every item it reads is allowed.
-pub fn check_forwarded(config: &Config, policy: &RoutePolicy, path: &str, plain: &[u8]) {
+pub fn check_forwarded(setup: &Setup, path: &str, plain: &[u8]) {
     if plain.is_empty() {
         return;
     }
+    let route = readers::Route {
+        categories: &setup.policy.categories,
+        segment: setup.format != "rudderstack",
+        rudder: setup.format != "segment",
+        destination: setup.policy.destination.as_deref(),
+    };
+    use consent_gate::event::Call;
+    use consent_gate::target::Endpoint;
+    let judge = readers::Judge {
+        format: setup.format,
+        missing_allowed: setup.missing_allowed,
+        match_any: setup.match_any,
+        withdrawn: vec![setup.gpc, false],
+        allow_listed: &setup.config.always_allow_events,
+        track_endpoint: matches!(
+            Endpoint::of_path(path),
+            Endpoint::Unnamed | Endpoint::Batch | Endpoint::Single(Call::Track)
+        ),
+    };
     let mut first: Option<readers::Reading> = None;
     for r in readers::READERS {
-        let Some(reading) = readers::read(r, path, plain, &policy.categories) else {
+        let Some(reading) = readers::read(r, path, plain, &route) else {
             // serde_json refuses what it cannot nest (more than 128 deep): nothing to compare.
             return;
         };
         for item in &reading.items {
-            assert!(item_allowed(config, policy, path, item), "{r:?} reads a refused item {item:?}");
+            assert!(judge.allows(item), "{r:?} reads a refused item {item:?}");
         }
         match &first {
             None => first = Some(reading),
             Some(f) => assert_eq!(f, &reading, "{r:?} reads the forwarded body differently"),
         }
-    }
-}
-
-fn item_allowed(config: &Config, policy: &RoutePolicy, path: &str, item: &readers::ItemReading) -> bool {
-    let endpoint = consent_gate::target::Endpoint::of_path(path);
-    use consent_gate::event::Call;
-    use consent_gate::target::Endpoint;
-    let track_endpoint = matches!(endpoint, Endpoint::Unnamed | Endpoint::Batch | Endpoint::Single(Call::Track));
-    if item.call.as_deref() == Some("track")
-        && track_endpoint
-        && item.event.as_ref().is_some_and(|e| config.always_allow_events.contains(e))
-    {
-        return true;
-    }
-    match &item.consent {
-        Some(Some(bits)) => match policy.match_mode {
-            Match::All => bits.iter().all(|b| *b),
-            Match::Any => bits.iter().any(|b| *b),
-        },
-        _ => config.on_missing_consent == consent_gate::config::MissingConsent::Allow,
     }
 }

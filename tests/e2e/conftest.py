@@ -51,6 +51,15 @@ PLUGIN_CONFIGS = {
         "routes": [{"host": "api.example.com", "path_prefix": "/v1/track", "categories": ["Advertising"]}],
     },
     "dry_run": {"dry_run": True, "max_body_bytes": 4096},
+    "rudderstack": {"consent_format": "rudderstack"},
+    "auto": {"consent_format": "auto"},
+    "no_record": {"decision_record": False},
+    "sources_rules": {
+        "route_metadata": False,
+        "consent_format": "auto",
+        "routes": [{"path_prefix": "/", "categories": ["Advertising"], "destination": "Mixpanel",
+                    "gpc_denies": ["Advertising"]}],
+    },
 }
 
 
@@ -66,7 +75,7 @@ class EnvoyPool:
         """The Envoy called `name`, started on first use. Its plugin configuration is
         PLUGIN_CONFIGS[plugin_config or name]; `passthrough` runs it without the filter;
         `envoy_normalization=False` without Envoy's own path and host normalisation; `render`
-        goes to render_config (`module`, `failure_policy`). `expect_crash`: the test crashes its
+        goes to render_config (`module`, `failure_policy`, `allow_on_headers_stop_iteration`). `expect_crash`: the test crashes its
         filter on purpose, so the end-of-session crash check skips it."""
         envoy = self.envoys.get(name)
         if envoy is not None:

@@ -21,7 +21,8 @@ import pytest
 
 from harness import accesslog, clients, stats
 from harness.envoy import LOG_COMPONENT, MODULE, filter_log_lines
-from harness.checks import ABSENT, UPSTREAM_REPLY, assert_allowed, assert_local_reply, encode, event, sized_event
+from harness.checks import (ABSENT, UPSTREAM_REPLY, assert_allowed, assert_denied, assert_local_reply, encode, event,
+                            sized_event)
 
 JSON = {"content-type": "application/json"}
 
@@ -162,11 +163,13 @@ METRIC_MIX_TOTALS = {
     C + "batch_items_dropped": 7,  # 3 + 3 + 1
     C + "requests_ungated": 3,  # the three ungated rows: counted, not judged
     C + "requests_exempt": 0,
+    C + "requests_incomplete": 0,
     C + "events_dropped.FILTERED_BY_END_USER_CONSENT": 8,  # 3 singles + 2 (mixed) + 3 (all denied)
     C + "events_dropped.MISSING_CONSENT": 3,  # missing-consent, no-body, 1 in mixed
     C + "events_dropped.INVALID_EVENT": 2,  # invalid-json, the item 42
     C + "events_dropped.BODY_TOO_LARGE": 2,
     C + "events_dropped.UNSUPPORTED_CONTENT_ENCODING": 1,
+    C + "events_dropped.FILTERED_BY_INTEGRATIONS": 0,
     C + "events_dropped.ROUTE_CONFIG_ERROR": 0,
     C + "events_dropped.INTERNAL_ERROR": 0,
     C + "events_denied_category.Advertising": 10,  # 1+1+1+1 singles, 3 (mixed), 3 (all denied)
@@ -474,11 +477,13 @@ DRY_RUN_TOTALS = {
     C + "batch_items_dropped": 9,  # 3 + 3 + 3
     C + "requests_ungated": 0,
     C + "requests_exempt": 0,
+    C + "requests_incomplete": 0,
     C + "events_dropped.FILTERED_BY_END_USER_CONSENT": 8,  # 1 + 2 + 2 + 3
     C + "events_dropped.MISSING_CONSENT": 4,  # missing-consent, no-body, 1 in each mixed batch
     C + "events_dropped.INVALID_EVENT": 1,
     C + "events_dropped.BODY_TOO_LARGE": 2,
     C + "events_dropped.UNSUPPORTED_CONTENT_ENCODING": 1,
+    C + "events_dropped.FILTERED_BY_INTEGRATIONS": 0,
     C + "events_dropped.ROUTE_CONFIG_ERROR": 0,
     C + "events_dropped.INTERNAL_ERROR": 0,
     C + "events_denied_category.Advertising": 12,  # 1 + 1 + 1 + 3 + 3 + 3
@@ -556,3 +561,18 @@ def test_counters_are_summed_over_workers(envoys, upstream):
     assert got == expected, "summed over workers:\n" + stats.diff(expected, got)
     prom = stats.prometheus(envoy)
     assert prom == {stats.prometheus_name(k): ("counter", v) for k, v in expected.items()}, prom
+
+
+def test_decision_record_off_leaves_no_record_and_counts_the_same(envoys, upstream):
+    """`decision_record: false` saves the host call that stores the record: the access log then
+    has none, and everything else is unchanged."""
+    envoy = envoys.get("no_record")
+    before = stats.counters(envoy)
+    rid = accesslog.new_id("no-record")
+    resp = clients.http1(envoy.port, "POST", "/ads", encode(event({"Advertising": False})),
+                         accesslog.tag(JSON, rid))
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+    entry = accesslog.wait_for(envoy, rid)
+    assert entry.record == "-" and entry.details == "consent_gate.FILTERED_BY_END_USER_CONSENT", entry.line
+    after = stats.counters(envoy)
+    assert after["consent_gate.requests_denied"] == before["consent_gate.requests_denied"] + 1

@@ -33,6 +33,8 @@ MISCONFIGURED = [
     ("/misconfigured/bool", "misconfigured_bool", ['"category" must be a string, got true']),
     ("/misconfigured/categories-number", "misconfigured_number_in_list",
      ['"categories[1]" must be a string, got the number 5']),
+    ("/misconfigured/gpc", "misconfigured_gpc",
+     ['"gpc_denies[0]" names "Analytics", which the route does not require']),
 ]
 
 

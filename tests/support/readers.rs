@@ -4,6 +4,11 @@
 //! (Python, Node), Go's case folding with the last winning, and a reader whose keys stop at NUL.
 //! The endpoint decides the kind for the Go reader (`/batch`, `/b`, `/import`; `/track`, `/t`,
 //! ...); elsewhere, and for every other reader, a `batch` key does.
+//!
+//! Besides Segment's consent, each reader reads RudderStack's `context.consentManagement` (into
+//! rudder-server's Go struct: a field of another type makes the whole object unusable) and, on a
+//! route that names a destination, the destination's and `All`'s entries in `integrations` (a
+//! map: exact keys), for a batch item both merged key by key with the batch's and taken whole.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -131,6 +136,36 @@ pub struct ItemReading {
     pub call: Option<String>,
     pub event: Option<String>,
     pub consent: Option<Option<Vec<bool>>>,
+    /// RudderStack's: None, no `consentManagement`; Some(None), none usable (no deny list, or a
+    /// field of the wrong type).
+    pub rudder: Option<Option<RudderReading>>,
+    /// On a route with a destination: (its entry, `All`) under each reading of the merge.
+    pub integrations: Vec<(Option<Kind>, Option<Kind>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RudderReading {
+    /// Per route category: it is in `deniedConsentIds`.
+    pub denied: Vec<bool>,
+    pub provider: Option<String>,
+    pub strategy: Option<String>,
+}
+
+/// The kind of an `integrations` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool(bool),
+    Object,
+    Other,
+}
+
+/// What the route asks of a reader: which consent shapes (those the `consent_format` reads), and
+/// `integrations` for its destination.
+pub struct Route<'r> {
+    pub categories: &'r [String],
+    pub segment: bool,
+    pub rudder: bool,
+    pub destination: Option<&'r str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,27 +185,117 @@ fn consent_of(r: Reader, event: &Node) -> Option<&Node> {
     r.get(event, "context").and_then(|c| r.get(c, "consent"))
 }
 
-fn item(r: Reader, event: &Node, inherited: Option<&Node>, categories: &[String]) -> ItemReading {
-    let consent = consent_of(r, event).or(inherited).map(|c| {
-        // Category keys are exact map keys in every reader except one that stops at NUL.
-        r.get(c, "categoryPreferences").map(|prefs| {
-            categories
-                .iter()
-                .map(|cat| {
-                    let key_reader = if r == Reader::GoFold {
-                        Reader::LastWins
-                    } else {
-                        r
-                    };
-                    key_reader.get(prefs, cat) == Some(&Node::Bool(true))
-                })
-                .collect()
-        })
-    });
+fn rudder_of(r: Reader, event: &Node) -> Option<&Node> {
+    r.get(event, "context")
+        .and_then(|c| r.get(c, "consentManagement"))
+}
+
+/// A string value as this reader compares it (a NUL-stopping reader cuts it).
+fn text(r: Reader, n: &Node) -> Option<String> {
+    match n {
+        Node::Str(s) if r == Reader::StopsAtNul => s.split('\0').next().map(str::to_string),
+        Node::Str(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn rudder(r: Reader, cm: &Node, categories: &[String]) -> Option<RudderReading> {
+    let Node::Obj(_) = cm else { return None };
+    let strings = |name: &str| -> Result<Option<String>, ()> {
+        match r.get(cm, name) {
+            None => Ok(None),
+            Some(n) => text(r, n).map(Some).ok_or(()),
+        }
+    };
+    let provider = strings("provider").ok()?;
+    let strategy = strings("resolutionStrategy").ok()?;
+    let Some(Node::Arr(ids)) = r.get(cm, "deniedConsentIds") else {
+        return None;
+    };
+    let ids: Vec<String> = ids.iter().map(|n| text(r, n)).collect::<Option<_>>()?;
+    Some(RudderReading {
+        denied: categories.iter().map(|c| ids.contains(c)).collect(),
+        provider,
+        strategy,
+    })
+}
+
+fn kind(n: Option<&Node>) -> Option<Kind> {
+    n.map(|n| match n {
+        Node::Bool(b) => Kind::Bool(*b),
+        Node::Obj(_) => Kind::Object,
+        _ => Kind::Other,
+    })
+}
+
+/// (the destination's entry, `All`) in an `integrations` value; a non-object holds neither but
+/// is itself `Other`.
+fn entries(r: Reader, integrations: &Node, destination: &str) -> (Option<Kind>, Option<Kind>) {
+    if !matches!(integrations, Node::Obj(_)) {
+        return (Some(Kind::Other), Some(Kind::Other));
+    }
+    // Destination names are map keys: exact, except to a reader that stops at NUL.
+    let keys = if r == Reader::GoFold {
+        Reader::LastWins
+    } else {
+        r
+    };
+    (
+        kind(keys.get(integrations, destination)),
+        kind(keys.get(integrations, "All")),
+    )
+}
+
+fn item(r: Reader, event: &Node, top: Option<&Node>, route: &Route) -> ItemReading {
+    let categories = route.categories;
+    let inherited = top.and_then(|t| consent_of(r, t));
+    let inherited_rudder = top.and_then(|t| rudder_of(r, t));
+    let mut integrations = Vec::new();
+    if let Some(destination) = route.destination {
+        let mine = r.get(event, "integrations");
+        let batch = top.and_then(|t| r.get(t, "integrations"));
+        let mine_e = mine.map(|n| entries(r, n, destination));
+        let batch_e = batch.map(|n| entries(r, n, destination));
+        // Taken whole: the item's object, or else the batch's.
+        integrations.push(mine_e.or(batch_e).unwrap_or((None, None)));
+        if top.is_some() {
+            // Merged key by key, the item's keys first.
+            let (m, b) = (
+                mine_e.unwrap_or((None, None)),
+                batch_e.unwrap_or((None, None)),
+            );
+            integrations.push((m.0.or(b.0), m.1.or(b.1)));
+        }
+    }
+    let rudder = rudder_of(r, event)
+        .or(inherited_rudder)
+        .filter(|_| route.rudder)
+        .map(|cm| rudder(r, cm, categories));
+    let consent = consent_of(r, event)
+        .or(inherited)
+        .filter(|_| route.segment)
+        .map(|c| {
+            // Category keys are exact map keys in every reader except one that stops at NUL.
+            r.get(c, "categoryPreferences").map(|prefs| {
+                categories
+                    .iter()
+                    .map(|cat| {
+                        let key_reader = if r == Reader::GoFold {
+                            Reader::LastWins
+                        } else {
+                            r
+                        };
+                        key_reader.get(prefs, cat) == Some(&Node::Bool(true))
+                    })
+                    .collect()
+            })
+        });
     ItemReading {
         call: string(r.get(event, "type")),
         event: string(r.get(event, "event")),
         consent,
+        rudder,
+        integrations,
     }
 }
 
@@ -188,7 +313,7 @@ fn endpoint_is_batch(path: &str) -> Option<bool> {
 }
 
 /// `body` (decompressed) as `reader` reads it; None when it is not JSON at all.
-pub fn read(reader: Reader, path: &str, body: &[u8], categories: &[String]) -> Option<Reading> {
+pub fn read(reader: Reader, path: &str, body: &[u8], route: &Route) -> Option<Reading> {
     let root: Node = serde_json::from_slice(body).ok()?;
     let by_body = matches!(reader.get(&root, "batch"), Some(Node::Arr(_)));
     let batch = match reader {
@@ -196,16 +321,81 @@ pub fn read(reader: Reader, path: &str, body: &[u8], categories: &[String]) -> O
         _ => by_body,
     };
     let items = if batch {
-        let inherited = consent_of(reader, &root);
         match reader.get(&root, "batch") {
             Some(Node::Arr(items)) => items
                 .iter()
-                .map(|e| item(reader, e, inherited, categories))
+                .map(|e| item(reader, e, Some(&root), route))
                 .collect(),
             _ => Vec::new(),
         }
     } else {
-        vec![item(reader, &root, None, categories)]
+        vec![item(reader, &root, None, route)]
     };
     Some(Reading { batch, items })
+}
+
+/// Whether an item, as one reader reads it, may reach the route's destination: the consent the
+/// format reads (an event with both shapes under `auto` may not), less what `Sec-GPC: 1`
+/// withdraws, combined as the route (or RudderStack's strategy) says; an allow-listed `track`
+/// call passes consent; then every reading of `integrations` must leave the destination on.
+pub struct Judge<'j> {
+    /// "segment", "rudderstack" or "auto".
+    pub format: &'j str,
+    pub missing_allowed: bool,
+    pub match_any: bool,
+    /// Per route category: withdrawn by the request's GPC signal.
+    pub withdrawn: Vec<bool>,
+    pub allow_listed: &'j [String],
+    /// The endpoint lets an allow-listed `track` call pass (it names no call, `track`, a batch).
+    pub track_endpoint: bool,
+}
+
+impl Judge<'_> {
+    pub fn allows(&self, item: &ItemReading) -> bool {
+        let listed = item.call.as_deref() == Some("track")
+            && self.track_endpoint
+            && item
+                .event
+                .as_ref()
+                .is_some_and(|e| self.allow_listed.contains(e));
+        if !listed && !self.consents(item) {
+            return false;
+        }
+        item.integrations.iter().all(|(dest, all)| match dest {
+            Some(Kind::Bool(true) | Kind::Object) => true,
+            Some(_) => false,
+            None => matches!(all, None | Some(Kind::Bool(true) | Kind::Object)),
+        })
+    }
+
+    fn consents(&self, item: &ItemReading) -> bool {
+        let segment = item.consent.as_ref();
+        let rudder = item.rudder.as_ref();
+        let use_rudder = match self.format {
+            "segment" => false,
+            "rudderstack" => true,
+            _ if segment.is_some() && rudder.is_some() => return false,
+            _ => rudder.is_some(),
+        };
+        let n = self.withdrawn.len();
+        let (bits, any): (Vec<bool>, bool) = match (use_rudder, segment, rudder) {
+            (false, Some(Some(bits)), _) => (bits.clone(), self.match_any),
+            (true, _, Some(Some(r))) => (
+                r.denied.iter().map(|d| !d).collect(),
+                if r.provider.as_deref() == Some("custom") {
+                    self.match_any
+                } else {
+                    r.strategy.as_deref() == Some("or")
+                },
+            ),
+            _ if self.missing_allowed => (vec![true; n], self.match_any),
+            _ => return false,
+        };
+        let mut bits = bits.iter().zip(&self.withdrawn).map(|(b, w)| *b && !w);
+        if any {
+            bits.any(|b| b)
+        } else {
+            bits.all(|b| b)
+        }
+    }
 }

@@ -379,7 +379,12 @@ impl Host for NativeHost<'_> {
             authority: self.header(":authority", 0).0.unwrap_or_default(),
             content_length: self.header("content-length", 0).0,
             content_encoding: None,
+            gpc: false,
         };
+        // Any line saying `1` counts: a reader of either line must not see a preference.
+        let (first, count) = self.header("sec-gpc", 0);
+        h.gpc = first.as_deref() == Some("1")
+            || (1..count).any(|i| self.header("sec-gpc", i).0.as_deref() == Some("1"));
         let (first, count) = self.header("content-encoding", 0);
         if let Some(first) = first {
             let mut all = first;
@@ -526,7 +531,7 @@ impl Host for NativeHost<'_> {
         let text = record.text();
         let events = record.events.to_string();
         let dropped = record.dropped.to_string();
-        let fields: [(&str, &str); 6] = [
+        let mut fields: Vec<(&str, &str)> = vec![
             ("decision", record.decision),
             ("reason", record.reason.map_or("-", Reason::code)),
             (
@@ -548,6 +553,9 @@ impl Host for NativeHost<'_> {
             ("events", &events),
             ("dropped", &dropped),
         ];
+        if !record.destination.is_empty() {
+            fields.push(("destination", &record.destination));
+        }
         let entries: Vec<abi::KeyValuePair> = fields
             .iter()
             .map(|(k, v)| abi::KeyValuePair {

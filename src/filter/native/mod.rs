@@ -337,14 +337,25 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     abi::TRAILERS_CONTINUE
 }
 
-// Hooks Envoy 1.40 requires every module to export; the filter has no use for them.
-
+/// Before the access log is written: a request still held was abandoned.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
-    _envoy: FilterEnvoyPtr,
-    _filter: *const c_void,
+    envoy: FilterEnvoyPtr,
+    filter: *const c_void,
 ) {
+    if filter.is_null() {
+        return;
+    }
+    // SAFETY: as in `request_hook`; the stream is over, so a panic here has nothing to answer.
+    let filter = unsafe { &mut *filter.cast::<Filter>().cast_mut() };
+    let shared = unsafe { &*filter.config };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let mut host = NativeHost::new(envoy, &shared.counters, &mut filter.route_name, false);
+        filter.lifecycle.on_stream_end(&shared.config, &mut host);
+    }));
 }
+
+// Hooks Envoy 1.40 requires every module to export; the filter has no use for them.
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(

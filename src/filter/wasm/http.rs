@@ -78,6 +78,11 @@ impl HttpContext for Http {
         let (lifecycle, _, mut host) = self.parts();
         action(lifecycle.on_response_headers(&mut host))
     }
+
+    fn on_log(&mut self) {
+        let (lifecycle, config, mut host) = self.parts();
+        lifecycle.on_stream_end(config, &mut host);
+    }
 }
 
 /// The proxy-wasm host, for one callback of one request.

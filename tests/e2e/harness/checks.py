@@ -119,7 +119,7 @@ def assert_local_reply(
     assert (resp.header("content-type") or "").split(";")[0].strip() == "application/json", resp
     assert resp.header("x-consent-gate-reason") == reason, resp
     body = resp.json()
-    assert isinstance(body, dict) and body.get("reason") == reason, resp
+    assert isinstance(body, dict) and body.get("reason") == reason and body.get("code") == reason, resp
     if categories is not None:
         assert body.get("categories") == categories, f"expected categories {categories}, got {body}"
     return body

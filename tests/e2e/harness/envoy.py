@@ -103,6 +103,7 @@ def render_config(
     envoy_normalization: bool = True,
     module: Path | None = None,
     failure_policy: str | None = None,
+    allow_on_headers_stop_iteration: bool = True,
 ) -> dict:
     """The canonical config with this run's ports, plugin configuration and paths.
 
@@ -111,6 +112,8 @@ def render_config(
     (a test build, of the kind MODULE names), `failure_policy` the wasm failure policy. With
     MODULE "native" the wasm filter block becomes the dynamic module's (Envoy must then be
     started with ENVOY_DYNAMIC_MODULES_SEARCH_PATH: `Envoy` does it).
+`allow_on_headers_stop_iteration=False` leaves out the wasm setting the filter requires (the
+mistake tests/e2e/test_incomplete.py makes on purpose).
 
     `plugin_config` is a dict (dumped as JSON) or a raw string (sent as is, for bad-config cases).
     """
@@ -140,6 +143,8 @@ def render_config(
         plugin["vm_config"]["code"]["local"]["filename"] = str(module or wasm_path())
         if failure_policy is not None:
             plugin["failure_policy"] = failure_policy
+        if not allow_on_headers_stop_iteration:
+            del plugin["allow_on_headers_stop_iteration"]
         if MODULE == "native":
             gate["typed_config"] = dynamic_module_filter(plugin["configuration"]["value"])
     return config

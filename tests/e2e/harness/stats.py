@@ -34,10 +34,12 @@ REQUEST_COUNTERS = (
     "batch_items_dropped",
     "requests_ungated",
     "requests_exempt",
+    "requests_incomplete",
 )
 REASONS = (
     "FILTERED_BY_END_USER_CONSENT",
     "MISSING_CONSENT",
+    "FILTERED_BY_INTEGRATIONS",
     "INVALID_EVENT",
     "BODY_TOO_LARGE",
     "UNSUPPORTED_CONTENT_ENCODING",

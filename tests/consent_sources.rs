@@ -1,0 +1,782 @@
+//! The decision beyond Segment's categories, row by row: a route's destination in the event's
+//! `integrations` object, RudderStack's `context.consentManagement`, and Global Privacy Control.
+
+use consent_gate::config::Config;
+use consent_gate::decision::{judge, Action, Judgement, Request};
+use consent_gate::policy::{Match, RoutePolicy};
+
+#[derive(Debug, PartialEq)]
+enum Want {
+    Allow,
+    Deny(&'static str),
+    /// A batch forwarded with these items (by `messageId`).
+    Keep(Vec<&'static str>),
+}
+use Want::*;
+
+const CONSENT: &str = "FILTERED_BY_END_USER_CONSENT";
+const MISSING: &str = "MISSING_CONSENT";
+const INVALID: &str = "INVALID_EVENT";
+const OFF: &str = "FILTERED_BY_INTEGRATIONS";
+
+fn policy(
+    categories: &[&str],
+    match_mode: Match,
+    destination: Option<&str>,
+    gpc: &[&str],
+) -> RoutePolicy {
+    RoutePolicy::new(
+        categories.iter().map(|c| c.to_string()).collect(),
+        match_mode,
+    )
+    .with_extras(
+        "",
+        destination.map(str::to_string),
+        (!gpc.is_empty()).then(|| gpc.iter().map(|c| c.to_string()).collect()),
+    )
+    .unwrap()
+}
+
+fn run(config: &Config, policy: &RoutePolicy, path: &str, gpc: bool, body: &str) -> Judgement {
+    judge(
+        &Request {
+            config,
+            policy,
+            content_encoding: None,
+            path,
+            gpc,
+        },
+        body.as_bytes(),
+    )
+}
+
+fn outcome(j: &Judgement) -> Want {
+    match &j.action {
+        Action::Forward => Allow,
+        Action::Reply(r) => Deny(r.code()),
+        Action::Rewrite(body) => {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            let ids = v["batch"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| &*String::from(i["messageId"].as_str().unwrap()).leak())
+                .collect();
+            Keep(ids)
+        }
+    }
+}
+
+/// A track event with Segment consent for Advertising, and `integrations` as given.
+fn seg(ads: bool, integrations: &str) -> String {
+    let integrations = if integrations.is_empty() {
+        String::new()
+    } else {
+        format!(r#","integrations":{integrations}"#)
+    };
+    format!(
+        r#"{{"type":"track","event":"Buy","context":{{"consent":{{"categoryPreferences":{{"Advertising":{ads}}}}}}}{integrations}}}"#
+    )
+}
+
+#[test]
+fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
+    let config = Config::default();
+    let mixpanel = policy(&["Advertising"], Match::All, Some("Mixpanel"), &[]);
+    let plain = policy(&["Advertising"], Match::All, None, &[]);
+    let rows: Vec<(&str, &RoutePolicy, String, Want)> = vec![
+        ("no integrations", &mixpanel, seg(true, ""), Allow),
+        (
+            "destination on",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":true}"#),
+            Allow,
+        ),
+        (
+            "destination off",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":false}"#),
+            Deny(OFF),
+        ),
+        (
+            "All off",
+            &mixpanel,
+            seg(true, r#"{"All":false}"#),
+            Deny(OFF),
+        ),
+        (
+            "All off, destination on",
+            &mixpanel,
+            seg(true, r#"{"All":false,"Mixpanel":true}"#),
+            Allow,
+        ),
+        (
+            "All off, destination with options",
+            &mixpanel,
+            seg(true, r#"{"All":false,"Mixpanel":{"x":1}}"#),
+            Allow,
+        ),
+        (
+            "All on, destination off",
+            &mixpanel,
+            seg(true, r#"{"All":true,"Mixpanel":false}"#),
+            Deny(OFF),
+        ),
+        (
+            "another destination off",
+            &mixpanel,
+            seg(true, r#"{"Amplitude":false}"#),
+            Allow,
+        ),
+        (
+            "names are exact: another case is another destination",
+            &mixpanel,
+            seg(true, r#"{"mixpanel":false,"all":false}"#),
+            Allow,
+        ),
+        (
+            "escaped name is the name",
+            &mixpanel,
+            seg(true, r#"{"Mixp\u0061nel":false}"#),
+            Deny(OFF),
+        ),
+        (
+            "consent first: integrations never stand in for it",
+            &mixpanel,
+            seg(false, r#"{"Mixpanel":true}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "consent refused and destination off: consent is the reason",
+            &mixpanel,
+            seg(false, r#"{"Mixpanel":false}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "missing consent with destination on",
+            &mixpanel,
+            r#"{"type":"track","integrations":{"Mixpanel":true}}"#.into(),
+            Deny(MISSING),
+        ),
+        (
+            "consent event passes consent, not integrations",
+            &mixpanel,
+            r#"{"type":"track","event":"Consent Change","integrations":{"Mixpanel":false}}"#.into(),
+            Deny(OFF),
+        ),
+        (
+            "string \"false\" is read two ways",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":"false"}"#),
+            Deny(INVALID),
+        ),
+        (
+            "0 is read two ways",
+            &mixpanel,
+            seg(true, r#"{"All":0}"#),
+            Deny(INVALID),
+        ),
+        (
+            "null is read two ways",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":null}"#),
+            Deny(INVALID),
+        ),
+        (
+            "destination twice",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":false,"Mixpanel":true}"#),
+            Deny(INVALID),
+        ),
+        (
+            "All twice",
+            &mixpanel,
+            seg(true, r#"{"All":false,"\u0041ll":true}"#),
+            Deny(INVALID),
+        ),
+        (
+            "a key a NUL-stopping reader takes for the destination",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel\u0000":false}"#),
+            Deny(INVALID),
+        ),
+        (
+            "integrations not an object",
+            &mixpanel,
+            seg(true, r#"["Mixpanel"]"#),
+            Deny(INVALID),
+        ),
+        (
+            "integrations null",
+            &mixpanel,
+            seg(true, "null"),
+            Deny(INVALID),
+        ),
+        (
+            "integrations twice",
+            &mixpanel,
+            format!(
+                r#"{{"integrations":{{"Mixpanel":false}},{}"#,
+                &seg(true, r#"{"Mixpanel":true}"#)[1..]
+            ),
+            Deny(INVALID),
+        ),
+        (
+            "Go reads Integrations as integrations",
+            &mixpanel,
+            seg(true, "").replace(r#""type""#, r#""Integrations":{"Mixpanel":false},"type""#),
+            Deny(INVALID),
+        ),
+        // A route without a destination reads none of it, as before.
+        (
+            "no destination: off is ignored",
+            &plain,
+            seg(true, r#"{"All":false}"#),
+            Allow,
+        ),
+        (
+            "no destination: anything goes",
+            &plain,
+            seg(true, r#""x""#),
+            Allow,
+        ),
+        (
+            "no destination: Integrations is just a key",
+            &plain,
+            seg(true, "").replace(r#""type""#, r#""Integrations":1,"integrations":2,"type""#),
+            Allow,
+        ),
+    ];
+    for (name, policy, body, want) in rows {
+        let j = run(&config, policy, "/v1/track", false, &body);
+        assert_eq!(outcome(&j), want, "row: {name}");
+    }
+}
+
+#[test]
+fn batch_integrations_merge_with_the_batch_and_refuse_what_readings_disagree_on() {
+    let config = Config::default();
+    let mixpanel = policy(&["Advertising"], Match::All, Some("Mixpanel"), &[]);
+    let item = |id: &str, integrations: &str| {
+        let mut e = seg(true, integrations);
+        e.insert_str(1, &format!(r#""messageId":"{id}","#));
+        e
+    };
+    let batch = |top: &str, items: &[String]| {
+        let top = if top.is_empty() {
+            String::new()
+        } else {
+            format!(r#","integrations":{top}"#)
+        };
+        format!(r#"{{"batch":[{}]{top}}}"#, items.join(","))
+    };
+    let rows: Vec<(&str, String, Want)> = vec![
+        (
+            "items decide alone",
+            batch("", &[item("a", ""), item("b", r#"{"Mixpanel":false}"#)]),
+            Keep(vec!["a"]),
+        ),
+        (
+            "the batch's All off reaches every item",
+            batch(
+                r#"{"All":false}"#,
+                &[item("a", ""), item("b", r#"{"Mixpanel":true}"#)],
+            ),
+            Keep(vec!["b"]),
+        ),
+        (
+            "the batch's destination off",
+            batch(
+                r#"{"Mixpanel":false}"#,
+                &[item("a", ""), item("b", r#"{"Mixpanel":true}"#)],
+            ),
+            Keep(vec!["b"]),
+        ),
+        // Merged key by key: on. Taken whole (the item's object replaces the batch's): All is
+        // on, the destination unnamed: on. Both on.
+        (
+            "item names another destination, batch turns this one on",
+            batch(
+                r#"{"Mixpanel":true}"#,
+                &[item("a", r#"{"X":true}"#), item("b", "")],
+            ),
+            Allow,
+        ),
+        // Merged: the destination on. Whole: the item's All off, destination unnamed: off.
+        (
+            "readings disagree: off wins",
+            batch(
+                r#"{"Mixpanel":true}"#,
+                &[item("a", r#"{"All":false}"#), item("b", "")],
+            ),
+            Keep(vec!["b"]),
+        ),
+        (
+            "every item off: the batch is refused for integrations",
+            batch(r#"{"All":false}"#, &[item("a", ""), item("b", "")]),
+            Deny(OFF),
+        ),
+        (
+            "unreadable batch integrations refuse the batch",
+            batch(r#"{"All":"no"}"#, &[item("a", "")]),
+            Deny(INVALID),
+        ),
+    ];
+    for (name, body, want) in rows {
+        let j = run(&config, &mixpanel, "/v1/batch", false, &body);
+        assert_eq!(outcome(&j), want, "row: {name}");
+    }
+}
+
+/// A track event with RudderStack consent (`consentManagement` as given, raw JSON).
+fn rs(consent_management: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"Buy","context":{{"consentManagement":{consent_management}}}}}"#
+    )
+}
+
+#[test]
+fn rudderstack_consent_as_rudder_server_decides() {
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let rudder_allow_missing =
+        Config::parse(r#"{"consent_format":"rudderstack","on_missing_consent":"allow"}"#).unwrap();
+    let one = policy(&["C0001"], Match::All, None, &[]);
+    let two_all = policy(&["foo-1", "foo-4"], Match::All, None, &[]);
+    let two_any = policy(&["foo-1", "foo-4"], Match::Any, None, &[]);
+    let three = policy(&["foo-1", "foo-2", "foo-3"], Match::All, None, &[]);
+    let denied3 = r#""deniedConsentIds":["foo-1","foo-2","foo-3"]"#;
+    let rows: Vec<(&str, &Config, &RoutePolicy, String, Want)> = vec![
+        (
+            "not denied",
+            &rudder,
+            &one,
+            rs(
+                r#"{"provider":"oneTrust","resolutionStrategy":"and","allowedConsentIds":["C0001"],"deniedConsentIds":["C0002"]}"#,
+            ),
+            Allow,
+        ),
+        (
+            "denied",
+            &rudder,
+            &one,
+            rs(
+                r#"{"provider":"oneTrust","resolutionStrategy":"and","allowedConsentIds":[],"deniedConsentIds":["C0001"]}"#,
+            ),
+            Deny(CONSENT),
+        ),
+        (
+            "an ID in neither list is not denied",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":["C0009"],"deniedConsentIds":["C0002"]}"#),
+            Allow,
+        ),
+        (
+            "empty deny list: nothing denied",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":[]}"#),
+            Allow,
+        ),
+        (
+            "IDs are case-sensitive",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":["c0001"," C0001"]}"#),
+            Allow,
+        ),
+        (
+            "empty IDs are ignored",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":["","C0002"]}"#),
+            Allow,
+        ),
+        // rudder-server's own test table: denied {foo-1, foo-2, foo-3}.
+        (
+            "and: one of two denied",
+            &rudder,
+            &two_all,
+            rs(&format!(
+                r#"{{"provider":"ketch","resolutionStrategy":"and",{denied3}}}"#
+            )),
+            Deny(CONSENT),
+        ),
+        (
+            "or: one of two denied",
+            &rudder,
+            &two_all,
+            rs(&format!(
+                r#"{{"provider":"ketch","resolutionStrategy":"or",{denied3}}}"#
+            )),
+            Allow,
+        ),
+        (
+            "or: all denied",
+            &rudder,
+            &three,
+            rs(&format!(
+                r#"{{"provider":"ketch","resolutionStrategy":"or",{denied3}}}"#
+            )),
+            Deny(CONSENT),
+        ),
+        (
+            "no strategy is and",
+            &rudder,
+            &two_any,
+            rs(&format!(r#"{{"provider":"oneTrust",{denied3}}}"#)),
+            Deny(CONSENT),
+        ),
+        (
+            "OR is not or",
+            &rudder,
+            &two_all,
+            rs(&format!(r#"{{"resolutionStrategy":"OR",{denied3}}}"#)),
+            Deny(CONSENT),
+        ),
+        (
+            "any is not or",
+            &rudder,
+            &two_all,
+            rs(&format!(r#"{{"resolutionStrategy":"any",{denied3}}}"#)),
+            Deny(CONSENT),
+        ),
+        (
+            "custom takes the route's match (any)",
+            &rudder,
+            &two_any,
+            rs(&format!(
+                r#"{{"provider":"custom","resolutionStrategy":"and",{denied3}}}"#
+            )),
+            Allow,
+        ),
+        (
+            "custom takes the route's match (all)",
+            &rudder,
+            &two_all,
+            rs(&format!(
+                r#"{{"provider":"custom","resolutionStrategy":"or",{denied3}}}"#
+            )),
+            Deny(CONSENT),
+        ),
+        (
+            "allowedConsentIds as an object",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":{"C0001":"Necessary"},"deniedConsentIds":[]}"#),
+            Allow,
+        ),
+        (
+            "no consentManagement",
+            &rudder,
+            &one,
+            r#"{"type":"track"}"#.into(),
+            Deny(MISSING),
+        ),
+        (
+            "no deny list",
+            &rudder,
+            &one,
+            rs(r#"{"provider":"custom","allowedConsentIds":["C0001"]}"#),
+            Deny(MISSING),
+        ),
+        (
+            "no deny list, missing consent allowed",
+            &rudder_allow_missing,
+            &one,
+            rs(r#"{"allowedConsentIds":[]}"#),
+            Allow,
+        ),
+        (
+            "Segment's shape is not read",
+            &rudder,
+            &one,
+            r#"{"type":"track","context":{"consent":{"categoryPreferences":{"C0001":true}}}}"#
+                .into(),
+            Deny(MISSING),
+        ),
+        // What rudder-server would ignore (and then deliver) is refused.
+        (
+            "deny list not a list",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":"C0001"}"#),
+            Deny(INVALID),
+        ),
+        (
+            "deny list null",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":null}"#),
+            Deny(INVALID),
+        ),
+        (
+            "a number in the deny list",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":["C0001",7]}"#),
+            Deny(INVALID),
+        ),
+        (
+            "allowed list of numbers",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":[1],"deniedConsentIds":[]}"#),
+            Deny(INVALID),
+        ),
+        (
+            "provider not a string",
+            &rudder,
+            &one,
+            rs(r#"{"provider":1,"deniedConsentIds":[]}"#),
+            Deny(INVALID),
+        ),
+        (
+            "consentManagement not an object",
+            &rudder,
+            &one,
+            rs(r#"["C0001"]"#),
+            Deny(INVALID),
+        ),
+        (
+            "deny list twice",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":["C0001"],"deniedConsentIds":[]}"#),
+            Deny(INVALID),
+        ),
+        (
+            "Go reads DeniedConsentIDs as deniedConsentIds",
+            &rudder,
+            &one,
+            rs(r#"{"DeniedConsentIDs":["C0001"],"deniedConsentIds":[]}"#),
+            Deny(INVALID),
+        ),
+        (
+            "Go reads ConsentManagement as consentManagement",
+            &rudder,
+            &one,
+            r#"{"context":{"ConsentManagement":{"deniedConsentIds":[]}}}"#.into(),
+            Deny(INVALID),
+        ),
+        (
+            "an ID a NUL-stopping reader takes for a category",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":["C0001\u0000x"]}"#),
+            Deny(INVALID),
+        ),
+        (
+            "a strategy a NUL-stopping reader takes for or",
+            &rudder,
+            &two_all,
+            rs(r#"{"resolutionStrategy":"or\u0000","deniedConsentIds":[]}"#),
+            Deny(INVALID),
+        ),
+    ];
+    for (name, config, policy, body, want) in rows {
+        let j = run(config, policy, "/v1/track", false, &body);
+        assert_eq!(outcome(&j), want, "row: {name}");
+    }
+}
+
+#[test]
+fn auto_reads_either_shape_and_refuses_both() {
+    let auto = Config::parse(r#"{"consent_format":"auto"}"#).unwrap();
+    let segment = Config::default();
+    let ads = policy(&["Advertising"], Match::All, None, &[]);
+    let both = r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true}},"consentManagement":{"deniedConsentIds":[]}}}"#;
+    let rows: Vec<(&str, &Config, String, Want)> = vec![
+        ("segment shape", &auto, seg(true, ""), Allow),
+        (
+            "segment shape refused",
+            &auto,
+            seg(false, ""),
+            Deny(CONSENT),
+        ),
+        (
+            "rudderstack shape",
+            &auto,
+            rs(r#"{"deniedConsentIds":[]}"#),
+            Allow,
+        ),
+        (
+            "rudderstack shape refused",
+            &auto,
+            rs(r#"{"deniedConsentIds":["Advertising"]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "neither",
+            &auto,
+            r#"{"type":"track"}"#.into(),
+            Deny(MISSING),
+        ),
+        ("both: ambiguous", &auto, both.into(), Deny(INVALID)),
+        (
+            "both, segment format: consentManagement is just a key",
+            &segment,
+            both.into(),
+            Allow,
+        ),
+    ];
+    for (name, config, body, want) in rows {
+        let j = run(config, &ads, "/v1/track", false, &body);
+        assert_eq!(outcome(&j), want, "row: {name}");
+    }
+    // A batch whose context has one shape and an item the other: merged, the item has both.
+    let batch = r#"{"batch":[{"messageId":"a","type":"track","context":{"consentManagement":{"deniedConsentIds":[]}}},{"messageId":"b","type":"track"}],"context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#;
+    assert_eq!(
+        outcome(&run(&auto, &ads, "/v1/batch", false, batch)),
+        Keep(vec!["b"])
+    );
+}
+
+#[test]
+fn global_privacy_control_withdraws_the_routes_gpc_categories() {
+    let config = Config::default();
+    let allow_missing = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let ads = policy(&["Advertising"], Match::All, None, &["Advertising"]);
+    let any = policy(
+        &["Advertising", "Analytics"],
+        Match::Any,
+        None,
+        &["Advertising"],
+    );
+    let two = r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":true}}}}"#;
+    let rows: Vec<(&str, &Config, &RoutePolicy, bool, String, Want)> = vec![
+        ("no signal", &config, &ads, false, seg(true, ""), Allow),
+        (
+            "signal withdraws consent",
+            &config,
+            &ads,
+            true,
+            seg(true, ""),
+            Deny(CONSENT),
+        ),
+        (
+            "signal with missing consent allowed",
+            &allow_missing,
+            &ads,
+            true,
+            r#"{"type":"track"}"#.into(),
+            Deny(CONSENT),
+        ),
+        (
+            "missing consent is still missing",
+            &config,
+            &ads,
+            true,
+            r#"{"type":"track"}"#.into(),
+            Deny(MISSING),
+        ),
+        (
+            "any: another category still consented",
+            &config,
+            &any,
+            true,
+            two.into(),
+            Allow,
+        ),
+        (
+            "RudderStack consent too",
+            &rudder,
+            &ads,
+            true,
+            rs(r#"{"deniedConsentIds":[]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "the consent change event still passes",
+            &config,
+            &ads,
+            true,
+            r#"{"type":"track","event":"Consent Change"}"#.into(),
+            Allow,
+        ),
+    ];
+    for (name, config, policy, gpc, body, want) in rows {
+        let j = run(config, policy, "/v1/track", gpc, &body);
+        assert_eq!(outcome(&j), want, "row: {name}");
+        if want == Deny(CONSENT) {
+            assert_eq!(
+                j.denied_categories & 1,
+                1,
+                "row: {name}: Advertising is named as denied"
+            );
+        }
+    }
+}
+
+#[test]
+fn route_settings_for_destinations_and_gpc_are_checked() {
+    use consent_gate::policy::RouteSetting;
+    let setting = |json: &str| RouteSetting::from_json(json, Match::All);
+    match setting(r#"{"category":"A","destination":"Mixpanel","gpc_denies":["A"]}"#) {
+        Ok(RouteSetting::Gated(p)) => {
+            assert_eq!(p.destination.as_deref(), Some("Mixpanel"));
+            assert_eq!(p.gpc_denies, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    for (json, want) in [
+        (
+            r#"{"category":"A","destination":""}"#,
+            r#""destination" must not be empty"#,
+        ),
+        (
+            r#"{"category":"A","destination":"All"}"#,
+            r#""destination" must name a destination, not "All""#,
+        ),
+        (
+            r#"{"category":"A","destination":5}"#,
+            r#""destination" must be a string, got the number 5"#,
+        ),
+        (
+            r#"{"category":"A","gpc_denies":["B"]}"#,
+            r#""gpc_denies[0]" names "B", which the route does not require"#,
+        ),
+        (
+            r#"{"category":"A","gpc_denies":[]}"#,
+            r#""gpc_denies" must not be empty"#,
+        ),
+        (
+            r#"{"categories":["A","B"],"gpc_denies":["A","A"]}"#,
+            r#""gpc_denies[1]" repeats "A""#,
+        ),
+        (
+            r#"{"category":"A","gpc_denies":"A"}"#,
+            r#""gpc_denies" must be a list, got the string "A""#,
+        ),
+        (
+            r#"{"destination":"Mixpanel"}"#,
+            r#"has "destination" but no "category" or "categories""#,
+        ),
+        (
+            r#"{"gpc_denies":["A"]}"#,
+            r#"has "gpc_denies" but no "category" or "categories""#,
+        ),
+        (
+            r#"{"exempt":true,"destination":"Mixpanel"}"#,
+            r#"has "destination" but no "category""#,
+        ),
+    ] {
+        let err = setting(json).unwrap_err();
+        assert!(err.contains(want), "{json}: {err}");
+    }
+    let err =
+        Config::parse(r#"{"routes":[{"path_prefix":"/","categories":["A"],"gpc_denies":["B"]}]}"#)
+            .unwrap_err();
+    assert!(
+        err.contains(r#""routes[0].gpc_denies[0]" names "B""#),
+        "{err}"
+    );
+    let err = Config::parse(r#"{"consent_format":"rudder"}"#).unwrap_err();
+    assert!(
+        err.contains(
+            r#""consent_format" must be one of "segment", "rudderstack", "auto", got "rudder""#
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,321 @@
+"""Beyond Segment's categories, through the real Envoy: a route's destination in the event's
+`integrations` object, RudderStack's `context.consentManagement` (`consent_format`), and Global
+Privacy Control (`Sec-GPC: 1` withdrawing a route's `gpc_denies`).
+
+Routes in envoy/e2e.yaml: /mixpanel → Advertising, destination Mixpanel; /gpc → Advertising and
+Analytics (match all), gpc_denies [Advertising]; /ads → Advertising; / → Analytics. The
+`rudderstack` and `auto` Envoys run the same routes with `consent_format` set; `sources_rules`
+gates everything with one `routes` rule that carries a destination and gpc_denies.
+
+The last test drives a real, unmodified RudderStack client (`rudder-sdk-python`, from PyPI via
+tests/requirements.txt) through the `rudderstack` Envoy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from harness import accesslog, clients, stats
+from harness.batches import decompress
+from harness.checks import (
+    ALLOW,
+    INVALID,
+    MISSING,
+    SETTLE_SECONDS,
+    Expect,
+    assert_denied,
+    assert_outcome,
+    denied,
+    encode,
+    event,
+)
+
+JSON = {"content-type": "application/json"}
+GPC = {**JSON, "sec-gpc": "1"}
+OFF = Expect(403, "FILTERED_BY_INTEGRATIONS")
+
+
+def seg(ads: bool | None, integrations=None, **fields) -> bytes:
+    """A track event with Segment consent to Advertising and Analytics (None: no consent)."""
+    if integrations is not None:
+        fields["integrations"] = integrations
+    if ads is None:
+        return encode(event(**fields))
+    return encode(event({"Advertising": ads, "Analytics": ads}, **fields))
+
+
+def rs(consent_management, **fields) -> bytes:
+    """A track event with RudderStack consent."""
+    return encode(event(context={"library": {"name": "e2e"}, "consentManagement": consent_management},
+                        **fields))
+
+
+def row(id, path, body, expect, headers=JSON):
+    return pytest.param(path, body, headers, expect, id=id)
+
+
+def send(envoy, upstream, path, body, headers, expect):
+    resp = clients.http1(envoy.port, "POST", path, body, headers)
+    assert_outcome(resp, upstream, expect, body, path=path, sent_headers=headers)
+    return resp
+
+
+# ---- Segment's integrations object, on a route that names its destination ----------------------
+
+INTEGRATIONS = [
+    row("no-integrations", "/mixpanel", seg(True), ALLOW),
+    row("destination-on", "/mixpanel", seg(True, {"Mixpanel": True}), ALLOW),
+    row("destination-off", "/mixpanel", seg(True, {"Mixpanel": False}), OFF),
+    row("all-off", "/mixpanel", seg(True, {"All": False}), OFF),
+    row("all-off-destination-on", "/mixpanel", seg(True, {"All": False, "Mixpanel": True}), ALLOW),
+    row("all-off-destination-options", "/mixpanel", seg(True, {"All": False, "Mixpanel": {"apiKey": "k"}}),
+        ALLOW),
+    row("another-destination-off", "/mixpanel", seg(True, {"Amplitude": False}), ALLOW),
+    row("names-are-exact", "/mixpanel", seg(True, {"mixpanel": False, "all": False}), ALLOW),
+    row("consent-first", "/mixpanel", seg(False, {"Mixpanel": True}), denied("Advertising")),
+    row("integrations-never-stand-in-for-consent", "/mixpanel", seg(None, {"Mixpanel": True}), MISSING),
+    row("consent-event-still-honours-integrations", "/mixpanel",
+        encode(event(name="Consent Change", integrations={"Mixpanel": False})), OFF),
+    row("string-false-is-read-two-ways", "/mixpanel", seg(True, {"Mixpanel": "false"}), INVALID),
+    row("zero-is-read-two-ways", "/mixpanel", seg(True, {"All": 0}), INVALID),
+    row("null-is-read-two-ways", "/mixpanel", seg(True, {"Mixpanel": None}), INVALID),
+    row("destination-twice", "/mixpanel",
+        seg(True, {"Mixpanel": True}).replace(b'"Mixpanel":true', b'"Mixpanel":false,"Mixpanel":true'), INVALID),
+    row("integrations-not-an-object", "/mixpanel", seg(True, ["Mixpanel"]), INVALID),
+    row("go-reads-Integrations", "/mixpanel",
+        seg(True).replace(b'{"type"', b'{"Integrations":{"Mixpanel":false},"type"'), INVALID),
+    # Routes without a destination do not read `integrations` at all.
+    row("no-destination-ignores-it", "/ads", seg(True, {"All": False}), ALLOW),
+    row("no-destination-ignores-anything", "/ads", seg(True, "not an object"), ALLOW),
+]
+
+
+@pytest.mark.parametrize("path, body, headers, expect", INTEGRATIONS)
+def test_integrations_on_a_route_with_a_destination(gate, upstream, path, body, headers, expect):
+    resp = send(gate, upstream, path, body, headers, expect)
+    if expect == OFF:
+        assert resp.json()["destination"] == "Mixpanel", resp
+
+
+def batch(items: list[bytes], **top) -> bytes:
+    tail = b"".join(b"," + json.dumps(k).encode() + b":" + encode(v) for k, v in top.items())
+    return b'{"batch":[' + b",".join(items) + b"]" + tail + b"}"
+
+
+def test_a_batch_is_filtered_by_integrations_item_by_item_and_counted(gate, upstream):
+    def item(mid, integrations=None):
+        return seg(True, integrations, messageId=mid)
+
+    body = batch([item("i-1"), item("i-2", {"Mixpanel": True}), item("i-3", {"Mixpanel": False}),
+                  item("i-4", {"All": True})], integrations={"All": False})
+    before = stats.counters(gate)
+    rid = accesslog.new_id("integrations")
+    resp = clients.http1(gate.port, "POST", "/mixpanel/v1/batch", body, accesslog.tag(JSON, rid))
+    assert resp.status == 200 and resp.header("x-consent-gate-dropped") == "2", resp
+    (req,) = upstream.wait_for_requests(1)
+    # i-1 takes the batch's All: false; i-3 turns Mixpanel off. i-4's own All: true wins over the
+    # batch's, read merged or whole.
+    assert [i["messageId"] for i in json.loads(req.body)["batch"]] == ["i-2", "i-4"]
+    after = stats.counters(gate)
+    key = "consent_gate.events_dropped.FILTERED_BY_INTEGRATIONS"
+    assert after[key] == before[key] + 2
+    entry = accesslog.wait_for(gate, rid)
+    assert entry.decision == "filter"
+    assert entry.fields["reason"] == "FILTERED_BY_INTEGRATIONS"
+    assert entry.fields["destination"] == "Mixpanel"
+
+    # Every item off: the batch is refused, and says why.
+    upstream.reset()
+    resp = clients.http1(gate.port, "POST", "/mixpanel/v1/batch",
+                         batch([item("j-1"), item("j-2")], integrations={"Mixpanel": False}), JSON)
+    body = assert_denied(resp, upstream, 403, "FILTERED_BY_INTEGRATIONS")
+    assert body["destination"] == "Mixpanel" and body["dropped"] == 2, body
+
+
+# ---- RudderStack's consentManagement --------------------------------------------------------------
+
+DENIED_3 = ["foo-1", "foo-2", "foo-3"]
+
+RUDDERSTACK = [
+    row("not-denied", "/ads", rs({"provider": "oneTrust", "resolutionStrategy": "and",
+                                  "allowedConsentIds": ["Advertising"], "deniedConsentIds": ["C0004"]}), ALLOW),
+    row("denied", "/ads", rs({"provider": "oneTrust", "resolutionStrategy": "and",
+                              "allowedConsentIds": [], "deniedConsentIds": ["Advertising"]}), denied("Advertising")),
+    row("neither-list-is-not-denied", "/ads", rs({"allowedConsentIds": ["C0001"], "deniedConsentIds": []}), ALLOW),
+    row("ids-are-case-sensitive", "/ads", rs({"deniedConsentIds": ["advertising"]}), ALLOW),
+    row("and-one-of-two-denied", "/multi", rs({"provider": "ketch", "resolutionStrategy": "and",
+                                               "deniedConsentIds": ["Analytics"]}), denied("Analytics")),
+    row("or-one-of-two-denied", "/multi", rs({"provider": "ketch", "resolutionStrategy": "or",
+                                              "deniedConsentIds": ["Analytics"]}), ALLOW),
+    row("or-both-denied", "/multi", rs({"provider": "ketch", "resolutionStrategy": "or",
+                                        "deniedConsentIds": ["Analytics", "Advertising"]}),
+        denied("Advertising", "Analytics")),
+    row("custom-takes-the-route-match-any", "/multi-any",
+        rs({"provider": "custom", "resolutionStrategy": "and", "deniedConsentIds": ["Analytics"]}), ALLOW),
+    row("custom-takes-the-route-match-all", "/multi",
+        rs({"provider": "custom", "resolutionStrategy": "or", "deniedConsentIds": ["Analytics"]}),
+        denied("Analytics")),
+    row("allowed-ids-as-an-object", "/ads",
+        rs({"allowedConsentIds": {"C0001": "Necessary"}, "deniedConsentIds": []}), ALLOW),
+    row("no-consent-management", "/ads", encode(event()), MISSING),
+    row("no-deny-list", "/ads", rs({"provider": "custom", "allowedConsentIds": ["Advertising"]}), MISSING),
+    row("segment-shape-is-not-read", "/ads", encode(event({"Advertising": True})), MISSING),
+    row("deny-list-not-a-list", "/ads", rs({"deniedConsentIds": "Advertising"}), INVALID),
+    row("number-in-deny-list", "/ads", rs({"deniedConsentIds": ["C0004", 7]}), INVALID),
+    row("provider-not-a-string", "/ads", rs({"provider": 1, "deniedConsentIds": []}), INVALID),
+    row("go-reads-DeniedConsentIDs", "/ads",
+        rs({"DeniedConsentIDs": ["Advertising"], "deniedConsentIds": []}), INVALID),
+    row("id-with-nul", "/ads", rs({"deniedConsentIds": ["Advertising\u0000x"]}), INVALID),
+]
+
+
+@pytest.mark.parametrize("path, body, headers, expect", RUDDERSTACK)
+def test_rudderstack_consent(envoys, upstream, path, body, headers, expect):
+    send(envoys.get("rudderstack"), upstream, path, body, headers, expect)
+
+
+BOTH = encode(event({"Advertising": True}, context={
+    "consent": {"categoryPreferences": {"Advertising": True}},
+    "consentManagement": {"deniedConsentIds": []}}))
+
+AUTO = [
+    row("segment-shape", "/ads", encode(event({"Advertising": True})), ALLOW),
+    row("segment-shape-refused", "/ads", encode(event({"Advertising": False})), denied("Advertising")),
+    row("rudderstack-shape", "/ads", rs({"deniedConsentIds": []}), ALLOW),
+    row("rudderstack-shape-refused", "/ads", rs({"deniedConsentIds": ["Advertising"]}), denied("Advertising")),
+    row("neither", "/ads", encode(event()), MISSING),
+    row("both-is-ambiguous", "/ads", BOTH, INVALID),
+]
+
+
+@pytest.mark.parametrize("path, body, headers, expect", AUTO)
+def test_auto_reads_either_shape_and_refuses_both(envoys, upstream, path, body, headers, expect):
+    send(envoys.get("auto"), upstream, path, body, headers, expect)
+
+
+def test_segment_format_ignores_the_rudderstack_shape(gate, upstream):
+    send(gate, upstream, "/ads", BOTH, JSON, ALLOW)
+
+
+# ---- Global Privacy Control -------------------------------------------------------------------------
+
+BOTH_CONSENTED = encode(event({"Advertising": True, "Analytics": True}))
+
+GLOBAL_PRIVACY_CONTROL = [
+    row("no-signal", "/gpc", BOTH_CONSENTED, ALLOW),
+    row("signal-withdraws-advertising", "/gpc", BOTH_CONSENTED, denied("Advertising"), GPC),
+    row("only-1-counts", "/gpc", BOTH_CONSENTED, ALLOW, {**JSON, "sec-gpc": "true"}),
+    row("0-is-no-signal", "/gpc", BOTH_CONSENTED, ALLOW, {**JSON, "sec-gpc": "0"}),
+    row("route-without-gpc-denies", "/multi", BOTH_CONSENTED, ALLOW, GPC),
+    row("consent-event-still-passes", "/gpc", encode(event(name="Consent Change")), ALLOW, GPC),
+]
+
+
+@pytest.mark.parametrize("path, body, headers, expect", GLOBAL_PRIVACY_CONTROL)
+def test_global_privacy_control(gate, upstream, path, body, headers, expect):
+    # An allowed request reaches the destination with its Sec-GPC header: never stripped.
+    send(gate, upstream, path, body, headers, expect)
+
+
+def test_two_gpc_lines_one_saying_1_withdraw(gate, upstream):
+    head = (b"POST /gpc HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+            b"sec-gpc: 0\r\nsec-gpc: 1\r\ncontent-length: %d\r\n\r\n" % len(BOTH_CONSENTED))
+    with clients.RawHttp1(gate.port) as conn:
+        conn.send(head + BOTH_CONSENTED)
+        resp = conn.read_response()
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+
+
+def test_a_routes_rule_carries_destination_and_gpc(envoys, upstream):
+    envoy = envoys.get("sources_rules")
+    send(envoy, upstream, "/any/v1/track", seg(True), JSON, ALLOW)
+    upstream.reset()
+    send(envoy, upstream, "/any/v1/track", seg(True, {"Mixpanel": False}), JSON, OFF)
+    send(envoy, upstream, "/any/v1/track", seg(True), GPC, denied("Advertising"))
+    send(envoy, upstream, "/any/v1/track", rs({"deniedConsentIds": ["Advertising"]}), JSON, denied("Advertising"))
+
+
+# ---- a real RudderStack client ----------------------------------------------------------------------
+
+WRITE_KEY = "wk_consent_gate_rudder"
+
+
+def cm(denied_ids, **more) -> dict:
+    return {"consentManagement": {"deniedConsentIds": denied_ids, **more}}
+
+
+# (call, kwargs, reaches the destination). The `rudderstack` Envoy gates `/` (the SDK posts to
+# /v1/batch) by Analytics.
+RUDDER_CALLS = [
+    ("track", dict(event="Order Completed", properties={"revenue": 42.5},
+                   context=cm(["C0004"], provider="oneTrust", resolutionStrategy="and",
+                              allowedConsentIds=["Analytics"])), True),
+    ("track", dict(event="Order Completed", context=cm(["Analytics"], provider="oneTrust",
+                                                       resolutionStrategy="and")), False),
+    ("identify", dict(traits={"plan": "pro"}, context=cm([], provider="custom")), True),
+    ("page", dict(name="Home", context=cm(["Analytics"], provider="custom")), False),
+    ("track", dict(event="No Consent"), False),
+    ("screen", dict(name="Cart", context=cm(["Advertising"], provider="ketch", resolutionStrategy="or")), True),
+    ("group", dict(group_id="g-1", traits={"name": "ACME"},
+                   context=cm([], allowedConsentIds={"Analytics": "Analytics"})), True),
+    ("track", dict(event="Bad Consent", context={"consentManagement": {"deniedConsentIds": "Analytics"}}), False),
+]
+
+
+@pytest.mark.parametrize("gzip", [False, True], ids=["gzip-off", "gzip-on"])
+def test_real_rudderstack_client_upstream_gets_exactly_the_consented_events(envoys, upstream, capsys, gzip):
+    """All of RUDDER_CALLS in one batch (the upstream gets the consented ones, the client a 200),
+    then only the refused ones (the client gets a 403, once: RudderStack's client does not retry
+    a 4xx other than 429)."""
+    from rudderstack.analytics import Client
+    from rudderstack.analytics.version import VERSION
+
+    envoy = envoys.get("rudderstack")
+    errors: list[tuple[int, list[str]]] = []
+
+    def on_error(exc, batch):
+        errors.append((getattr(exc, "status", 0), [m["messageId"] for m in batch]))
+
+    prefix = f"rs-{'gz' if gzip else 'plain'}"
+    sent, expected, refused = {}, [], []
+
+    def drive(calls, label):
+        client = Client(WRITE_KEY, host=f"http://127.0.0.1:{envoy.port}", gzip=gzip,
+                        upload_size=len(calls), upload_interval=0.2, max_retries=0, timeout=5,
+                        on_error=on_error)
+        try:
+            for n, (method, kwargs, consented) in enumerate(calls):
+                mid = f"{prefix}-{label}-{n}"
+                queued, msg = getattr(client, method)(user_id="rs-user", **kwargs, message_id=mid)
+                assert queued, msg
+                sent[mid] = json.loads(json.dumps(msg, default=str))
+                (expected if consented else refused).append(mid)
+            client.flush()
+        finally:
+            client.shutdown()
+
+    drive(RUDDER_CALLS, "mixed")
+    drive([c for c in RUDDER_CALLS if not c[2]], "refused")
+    time.sleep(SETTLE_SECONDS)
+
+    received = []
+    auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    for req in upstream.requests:
+        assert (req.method, req.path) == ("POST", "/v1/batch"), req
+        assert req.header("authorization") == auth, req.header_lines
+        assert req.header_values("content-encoding") == (["gzip"] if gzip else []), req.header_lines
+        doc = json.loads(decompress("gzip" if gzip else None, req.body))
+        for item in doc["batch"]:
+            assert item["messageId"] in sent, item
+            received.append(item["messageId"])
+    with capsys.disabled():
+        print(f"\nrudder-sdk-python {VERSION} gzip={'on' if gzip else 'off'}: sent {len(sent)} events "
+              f"in 2 batches; expected {len(expected)}; upstream received {len(received)} in "
+              f"{len(upstream.requests)} requests; client refusals: {errors}")
+    assert received == expected, f"expected {expected}, received {received}"
+    assert [status for status, _ in errors] == [403], errors
+    assert sorted(errors[0][1]) == sorted(m for m in refused if "-refused-" in m), errors
