@@ -8,6 +8,10 @@ real Go program decoding Segment structs, which folds key case and takes the kin
 the endpoint) must read the same kind, the same items, and the same consent for the route's
 categories, and that consent must be one the route allows. A body the filter refuses proves
 nothing here; a forwarded body that the readers disagree on is a leak.
+
+The second test does the same through the `auto` Envoy with bodies in both consent shapes
+(Segment's and RudderStack's, which the Go reader decodes into rudder-server's own struct) and
+`integrations` objects, on routes with and without a destination.
 """
 
 from __future__ import annotations
@@ -60,10 +64,13 @@ def spell(rng: random.Random, key: str, hostility: float) -> str:
 
 
 class Body:
-    """JSON text built member by member, so that keys can repeat and be misspelled."""
+    """JSON text built member by member, so that keys can repeat and be misspelled. With
+    `both_shapes`, contexts carry Segment's consent, RudderStack's, or both, and events and
+    batches sometimes an `integrations` object."""
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, both_shapes: bool = False):
         self.rng = rng
+        self.both_shapes = both_shapes
         # The share of keys misspelled or repeated in the body being built.
         self.hostility = 0.0
 
@@ -84,7 +91,38 @@ class Body:
             "categoryPreferences": self.preferences,
             "type": lambda: json.dumps(self.rng.choice(TYPES)),
             "event": lambda: json.dumps(self.rng.choice(NAMES)),
+            "consentManagement": self.consent_management,
+            "deniedConsentIds": self.ids,
+            "allowedConsentIds": lambda: self.rng.choice([self.ids(), '{"C0001":"Necessary"}']),
+            "provider": lambda: json.dumps(self.rng.choice(["custom", "oneTrust", "ketch", "custom", 1])),
+            "resolutionStrategy": lambda: json.dumps(self.rng.choice(["or", "and", "any", "or\u0000"])),
+            "integrations": self.integrations,
+            "Mixpanel": lambda: self.rng.choice(["true", "false", "false", "{}", '"false"', "0", "null"]),
+            "All": lambda: self.rng.choice(["true", "false", "false", "{}", '"false"', "0", "null"]),
         }.get(key, lambda: json.dumps("x"))()
+
+    def ids(self) -> str:
+        if self.rng.random() < 0.05:
+            return self.rng.choice(['"Advertising"', "null", '["Advertising",7]', '["Advertising",null]'])
+        pool = ["Advertising", "Analytics", "advertising", "C0004", "", "Advertising\u0000"]
+        return json.dumps([i for i in pool if self.rng.random() < 0.3])
+
+    def consent_management(self) -> str:
+        if self.rng.random() < 0.03:
+            return '["Advertising"]'
+        members = [(k, self.value_for(k)) for k, p in (("deniedConsentIds", 0.9), ("allowedConsentIds", 0.4),
+                                                      ("provider", 0.6), ("resolutionStrategy", 0.6))
+                   if self.rng.random() < p]
+        return self.obj(members)
+
+    def integrations(self) -> str:
+        if self.rng.random() < 0.03:
+            return '["Mixpanel"]'
+        members = [(k, self.value_for(k)) for k, p in (("Mixpanel", 0.5), ("All", 0.4), ("Amplitude", 0.2))
+                   if self.rng.random() < p]
+        if self.rng.random() < 0.1:
+            members.append(("mixpanel", "false"))
+        return self.obj(members)
 
     def preferences(self) -> str:
         chosen = ["Advertising", "Analytics"] + self.rng.sample(CATEGORIES, self.rng.randrange(0, 3))
@@ -100,8 +138,15 @@ class Body:
 
     def context(self) -> str:
         members = [("library", '{"name":"gen"}')]
-        if self.rng.random() < 0.9:
+        if not self.both_shapes:
+            if self.rng.random() < 0.9:
+                members.append(("consent", self.consent()))
+            return self.obj(members)
+        shape = self.rng.random()
+        if shape < 0.45 or shape >= 0.9:
             members.append(("consent", self.consent()))
+        if shape >= 0.45:
+            members.append(("consentManagement", self.consent_management()))
         return self.obj(members)
 
     def event(self, message_id: str, call: str | None = None) -> str:
@@ -112,6 +157,8 @@ class Body:
         members.append(("event", json.dumps(self.rng.choice(NAMES))))
         if self.rng.random() < 0.9:
             members.append(("context", self.context()))
+        if self.both_shapes and self.rng.random() < 0.6:
+            members.append(("integrations", self.integrations()))
         return self.obj(members)
 
     def batch(self, message_id: str) -> str:
@@ -119,6 +166,8 @@ class Body:
         members = [("batch", f"[{items}]"), ("sentAt", '"2026-11-29T00:00:00Z"')]
         if self.rng.random() < 0.4:
             members.append(("context", self.context()))
+        if self.both_shapes and self.rng.random() < 0.4:
+            members.append(("integrations", self.integrations()))
         if self.rng.random() < self.hostility:
             members.append((self.rng.choice(["type", "userId", "event", "properties"]), '"x"'))
         return self.obj(members)
@@ -142,6 +191,74 @@ def generate(n: int):
         if encoding:
             raw = gzip.compress(raw, mtime=0)
         yield i, path, ROUTES[route], raw, encoding
+
+
+# The second run: the `auto` Envoy (consent_format auto) reads either consent shape; /mixpanel also
+# names its destination, so `integrations` decides there.
+ROUTES_BOTH = {"/ads": (["Advertising"], None), "/multi": (["Advertising", "Analytics"], None),
+               "/mixpanel": (["Advertising"], "Mixpanel")}
+
+
+def generate_both(n: int):
+    rng = random.Random(SEED + 1)
+    body = Body(rng, both_shapes=True)
+    for i in range(n):
+        route = rng.choices(list(ROUTES_BOTH), weights=[1, 1, 2])[0]
+        endpoint = rng.choice(ENDPOINTS)
+        body.hostility = rng.choice([0.0, 0.0, 0.05, 0.15, 0.4])
+        call = {"/v1/track": "track", "/v1/t": "track", "/v1/identify": "identify",
+                "/v1/page": "page"}.get(endpoint)
+        batch_endpoint = endpoint in ("/v1/batch", "/v1/b", "/v1/import")
+        as_batch = rng.random() < (0.9 if batch_endpoint else 0.2 if call is None else 0.05)
+        text = body.batch(f"n{i}") if as_batch else body.event(f"n{i}", call)
+        raw = text.encode()
+        encoding = "gzip" if rng.random() < 0.2 else None
+        if encoding:
+            raw = gzip.compress(raw, mtime=0)
+        categories, destination = ROUTES_BOTH[route]
+        yield i, route + endpoint, categories, destination, raw, encoding
+
+
+def listed(item: dict, path: str) -> bool:
+    """An allow-listed track call by body (and endpoint, where it names a call)."""
+    last = path.rstrip("/").rsplit("/", 1)[-1].lower()
+    track_endpoint = last in ("track", "t") or last not in (
+        "identify", "i", "page", "p", "screen", "s", "group", "g", "alias", "a", "batch", "b", "import")
+    return item["type"] == "track" and item["event"] in ALWAYS_ALLOW and (
+        track_endpoint or last in ("batch", "b", "import"))
+
+
+def on(entries) -> bool:
+    """Segment's rule on [the destination's entry, All's]: on unless the destination is off, or
+    All is off and the destination unnamed; only true, false and objects are read alike."""
+    dest, everything = entries or (None, None)
+    if dest is not None:
+        return dest in ("true", "object")
+    return everything in (None, "true", "object")
+
+
+def allowed_both(item: dict, categories: list[str], path: str, destination: str | None) -> bool:
+    """The `auto` route's policy on one reader's item (match all; on_missing_consent deny)."""
+    if not listed(item, path):
+        segment, rudder = item["consent"], item["rudder"]
+        if segment is not None and rudder is not None:
+            return False  # both shapes: refused as ambiguous
+        if rudder is not None:
+            if rudder == "unusable":
+                return False
+            any_ = rudder["provider"] != "custom" and rudder["strategy"] == "or"
+            kept = [not rudder["denied"][c] for c in categories]
+            if not (any(kept) if any_ else all(kept)):
+                return False
+        elif not (isinstance(segment, dict) and all(segment.get(c) is True for c in categories)):
+            return False
+    if destination:
+        got = item["integrations"]
+        mine, batch = got["item"], got["batch"]
+        whole = mine if mine is not None else batch
+        merged = [(mine or [None, None])[k] or (batch or [None, None])[k] for k in (0, 1)]
+        return on(whole) and on(merged)
+    return True
 
 
 def allowed(item: dict, categories: list[str], path: str) -> bool:
@@ -205,3 +322,55 @@ def test_every_forwarded_body_reads_alike(gate, upstream):
             for item in r["items"]:
                 assert allowed(item, categories, path), (
                     f"body {i}: {name} reads an item the route does not allow: {item}\n{sent[i][2]!r}")
+
+
+def test_every_forwarded_body_reads_alike_with_both_consent_shapes_and_integrations(envoys, upstream):
+    """The same, through the `auto` Envoy: Segment's and RudderStack's consent shapes (the Go
+    reader decodes consentManagement into rudder-server's own struct), and on /mixpanel the
+    route's destination in `integrations`, batch-level objects included."""
+    envoy = envoys.get("auto")
+    sent, statuses = {}, {}
+    for i, path, categories, destination, raw, encoding in generate_both(BODIES):
+        headers = {"content-type": "application/json", "x-e2e-id": f"both-{i}"}
+        if encoding:
+            headers["content-encoding"] = encoding
+        resp = clients.http1(envoy.port, "POST", path, raw, headers)
+        assert resp.status == 200 or resp.header("x-consent-gate-reason"), resp
+        sent[i] = (path, categories, destination, raw, encoding)
+        statuses[i] = resp.status
+    time.sleep(SETTLE_SECONDS)
+    forwarded = {}
+    for req in upstream.requests:
+        i = int(req.header("x-e2e-id").removeprefix("both-"))
+        assert i not in forwarded, f"body {i} received twice"
+        forwarded[i] = (req.path, req.body)
+    assert sorted(forwarded) == sorted(i for i, s in statuses.items() if s == 200)
+    assert 0.1 * BODIES < len(forwarded) < 0.9 * BODIES, len(forwarded)
+
+    ids = sorted(forwarded)
+    go = read_go([(forwarded[i][0], forwarded[i][1], sent[i][1], sent[i][4], sent[i][2]) for i in ids])
+    checked = {"rudder": 0, "integrations": 0}
+    for i, go_reading in zip(ids, go):
+        path, body = forwarded[i]
+        _, categories, destination, _, encoding = sent[i]
+        readings = {
+            "last_wins": read_last_wins(path, body, categories, encoding, destination),
+            "first_wins": read_first_wins(path, body, categories, encoding, destination),
+            "go": go_reading,
+        }
+        clean = {name: r for name, r in readings.items() if readable(r)}
+        views = {name: (r["kind"], [{k: v for k, v in item.items() if k != "messageId"}
+                                    for item in r["items"]])
+                 for name, r in clean.items()}
+        assert len(set(json.dumps(v, sort_keys=True) for v in views.values())) <= 1, (
+            f"body {i} at {path} read differently:\n{sent[i][3]!r}\n{json.dumps(readings, indent=1)}")
+        for name, r in clean.items():
+            for item in r["items"]:
+                assert allowed_both(item, categories, path, destination), (
+                    f"body {i}: {name} reads an item the route does not allow: {item}\n{sent[i][3]!r}")
+        for item in go_reading["items"]:
+            checked["rudder"] += item["rudder"] is not None
+            checked["integrations"] += bool(item["integrations"] and (
+                item["integrations"]["item"] or item["integrations"]["batch"]))
+    # The new shapes must be forwarded in quantity, or this proves little about them.
+    assert checked["rudder"] > 100 and checked["integrations"] > 60, checked

@@ -24,8 +24,9 @@ def prefs(**values) -> dict:
     return {"consent": {"categoryPreferences": values}}
 
 
-def item(type=None, event=None, message_id=None, consent=None) -> dict:
-    return {"type": type, "event": event, "messageId": message_id, "consent": consent}
+def item(type=None, event=None, message_id=None, consent=None, rudder=None, integrations=None) -> dict:
+    return {"type": type, "event": event, "messageId": message_id, "consent": consent,
+            "rudder": rudder, "integrations": integrations}
 
 
 def one(kind: str, *items, error=None) -> dict:
@@ -193,3 +194,62 @@ def test_building_without_go_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match="golang-go"):
         build_go_oracle(tmp_path / "cache")
+
+
+def cm(**fields) -> dict:
+    return {"consentManagement": fields}
+
+
+def denied(advertising: bool, analytics: bool, provider: str = "", strategy: str = "") -> dict:
+    return {"denied": {"Advertising": advertising, "Analytics": analytics}, "provider": provider,
+            "strategy": strategy}
+
+
+RUDDERSTACK = {
+    "denied list": ({"type": "track", "context": cm(deniedConsentIds=["Analytics", "C9"], provider="ketch",
+                                                     resolutionStrategy="or", allowedConsentIds={"C1": "x"})},
+                    denied(False, True, "ketch", "or")),
+    "empty list": ({"type": "track", "context": cm(deniedConsentIds=[])}, denied(False, False)),
+    "no deny list": ({"type": "track", "context": cm(allowedConsentIds=["Advertising"])}, "unusable"),
+    "not an object": ({"type": "track", "context": {"consentManagement": ["Advertising"]}}, "unusable"),
+    "a number in the list": ({"type": "track", "context": cm(deniedConsentIds=["Advertising", 7])}, "unusable"),
+    "provider a number": ({"type": "track", "context": cm(deniedConsentIds=[], provider=1)}, "unusable"),
+}
+
+
+@pytest.mark.parametrize("message, expected", RUDDERSTACK.values(), ids=RUDDERSTACK.keys())
+def test_rudderstack_consent_is_read_as_rudder_server_reads_it(message, expected):
+    readings = read_all("/v1/track", body(message), CATEGORIES)
+    for name, reading in readings.items():
+        assert reading["items"][0]["rudder"] == expected, (name, reading)
+
+
+def test_a_batch_item_takes_the_batchs_consent_management():
+    batch = {"batch": [{"type": "track"}, {"type": "track", "context": cm(deniedConsentIds=[])}],
+             "context": cm(deniedConsentIds=["Advertising"])}
+    for name, reading in read_all("/v1/batch", body(batch), CATEGORIES).items():
+        assert [i["rudder"] for i in reading["items"]] == [denied(True, False), denied(False, False)], name
+
+
+def test_go_folds_consent_management_keys():
+    raw = rb'{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"DeniedConsentIDs":["Advertising"]}}}'
+    readings = read_all("/v1/track", raw, CATEGORIES)
+    assert readings["go"]["items"][0]["rudder"] == denied(True, False)
+    assert readings["last_wins"]["items"][0]["rudder"] == denied(False, False)
+
+
+def test_integrations_entries_item_and_batch():
+    batch = {"batch": [{"type": "track", "integrations": {"Mixpanel": {"k": 1}, "All": False}},
+                       {"type": "track"}],
+             "integrations": {"Mixpanel": False, "mixpanel": True}}
+    for name, reading in read_all("/v1/batch", body(batch), CATEGORIES, destination="Mixpanel").items():
+        assert [i["integrations"] for i in reading["items"]] == [
+            {"item": ["object", "false"], "batch": ["false", None]},
+            {"item": None, "batch": ["false", None]},
+        ], name
+    single = {"type": "track", "integrations": {"All": "no"}}
+    for name, reading in read_all("/v1/track", body(single), CATEGORIES, destination="Mixpanel").items():
+        assert reading["items"][0]["integrations"] == {"item": [None, "other"], "batch": None}, name
+    # Without a destination nothing of it is read.
+    for name, reading in read_all("/v1/track", body(single), CATEGORIES).items():
+        assert reading["items"][0]["integrations"] is None, name

@@ -11,6 +11,13 @@ returns the same shape, for the categories asked about:
                          | {"<category>": bool}  # True only for JSON true
                }, ...]}
 
+Each item also has "rudder" — RudderStack's `context.consentManagement` as rudder-server reads it:
+None (absent), "unusable" (not an object, no `deniedConsentIds`, or a field of another type: what
+rudder-server ignores) or {"denied": {"<category>": bool}, "provider": str, "strategy": str} — and
+"integrations": None, or when a destination is given {"item": entries | None, "batch": entries |
+None}, entries being [the destination's, All's], each None (absent), "true", "false", "object" or
+"other". A batch item without its own `consentManagement` uses the batch's.
+
 A single event has exactly one item. A `null` value reads as absent. In a batch, an item with no
 `context.consent` of its own uses the batch's top-level one (Segment's merge rule). Category keys
 are exact in every reader. "error" is set when the body does not fit the Segment shapes (invalid
@@ -62,30 +69,33 @@ def decompress(body: bytes, content_encoding: str | None) -> bytes:
 
 
 def read_last_wins(path: str, body: bytes, categories: Sequence[str],
-                   content_encoding: str | None = None) -> dict:
+                   content_encoding: str | None = None, destination: str | None = None) -> dict:
     """A Python receiver: `json.loads`, the last of duplicate keys wins, the body (not `path`)
     decides the kind."""
-    return _read_python(body, categories, content_encoding, first_wins=False)
+    return _read_python(body, categories, content_encoding, first_wins=False, destination=destination)
 
 
 def read_first_wins(path: str, body: bytes, categories: Sequence[str],
-                    content_encoding: str | None = None) -> dict:
+                    content_encoding: str | None = None, destination: str | None = None) -> dict:
     """As read_last_wins, but the first of duplicate keys wins."""
-    return _read_python(body, categories, content_encoding, first_wins=True)
+    return _read_python(body, categories, content_encoding, first_wins=True, destination=destination)
 
 
 def read_go(requests: Iterable[Sequence]) -> list[dict]:
-    """The Go oracle's reading of each request, a (path, body, categories) or
-    (path, body, categories, content_encoding) tuple, in order. The oracle decompresses itself."""
+    """The Go oracle's reading of each request, a (path, body, categories), (path, body,
+    categories, content_encoding) or (..., content_encoding, destination) tuple, in order. The
+    oracle decompresses itself."""
     lines = []
     for request in requests:
         path, body, categories, *rest = request
         encoding = _encoding(rest[0] if rest else None)
+        destination = rest[1] if len(rest) > 1 else None
         lines.append(json.dumps({
             "path": path,
             "body_b64": base64.b64encode(bytes(body)).decode("ascii"),
             "categories": list(categories),
             "content_encoding": encoding,
+            "destination": destination or "",
         }))
     if not lines:
         return []
@@ -100,12 +110,12 @@ def read_go(requests: Iterable[Sequence]) -> list[dict]:
 
 
 def read_all(path: str, body: bytes, categories: Sequence[str],
-             content_encoding: str | None = None) -> dict[str, dict]:
+             content_encoding: str | None = None, destination: str | None = None) -> dict[str, dict]:
     """Every reader's reading of one request, by reader name."""
     return {
-        "last_wins": read_last_wins(path, body, categories, content_encoding),
-        "first_wins": read_first_wins(path, body, categories, content_encoding),
-        "go": read_go([(path, body, categories, content_encoding)])[0],
+        "last_wins": read_last_wins(path, body, categories, content_encoding, destination),
+        "first_wins": read_first_wins(path, body, categories, content_encoding, destination),
+        "go": read_go([(path, body, categories, content_encoding, destination)])[0],
     }
 
 
@@ -155,7 +165,7 @@ def _first_wins_object(pairs: list) -> dict:
 
 
 def _read_python(body: bytes, categories: Sequence[str], content_encoding: str | None,
-                 first_wins: bool) -> dict:
+                 first_wins: bool, destination: str | None = None) -> dict:
     errors: list[str] = []
     _encoding(content_encoding)  # an unsupported one is the caller's mistake, not a read error
     try:
@@ -164,20 +174,22 @@ def _read_python(body: bytes, categories: Sequence[str], content_encoding: str |
     except (ValueError, RecursionError, EOFError, OSError, zlib.error) as exc:
         # Nothing decoded: an empty event, as Go leaves its struct.
         return {"kind": "event", "error": f"{type(exc).__name__}: {exc}",
-                "items": [_item({}, None, categories, errors, "body")]}
+                "items": [_item({}, None, categories, errors, "body", destination)]}
     if isinstance(data, dict) and "batch" in data:
         kind = "batch"
         # The batch's consent is read once; items without their own use that reading.
         batch_context = _field(data, "context", dict, errors, "context")
         batch_consent = _consent(_field(batch_context, "consent", dict, errors, "context.consent"),
                                  categories, errors, "context.consent")
+        batch_rudder = _rudder(batch_context, categories)
+        batch_entries = _entries(data, destination, errors, "integrations") if destination else None
         batch = _field(data, "batch", list, errors, "batch") or []
         items = [_item(_as_object(entry, errors, f"batch[{i}]"), batch_consent, categories, errors,
-                       f"batch[{i}]")
+                       f"batch[{i}]", destination, batch_rudder, batch_entries, in_batch=True)
                  for i, entry in enumerate(batch)]
     else:
         kind = "event"
-        items = [_item(_as_object(data, errors, "body"), None, categories, errors, "body")]
+        items = [_item(_as_object(data, errors, "body"), None, categories, errors, "body", destination)]
     return {"kind": kind, "error": "; ".join(errors) or None, "items": items}
 
 
@@ -200,7 +212,8 @@ def _field(obj: dict | None, key: str, kind: type, errors: list[str], where: str
 
 
 def _item(message: dict, batch_consent, categories: Sequence[str], errors: list[str],
-          where: str) -> dict:
+          where: str, destination: str | None = None, batch_rudder=None, batch_entries=None,
+          in_batch: bool = False) -> dict:
     item = {key: _field(message, key, str, errors, f"{where}.{key}")
             for key in ("type", "event", "messageId")}
     context = _field(message, "context", dict, errors, f"{where}.context")
@@ -209,7 +222,50 @@ def _item(message: dict, batch_consent, categories: Sequence[str], errors: list[
         item["consent"] = dict(batch_consent) if isinstance(batch_consent, dict) else batch_consent
     else:
         item["consent"] = _consent(consent, categories, errors, f"{where}.context.consent")
+    own = _rudder(context if isinstance(context, dict) else None, categories)
+    item["rudder"] = own if own is not None else batch_rudder
+    item["integrations"] = None
+    if destination:
+        item["integrations"] = {"item": _entries(message, destination, errors, f"{where}.integrations"),
+                                "batch": batch_entries if in_batch else None}
     return item
+
+
+def _rudder(context: dict | None, categories: Sequence[str]):
+    """context.consentManagement as rudder-server reads it (see the module docstring)."""
+    cm = None if context is None else context.get("consentManagement")
+    if cm is None:
+        return None
+    if not isinstance(cm, dict):
+        return "unusable"
+    denied = cm.get("deniedConsentIds")
+    # Go reads a null list item as "" and a null string as "".
+    if not isinstance(denied, list) or not all(d is None or isinstance(d, str) for d in denied):
+        return "unusable"
+    texts = {}
+    for key in ("provider", "resolutionStrategy"):
+        value = cm.get(key)
+        if value is not None and not isinstance(value, str):
+            return "unusable"
+        texts[key] = value or ""
+    return {"denied": {c: c in denied for c in categories}, "provider": texts["provider"],
+            "strategy": texts["resolutionStrategy"]}
+
+
+def _kind(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "object" if isinstance(value, dict) else "other"
+
+
+def _entries(obj: dict, destination: str, errors: list[str], where: str):
+    """[the destination's entry, All's] in obj["integrations"] (None when it has none)."""
+    integrations = _field(obj, "integrations", dict, errors, where)
+    if integrations is None:
+        return None
+    return [_kind(integrations.get(destination)), _kind(integrations.get("All"))]
 
 
 def _consent(consent: dict | None, categories: Sequence[str], errors: list[str], where: str):

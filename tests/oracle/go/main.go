@@ -4,14 +4,24 @@
 // into the one already decoded, so objects merge key by key), reads JSON null as "absent", and
 // picks the body's kind from the endpoint, not from the body.
 //
+// It also reads RudderStack's context.consentManagement into rudder-server's own struct
+// (processor/consent.go: a field of another type makes the whole object unusable, as
+// rudder-server then ignores it), and, when a destination is given, its entry and All's in the
+// integrations object (a map: exact keys, the last duplicate wins).
+//
 // Input, one JSON line per request:
 //
-//	{"path": "/v1/track", "body_b64": "...", "categories": ["Advertising"], "content_encoding": "gzip"}
+//	{"path": "/v1/track", "body_b64": "...", "categories": ["Advertising"], "content_encoding": "gzip",
+//	 "destination": "Mixpanel"}
 //
 // Output, one JSON line per input line:
 //
 //	{"kind": "batch"|"event", "error": null|"...", "items": [{"type": ..., "event": ...,
-//	 "messageId": ..., "consent": null|"no_preferences"|{"Advertising": true, ...}}]}
+//	 "messageId": ..., "consent": null|"no_preferences"|{"Advertising": true, ...},
+//	 "rudder": null|"unusable"|{"denied": {"Advertising": false, ...}, "provider": "", "strategy": ""},
+//	 "integrations": null|{"item": null|[dest, all], "batch": null|[dest, all]}}]}
+//
+// where dest and all are null (absent), "true", "false", "object" or "other".
 package main
 
 import (
@@ -33,20 +43,31 @@ type Consent struct {
 	CategoryPreferences map[string]bool `json:"categoryPreferences"`
 }
 
+// ConsentManagementInfo is rudder-server's (processor/consent.go).
+type ConsentManagementInfo struct {
+	DeniedConsentIDs   []string    `json:"deniedConsentIds"`
+	AllowedConsentIDs  interface{} `json:"allowedConsentIds"`
+	Provider           string      `json:"provider"`
+	ResolutionStrategy string      `json:"resolutionStrategy"`
+}
+
 type Context struct {
-	Consent *Consent `json:"consent"`
+	Consent           *Consent        `json:"consent"`
+	ConsentManagement json.RawMessage `json:"consentManagement"`
 }
 
 type Message struct {
-	Type      *string  `json:"type"`
-	Event     *string  `json:"event"`
-	MessageID *string  `json:"messageId"`
-	Context   *Context `json:"context"`
+	Type         *string         `json:"type"`
+	Event        *string         `json:"event"`
+	MessageID    *string         `json:"messageId"`
+	Context      *Context        `json:"context"`
+	Integrations json.RawMessage `json:"integrations"`
 }
 
 type Batch struct {
-	Batch   []json.RawMessage `json:"batch"`
-	Context *Context          `json:"context"`
+	Batch        []json.RawMessage `json:"batch"`
+	Context      *Context          `json:"context"`
+	Integrations json.RawMessage   `json:"integrations"`
 }
 
 type request struct {
@@ -54,13 +75,99 @@ type request struct {
 	BodyB64         string   `json:"body_b64"`
 	Categories      []string `json:"categories"`
 	ContentEncoding string   `json:"content_encoding"`
+	Destination     string   `json:"destination"`
+}
+
+type rudderReading struct {
+	Denied   map[string]bool `json:"denied"`
+	Provider string          `json:"provider"`
+	Strategy string          `json:"strategy"`
+}
+
+type integrationsReading struct {
+	Item  []interface{} `json:"item"`
+	Batch []interface{} `json:"batch"`
 }
 
 type item struct {
-	Type      *string     `json:"type"`
-	Event     *string     `json:"event"`
-	MessageID *string     `json:"messageId"`
-	Consent   interface{} `json:"consent"` // nil, "no_preferences" or map[string]bool
+	Type         *string              `json:"type"`
+	Event        *string              `json:"event"`
+	MessageID    *string              `json:"messageId"`
+	Consent      interface{}          `json:"consent"` // nil, "no_preferences" or map[string]bool
+	Rudder       interface{}          `json:"rudder"`  // nil, "unusable" or rudderReading
+	Integrations *integrationsReading `json:"integrations"`
+}
+
+// isNull: a raw value that is absent or JSON null (Go reads both as absent).
+func isNull(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) == 0 || string(t) == "null"
+}
+
+// rudder reads consentManagement as rudder-server does.
+func rudder(raw json.RawMessage, categories []string) interface{} {
+	if isNull(raw) {
+		return nil
+	}
+	var info ConsentManagementInfo
+	if err := json.Unmarshal(raw, &info); err != nil {
+		return "unusable"
+	}
+	if info.DeniedConsentIDs == nil {
+		// No deny list: the decision has nothing to go on.
+		return "unusable"
+	}
+	denied := make(map[string]bool, len(categories))
+	for _, c := range categories {
+		for _, id := range info.DeniedConsentIDs {
+			if id == c {
+				denied[c] = true
+			}
+		}
+		if !denied[c] {
+			denied[c] = false
+		}
+	}
+	return rudderReading{Denied: denied, Provider: info.Provider, Strategy: info.ResolutionStrategy}
+}
+
+func kind(v interface{}, present bool) interface{} {
+	if !present || v == nil {
+		return nil
+	}
+	switch t := v.(type) {
+	case bool:
+		if t {
+			return "true"
+		}
+		return "false"
+	case map[string]interface{}:
+		return "object"
+	default:
+		return "other"
+	}
+}
+
+// entries: the destination's and All's entries of an integrations value (nil when absent); an
+// error when it is not an object.
+func entries(raw json.RawMessage, destination string) ([]interface{}, error) {
+	if isNull(raw) {
+		return nil, nil
+	}
+	var m map[string]interface{}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	d, hasD := m[destination]
+	a, hasA := m["All"]
+	return []interface{}{kind(d, hasD), kind(a, hasA)}, nil
+}
+
+func rudderRaw(c *Context) json.RawMessage {
+	if c == nil {
+		return nil
+	}
+	return c.ConsentManagement
 }
 
 type result struct {
@@ -128,6 +235,8 @@ func decompress(body []byte, encoding string) ([]byte, error) {
 
 func newItem(m Message, consent *Consent, categories []string) item {
 	it := item{Type: m.Type, Event: m.Event, MessageID: m.MessageID}
+	cm := rudderRaw(m.Context)
+	it.Rudder = rudder(cm, categories)
 	switch {
 	case consent == nil:
 	case consent.CategoryPreferences == nil:
@@ -149,7 +258,7 @@ func consentOf(c *Context) *Consent {
 	return c.Consent
 }
 
-func read(path string, raw []byte, encoding string, categories []string) result {
+func read(path string, raw []byte, encoding string, categories []string, destination string) result {
 	res := result{Kind: "event", Items: []item{}}
 	var errs []string
 	body, err := decompress(raw, encoding)
@@ -172,8 +281,17 @@ func read(path string, raw []byte, encoding string, categories []string) result 
 		if err := json.Unmarshal(body, &b); err != nil {
 			errs = append(errs, err.Error())
 		}
-		// Segment's merge: an item without its own context.consent uses the batch's.
+		// Segment's merge: an item without its own context.consent uses the batch's (and so
+		// for consentManagement).
 		batchConsent := consentOf(b.Context)
+		batchRudder := rudderRaw(b.Context)
+		var batchEntries []interface{}
+		if destination != "" {
+			var err error
+			if batchEntries, err = entries(b.Integrations, destination); err != nil {
+				errs = append(errs, "integrations: "+err.Error())
+			}
+		}
 		for i, rawItem := range b.Batch {
 			var m Message
 			if err := json.Unmarshal(rawItem, &m); err != nil {
@@ -183,14 +301,33 @@ func read(path string, raw []byte, encoding string, categories []string) result 
 			if consent == nil {
 				consent = batchConsent
 			}
-			res.Items = append(res.Items, newItem(m, consent, categories))
+			it := newItem(m, consent, categories)
+			if isNull(rudderRaw(m.Context)) {
+				it.Rudder = rudder(batchRudder, categories)
+			}
+			if destination != "" {
+				mine, err := entries(m.Integrations, destination)
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("batch[%d].integrations: %v", i, err))
+				}
+				it.Integrations = &integrationsReading{Item: mine, Batch: batchEntries}
+			}
+			res.Items = append(res.Items, it)
 		}
 	default:
 		var m Message
 		if err := json.Unmarshal(body, &m); err != nil {
 			errs = append(errs, err.Error())
 		}
-		res.Items = append(res.Items, newItem(m, consentOf(m.Context), categories))
+		it := newItem(m, consentOf(m.Context), categories)
+		if destination != "" {
+			mine, err := entries(m.Integrations, destination)
+			if err != nil {
+				errs = append(errs, "integrations: "+err.Error())
+			}
+			it.Integrations = &integrationsReading{Item: mine}
+		}
+		res.Items = append(res.Items, it)
 	}
 	if len(errs) > 0 {
 		text := strings.Join(errs, "; ")
@@ -220,7 +357,7 @@ func main() {
 			if err != nil {
 				fatal("input line %d: body_b64: %v", n, err)
 			}
-			if err := enc.Encode(read(req.Path, body, req.ContentEncoding, req.Categories)); err != nil {
+			if err := enc.Encode(read(req.Path, body, req.ContentEncoding, req.Categories, req.Destination)); err != nil {
 				fatal("output: %v", err)
 			}
 			if err := out.Flush(); err != nil {
