@@ -44,7 +44,8 @@ build: toolchain
 	wasm-opt $(WASM_OPT_FLAGS) target/$(TARGET)/release/consent_gate.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 	cargo build --profile native --features dynamic-module
-	cp target/native/libconsent_gate.so $(NATIVE)
+	@# A new file, not the old one overwritten: a running Envoy keeps the module it loaded.
+	cp --remove-destination target/native/libconsent_gate.so $(NATIVE)
 	@echo "built $(NATIVE) ($$(stat -c %s $(NATIVE)) bytes)"
 
 ## run: Envoy with the filter in front of a demo destination, and example requests
@@ -68,12 +69,14 @@ validate: build venv
 	  "$(ENVOY_BIN)" --mode validate -c "$$f" --log-level error >/dev/null || exit 1; \
 	done
 	cd bench/floor && cargo build --release --target $(TARGET)
+	cd bench/floor-native && cargo build --release
 	$(PY) bench/run.py --validate
 
-## bench: consent-gate vs passthrough, the wasm floor and a Lua filter under load
-## -> bench/results.md, bench/ratios.svg (QUICK=1: about a minute)
+## bench: consent-gate (proxy-wasm and dynamic module) vs passthrough, the wasm and native floors
+## and a Lua filter under load -> bench/results.md, bench/ratios.svg (QUICK=1: about 3 minutes)
 bench: build venv
 	cd bench/floor && cargo build --release --target $(TARGET)
+	cd bench/floor-native && cargo build --release
 	cargo bench --bench decision -- --warm-up-time 1 --measurement-time $(if $(QUICK),1,3)
 	$(PY) bench/run.py
 
@@ -84,7 +87,7 @@ test-modules: toolchain
 	cargo build --profile native --features dynamic-module,panic-trigger --target-dir target/panic-trigger
 	@mkdir -p dist/test/native
 	cp target/panic-trigger/$(TARGET)/release/consent_gate.wasm dist/test/consent_gate_abort.wasm
-	cp target/panic-trigger/native/libconsent_gate.so dist/test/native/libconsent_gate.so
+	cp --remove-destination target/panic-trigger/native/libconsent_gate.so dist/test/native/libconsent_gate.so
 
 ## e2e: the end-to-end suite, against each build in turn
 e2e: build venv toolchain test-modules dist oci

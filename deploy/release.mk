@@ -45,7 +45,7 @@ dist: build
 	cp $(WASM) $(RELEASE_WASM)
 	cd dist && sha256sum $(notdir $(RELEASE_WASM)) > $(notdir $(RELEASE_WASM)).sha256
 	@echo "$(RELEASE_WASM): $$(cut -d' ' -f1 $(RELEASE_WASM).sha256)"
-	cp $(NATIVE) $(RELEASE_NATIVE)
+	cp --remove-destination $(NATIVE) $(RELEASE_NATIVE)
 	cd dist && sha256sum $(notdir $(RELEASE_NATIVE)) > $(notdir $(RELEASE_NATIVE)).sha256
 	@echo "$(RELEASE_NATIVE): $$(cut -d' ' -f1 $(RELEASE_NATIVE).sha256)"
 

@@ -452,11 +452,14 @@ impl Host for NativeHost<'_> {
         let body: Cow<'_, [u8]> = match chunks.as_slice() {
             [] => Cow::Borrowed(&[]),
             [one] => Cow::Borrowed(unsafe { one.bytes() }),
-            many => Cow::Owned(
-                many.iter()
-                    .flat_map(|c| unsafe { c.bytes() }.iter().copied())
-                    .collect(),
-            ),
+            many => {
+                let total = many.iter().map(|c| c.length).sum();
+                let mut joined = Vec::with_capacity(total);
+                for chunk in many {
+                    joined.extend_from_slice(unsafe { chunk.bytes() });
+                }
+                Cow::Owned(joined)
+            }
         };
         #[cfg(feature = "panic-trigger")]
         crate::panic_trigger::check(&body);
