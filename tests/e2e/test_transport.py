@@ -2,6 +2,7 @@
 requests without a body, the upstream never seeing a gated request before its decision, ungated
 routes streaming, body size limits, and concurrent requests."""
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -377,3 +378,39 @@ def test_expect_100_continue(gate, upstream, body, expect):
         conn.send(body)
         resp = conn.read_response()
     assert_outcome(resp, upstream, expect, body, path="/ads", sent_headers=JSON)
+
+
+def _connection_kept(conn: RawHttp1) -> bool:
+    """Whether the server kept the connection open after its response."""
+    conn.sock.settimeout(0.5)
+    try:
+        return conn.sock.recv(1, socket.MSG_PEEK) != b""
+    except (socket.timeout, BlockingIOError):
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("path, body, headers, status, kept", [
+    pytest.param("/ads", encode(event({"Advertising": False})), JSON, 403, True, id="403-consent"),
+    pytest.param("/ads", encode(event()), JSON, 403, True, id="403-missing"),
+    pytest.param("/ads", b"not json", JSON, 400, False, id="400-invalid"),
+    pytest.param("/ads", encode(event({"Advertising": True})), {**JSON, "content-encoding": "br"}, 415,
+                 False, id="415-encoding"),
+    pytest.param("/ads", sized_event(1100, {"Advertising": True}), JSON, 413, False, id="413-too-large"),
+    pytest.param("/misconfigured/typo", encode(event({"Advertising": True})), JSON, 500, False,
+                 id="500-route-config"),
+])
+def test_which_local_replies_close_an_http1_connection(envoys, upstream, path, body, headers, status, kept):
+    """Envoy keeps an HTTP/1.1 connection after a consent refusal, and closes it after a local
+    400 (it treats the status as a protocol error) and after a reply sent before the body was read
+    (413 by content-length, 415, 500 for the route), whose unread body it cannot skip. The README
+    says so."""
+    envoy = envoys.get("small_body")
+    with RawHttp1(envoy.port) as conn:
+        conn.send(request_head("POST", path, {**headers, "content-length": str(len(body))}) + body)
+        resp = conn.read_response()
+        assert resp.status == status, resp
+        closing = resp.header("connection") == "close"
+        assert (not closing and _connection_kept(conn)) == kept, resp
+    assert upstream.requests == []
