@@ -104,7 +104,10 @@ soak: build venv
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 60), seeded from the test cases;
 ## findings (crashes, timeouts over 30 s, leaks) land in fuzz/artifacts/<target>/ and fail the run;
 ## slow units (a loaded machine makes them) are kept but do not
-FUZZ_TOOLCHAIN := nightly-2026-10-30
+# cargo-fuzz needs a nightly toolchain: the machine's own `nightly` when rustup has one (nothing to
+# download), else this dated one, installed with rustup.
+FUZZ_PINNED    := nightly-2026-10-30
+FUZZ_TOOLCHAIN ?= $(shell rustup toolchain list 2>/dev/null | grep -Eq '^nightly-[a-z]' && echo nightly || echo $(FUZZ_PINNED))
 FUZZ_TARGETS   := event_decision batch_rewrite decompression route_metadata plugin_config
 FUZZ_SECONDS   ?= 60
 
