@@ -29,6 +29,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod policy;
 pub mod reply;
+pub mod route_memo;
 pub mod settings;
 pub mod target;
 pub mod wire;

@@ -58,6 +58,7 @@ impl ModuleBuffer {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct ModuleHttpHeader {
     pub key_ptr: *const c_char,
     pub key_length: usize,
@@ -66,6 +67,43 @@ pub struct ModuleHttpHeader {
 }
 
 pub type KeyValuePair = ModuleHttpHeader;
+
+/// A header line Envoy owns (`envoy_dynamic_module_type_envoy_http_header`), valid until the
+/// current hook returns.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvoyHttpHeader {
+    pub key_ptr: *const c_char,
+    pub key_length: usize,
+    pub value_ptr: *const c_char,
+    pub value_length: usize,
+}
+
+impl EnvoyHttpHeader {
+    pub const EMPTY: EnvoyHttpHeader = EnvoyHttpHeader {
+        key_ptr: std::ptr::null(),
+        key_length: 0,
+        value_ptr: std::ptr::null(),
+        value_length: 0,
+    };
+
+    /// The name and the value, for the rest of the current hook.
+    ///
+    /// # Safety
+    /// As [`EnvoyBuffer::bytes`]: Envoy filled this header in the current hook.
+    pub unsafe fn pair<'a>(self) -> (&'a [u8], &'a [u8]) {
+        let key = EnvoyBuffer {
+            ptr: self.key_ptr,
+            length: self.key_length,
+        };
+        let value = EnvoyBuffer {
+            ptr: self.value_ptr,
+            length: self.value_length,
+        };
+        // SAFETY: per the caller's contract.
+        unsafe { (key.bytes(), value.bytes()) }
+    }
+}
 
 // envoy_dynamic_module_type_http_header_type
 pub const REQUEST_HEADER: u32 = 0;
@@ -108,13 +146,15 @@ extern "C" {
         value: u64,
     ) -> u32;
 
-    pub fn envoy_dynamic_module_callback_http_get_header(
+    /// All the lines of a header map, in order: `get_headers_size` entries.
+    pub fn envoy_dynamic_module_callback_http_get_headers_size(
         filter: FilterEnvoyPtr,
         header_type: u32,
-        key: ModuleBuffer,
-        result: *mut EnvoyBuffer,
-        index: usize,
-        optional_size: *mut usize,
+    ) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_headers(
+        filter: FilterEnvoyPtr,
+        header_type: u32,
+        result_headers: *mut EnvoyHttpHeader,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_http_set_header(
         filter: FilterEnvoyPtr,

@@ -3,6 +3,7 @@
 //! the hook.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use super::abi::{self, EnvoyBuffer, FilterEnvoyPtr, ModuleBuffer, ModuleHttpHeader};
 use super::PerRoute;
@@ -11,7 +12,7 @@ use crate::decision::Reason;
 use crate::host::{Host, HostError, Level, Metric, Record, RequestHeaders};
 use crate::metrics::{denied_category_family, dropped_by_reason, Counter};
 use crate::policy::RouteSetting;
-use crate::settings::Value;
+use crate::route_memo::{FlatMetadata, RouteMemo};
 
 /// The filter-state key of the decision record: the proxy-wasm module's, so that access-log
 /// formats carry over (`%FILTER_STATE(wasm.consent_gate:PLAIN)%`).
@@ -133,6 +134,18 @@ impl Counters {
     }
 }
 
+thread_local! {
+    /// Per worker: the route metadata just read (a buffer kept from one request to the next),
+    /// and the settings parsed from the metadata read before.
+    static ROUTE_MEMO: RefCell<(FlatMetadata, RouteMemo)> =
+        const { RefCell::new((FlatMetadata::new(), RouteMemo::new())) };
+}
+
+/// A header value as the filter keeps it.
+fn lossy(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
 /// The dynamic-module host, for one hook of one request.
 pub struct NativeHost<'a> {
     envoy: FilterEnvoyPtr,
@@ -140,6 +153,8 @@ pub struct NativeHost<'a> {
     route_name: &'a mut Option<String>,
     /// In the request body hook, the chunk just received is not yet part of the buffered body.
     in_body_hook: bool,
+    /// The decision record's fields also go to dynamic metadata (`decision_metadata`).
+    record_metadata: bool,
 }
 
 impl<'a> NativeHost<'a> {
@@ -148,12 +163,14 @@ impl<'a> NativeHost<'a> {
         counters: &'a Counters,
         route_name: &'a mut Option<String>,
         in_body_hook: bool,
+        record_metadata: bool,
     ) -> NativeHost<'a> {
         NativeHost {
             envoy,
             counters,
             route_name,
             in_body_hook,
+            record_metadata,
         }
     }
 
@@ -182,42 +199,60 @@ impl<'a> NativeHost<'a> {
             .sum()
     }
 
-    fn chunks(&self, body_type: u32) -> Vec<EnvoyBuffer> {
-        // SAFETY: Envoy fills exactly `n` buffers into a vector of `n`.
+    /// Envoy fills `slots` with the chunks of one body buffer (exactly as many as
+    /// `get_body_chunks_size` said); false if it could not.
+    fn fill_chunks(&self, body_type: u32, slots: &mut [EnvoyBuffer]) -> bool {
+        // SAFETY: `slots` has room for the `get_body_chunks_size` buffers Envoy writes.
         unsafe {
-            let n =
-                abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.envoy, body_type);
-            let mut out = vec![EnvoyBuffer::EMPTY; n];
-            if n > 0
-                && !abi::envoy_dynamic_module_callback_http_get_body_chunks(
-                    self.envoy,
-                    body_type,
-                    out.as_mut_ptr(),
-                )
-            {
-                out.clear();
-            }
-            out
+            abi::envoy_dynamic_module_callback_http_get_body_chunks(
+                self.envoy,
+                body_type,
+                slots.as_mut_ptr(),
+            )
         }
     }
 
-    fn header(&self, name: &str, index: usize) -> (Option<String>, usize) {
-        let mut value = EnvoyBuffer::EMPTY;
-        let mut count = 0usize;
-        // SAFETY: the out-pointers are valid locals; the value is copied before the hook ends.
-        let found = unsafe {
-            abi::envoy_dynamic_module_callback_http_get_header(
+    /// Calls `f` with each request header line (name, value), in order. No line if Envoy has
+    /// no request headers here.
+    fn each_request_header<'h>(&'h self, mut f: impl FnMut(&'h [u8], &'h [u8])) {
+        /// Lines read into the stack; a request with more is read into the heap.
+        const ON_STACK: usize = 32;
+        // SAFETY: a plain query on the current stream.
+        let n = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_headers_size(
                 self.envoy,
                 abi::REQUEST_HEADER,
-                ModuleBuffer::of(name.as_bytes()),
-                &mut value,
-                index,
-                &mut count,
             )
         };
-        // SAFETY: valid until the hook returns; copied here.
-        let text = found.then(|| String::from_utf8_lossy(unsafe { value.bytes() }).into_owned());
-        (text, count)
+        if n == 0 {
+            return;
+        }
+        let mut stack = [abi::EnvoyHttpHeader::EMPTY; ON_STACK];
+        let mut heap = Vec::new();
+        let lines: &mut [abi::EnvoyHttpHeader] = match stack.get_mut(..n) {
+            Some(lines) => lines,
+            None => {
+                heap.resize(n, abi::EnvoyHttpHeader::EMPTY);
+                &mut heap
+            }
+        };
+        // SAFETY: Envoy fills exactly `get_headers_size` entries (nothing changes the map in
+        // between); the buffers are valid until the hook returns, and this host lives only as
+        // long as the hook.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_headers(
+                self.envoy,
+                abi::REQUEST_HEADER,
+                lines.as_mut_ptr(),
+            )
+        };
+        if ok {
+            for line in lines.iter() {
+                // SAFETY: see above.
+                let (name, value) = unsafe { line.pair() };
+                f(name, value);
+            }
+        }
     }
 
     fn set_header(&self, header_type: u32, name: &str, value: &str) -> Result<(), HostError> {
@@ -237,43 +272,56 @@ impl<'a> NativeHost<'a> {
         }
     }
 
-    /// The route's metadata namespace as a typed JSON object (`None` when it has none). There
-    /// is no type query in the ABI: each value is tried as a string, a number, a bool, a list.
-    fn route_metadata(&self, namespace: &str) -> Result<Option<Value>, String> {
+    /// Reads the route's metadata namespace into `out`: its keys in order, each with its typed
+    /// value. False when the route has none (no namespace, or an empty one). There is no type
+    /// query in the ABI: each value is tried as a string, a number, a bool, a list.
+    fn route_metadata(&self, namespace: &str, out: &mut FlatMetadata) -> Result<bool, String> {
+        /// Keys read into the stack; a namespace with more is read into the heap.
+        const ON_STACK: usize = 16;
+        out.clear();
         let ns = ModuleBuffer::of(namespace.as_bytes());
         let source = abi::METADATA_ROUTE;
-        // SAFETY: Envoy fills exactly `n` buffers into a vector of `n`; they are copied below.
-        let keys: Vec<String> = unsafe {
-            let n = abi::envoy_dynamic_module_callback_http_get_metadata_keys_count(
-                self.envoy, source, ns,
-            );
-            if n == 0 {
-                return Ok(None);
+        // SAFETY: a plain query on the current stream.
+        let n = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_metadata_keys_count(self.envoy, source, ns)
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut stack = [EnvoyBuffer::EMPTY; ON_STACK];
+        let mut heap = Vec::new();
+        let keys: &mut [EnvoyBuffer] = match stack.get_mut(..n) {
+            Some(keys) => keys,
+            None => {
+                heap.resize(n, EnvoyBuffer::EMPTY);
+                &mut heap
             }
-            let mut out = vec![EnvoyBuffer::EMPTY; n];
-            if !abi::envoy_dynamic_module_callback_http_get_metadata_keys(
+        };
+        // SAFETY: Envoy fills exactly `n` buffers into `n` slots; they are read before the hook
+        // ends.
+        if !unsafe {
+            abi::envoy_dynamic_module_callback_http_get_metadata_keys(
                 self.envoy,
                 source,
                 ns,
-                out.as_mut_ptr(),
-            ) {
-                return Err("cannot be read".into());
-            }
-            out.iter()
-                .map(|k| String::from_utf8_lossy(k.bytes()).into_owned())
-                .collect()
-        };
-        let mut members = Vec::with_capacity(keys.len());
-        for key in keys {
-            let value = self.metadata_value(ns, &key);
-            members.push((key, value));
+                keys.as_mut_ptr(),
+            )
+        } {
+            return Err("cannot be read".into());
         }
-        Ok(Some(Value::Object(members)))
+        for key in keys.iter() {
+            // SAFETY: valid until the hook returns.
+            let key = String::from_utf8_lossy(unsafe { key.bytes() });
+            out.key(key.as_bytes());
+            self.metadata_value(ns, key.as_bytes(), out);
+        }
+        Ok(true)
     }
 
-    /// One metadata value. Envoy logs a getter used on a value of another type, so the type the
-    /// key should have is tried first: a mistake costs a log line, a correct route none.
-    fn metadata_value(&self, ns: ModuleBuffer, key: &str) -> Value {
+    /// One metadata value, into `out`. Envoy logs a getter used on a value of another type, so
+    /// the type the key should have is tried first: a mistake costs a log line, a correct route
+    /// none.
+    fn metadata_value(&self, ns: ModuleBuffer, key: &[u8], out: &mut FlatMetadata) {
         #[derive(Clone, Copy)]
         enum Kind {
             String,
@@ -282,27 +330,25 @@ impl<'a> NativeHost<'a> {
             List,
         }
         let order = match key {
-            "categories" => [Kind::List, Kind::String, Kind::Number, Kind::Bool],
-            "exempt" => [Kind::Bool, Kind::String, Kind::Number, Kind::List],
+            b"categories" => [Kind::List, Kind::String, Kind::Number, Kind::Bool],
+            b"exempt" => [Kind::Bool, Kind::String, Kind::Number, Kind::List],
             _ => [Kind::String, Kind::Number, Kind::Bool, Kind::List],
         };
-        let k = ModuleBuffer::of(key.as_bytes());
+        let k = ModuleBuffer::of(key);
         let (envoy, source) = (self.envoy, abi::METADATA_ROUTE);
         let mut text = EnvoyBuffer::EMPTY;
         let mut number = 0f64;
         let mut flag = false;
         let mut len = 0usize;
         for kind in order {
-            // SAFETY: out-pointers are valid locals; strings are copied before the hook ends.
+            // SAFETY: out-pointers are valid locals; strings are read before the hook ends.
             unsafe {
                 match kind {
                     Kind::String => {
                         if abi::envoy_dynamic_module_callback_http_get_metadata_string(
                             envoy, source, ns, k, &mut text,
                         ) {
-                            return Value::String(
-                                String::from_utf8_lossy(text.bytes()).into_owned(),
-                            );
+                            return out.string(text.bytes());
                         }
                     }
                     Kind::Number => {
@@ -313,45 +359,51 @@ impl<'a> NativeHost<'a> {
                             k,
                             &mut number,
                         ) {
-                            return Value::number(number);
+                            return out.number(number);
                         }
                     }
                     Kind::Bool => {
                         if abi::envoy_dynamic_module_callback_http_get_metadata_bool(
                             envoy, source, ns, k, &mut flag,
                         ) {
-                            return Value::Bool(flag);
+                            return out.bool(flag);
                         }
                     }
                     Kind::List => {
                         if abi::envoy_dynamic_module_callback_http_get_metadata_list_size(
                             envoy, source, ns, k, &mut len,
                         ) {
-                            return Value::Array(
-                                (0..len)
-                                    .map(|i| self.metadata_list_item(ns, k, i))
-                                    .collect(),
-                            );
+                            out.list(len);
+                            for i in 0..len {
+                                self.metadata_list_item(ns, k, i, out);
+                            }
+                            return;
                         }
                     }
                 }
             }
         }
         // A nested struct (or a null): none of the getters takes it.
-        Value::Object(Vec::new())
+        out.other();
     }
 
-    fn metadata_list_item(&self, ns: ModuleBuffer, k: ModuleBuffer, i: usize) -> Value {
+    fn metadata_list_item(
+        &self,
+        ns: ModuleBuffer,
+        k: ModuleBuffer,
+        i: usize,
+        out: &mut FlatMetadata,
+    ) {
         let (envoy, source) = (self.envoy, abi::METADATA_ROUTE);
         let mut text = EnvoyBuffer::EMPTY;
         let mut number = 0f64;
         let mut flag = false;
-        // SAFETY: out-pointers are valid locals; strings are copied before the hook ends.
+        // SAFETY: out-pointers are valid locals; strings are read before the hook ends.
         unsafe {
             if abi::envoy_dynamic_module_callback_http_get_metadata_list_string(
                 envoy, source, ns, k, i, &mut text,
             ) {
-                Value::String(String::from_utf8_lossy(text.bytes()).into_owned())
+                out.string(text.bytes());
             } else if abi::envoy_dynamic_module_callback_http_get_metadata_list_number(
                 envoy,
                 source,
@@ -360,42 +412,49 @@ impl<'a> NativeHost<'a> {
                 i,
                 &mut number,
             ) {
-                Value::number(number)
+                out.number(number);
             } else if abi::envoy_dynamic_module_callback_http_get_metadata_list_bool(
                 envoy, source, ns, k, i, &mut flag,
             ) {
-                Value::Bool(flag)
+                out.bool(flag);
             } else {
-                Value::Object(Vec::new())
+                out.other();
             }
         }
     }
 }
 
 impl Host for NativeHost<'_> {
+    /// One host call for all the lines (`get_headers`), not one per name: the values the filter
+    /// uses are picked out here, as one `get_header` per name would have found them (the first
+    /// `:path`, `:authority` and `content-length`; every `sec-gpc` and `content-encoding` line,
+    /// in order). Envoy's header names are lower-case.
     fn request_headers(&mut self) -> Result<RequestHeaders, HostError> {
-        let mut h = RequestHeaders {
-            path: self.header(":path", 0).0.unwrap_or_default(),
-            authority: self.header(":authority", 0).0.unwrap_or_default(),
-            content_length: self.header("content-length", 0).0,
-            content_encoding: None,
-            gpc: false,
-        };
-        // Any line saying `1` counts: a reader of either line must not see a preference.
-        let (first, count) = self.header("sec-gpc", 0);
-        h.gpc = first.as_deref() == Some("1")
-            || (1..count).any(|i| self.header("sec-gpc", i).0.as_deref() == Some("1"));
-        let (first, count) = self.header("content-encoding", 0);
-        if let Some(first) = first {
-            let mut all = first;
-            for i in 1..count {
-                if let (Some(v), _) = self.header("content-encoding", i) {
-                    all.push_str(", ");
-                    all.push_str(&v);
-                }
+        let mut h = RequestHeaders::default();
+        let (mut path, mut authority) = (None, None);
+        self.each_request_header(|name, value| match name {
+            b":path" => {
+                path.get_or_insert(value);
             }
-            h.content_encoding = Some(all);
-        }
+            b":authority" => {
+                authority.get_or_insert(value);
+            }
+            b"content-length" if h.content_length.is_none() => {
+                h.content_length = Some(lossy(value));
+            }
+            // Any line saying `1` counts: a reader of either line must not see a preference.
+            b"sec-gpc" => h.gpc |= value == b"1",
+            b"content-encoding" => match &mut h.content_encoding {
+                Some(all) => {
+                    all.push_str(", ");
+                    all.push_str(&String::from_utf8_lossy(value));
+                }
+                None => h.content_encoding = Some(lossy(value)),
+            },
+            _ => {}
+        });
+        h.path = path.map(lossy).unwrap_or_default();
+        h.authority = authority.map(lossy).unwrap_or_default();
         Ok(h)
     }
 
@@ -436,24 +495,75 @@ impl Host for NativeHost<'_> {
         if !config.route_metadata {
             return Ok(RouteSetting::Unconfigured);
         }
-        match self.route_metadata(&config.metadata_namespace)? {
-            Some(value) => RouteSetting::from_value(&value, config.match_mode),
-            None => Ok(RouteSetting::Unconfigured),
-        }
+        // What was read is compared with what this worker read before: the same metadata
+        // is parsed once (see `route_memo`).
+        let read = |flat: &mut FlatMetadata, memo: &mut RouteMemo| {
+            if self.route_metadata(&config.metadata_namespace, flat)? {
+                memo.setting(flat, config.match_mode)
+            } else {
+                Ok(RouteSetting::Unconfigured)
+            }
+        };
+        ROUTE_MEMO
+            .try_with(|cell| {
+                cell.try_borrow_mut().ok().map(|mut m| {
+                    let (flat, memo) = &mut *m;
+                    read(flat, memo)
+                })
+            })
+            .ok()
+            .flatten()
+            // Never in practice (no hook runs inside another, nor as the thread ends): read
+            // without the memo.
+            .unwrap_or_else(|| read(&mut FlatMetadata::new(), &mut RouteMemo::new()))
     }
 
     fn request_body(&mut self, _size: usize) -> Result<Cow<'_, [u8]>, HostError> {
-        let mut chunks: Vec<EnvoyBuffer> = Vec::new();
-        for t in self.body_types() {
-            chunks.extend(self.chunks(*t).into_iter().filter(|c| c.length > 0));
+        // The chunks of every body buffer, in order: on the stack for the usual few.
+        const ON_STACK: usize = 16;
+        let mut stack = [EnvoyBuffer::EMPTY; ON_STACK];
+        let mut filled = 0;
+        let mut heap: Vec<EnvoyBuffer> = Vec::new();
+        for &body_type in self.body_types() {
+            // SAFETY: a plain query on the current stream.
+            let n = unsafe {
+                abi::envoy_dynamic_module_callback_http_get_body_chunks_size(self.envoy, body_type)
+            };
+            if n == 0 {
+                continue;
+            }
+            match stack.get_mut(filled..filled + n) {
+                Some(slots) if heap.is_empty() => {
+                    if self.fill_chunks(body_type, slots) {
+                        filled += n;
+                    }
+                }
+                _ => {
+                    if heap.is_empty() {
+                        heap.extend_from_slice(stack.get(..filled).unwrap_or_default());
+                    }
+                    let start = heap.len();
+                    heap.resize(start + n, EnvoyBuffer::EMPTY);
+                    if !self.fill_chunks(body_type, heap.get_mut(start..).unwrap_or_default()) {
+                        heap.truncate(start);
+                    }
+                }
+            }
         }
+        let all = if heap.is_empty() {
+            stack.get(..filled).unwrap_or_default()
+        } else {
+            &heap
+        };
+        let mut chunks = all.iter().filter(|c| c.length > 0);
         // SAFETY: the chunks are valid until the hook returns, and this host lives only as long
         // as the hook.
-        let body: Cow<'_, [u8]> = match chunks.as_slice() {
-            [] => Cow::Borrowed(&[]),
-            [one] => Cow::Borrowed(unsafe { one.bytes() }),
-            many => {
-                let total = many.iter().map(|c| c.length).sum();
+        let body: Cow<'_, [u8]> = match (chunks.next(), chunks.next()) {
+            (None, _) => Cow::Borrowed(&[]),
+            (Some(one), None) => Cow::Borrowed(unsafe { one.bytes() }),
+            (Some(_), Some(_)) => {
+                let many = all.iter().filter(|c| c.length > 0);
+                let total = many.clone().map(|c| c.length).sum();
                 let mut joined = Vec::with_capacity(total);
                 for chunk in many {
                     joined.extend_from_slice(unsafe { chunk.bytes() });
@@ -530,52 +640,53 @@ impl Host for NativeHost<'_> {
         }
     }
 
+    /// The plain-text record goes to filter state, and its fields, as slices of that same text,
+    /// to dynamic metadata (unless `decision_metadata` is false): one buffer for both.
     fn record(&mut self, record: &Record) -> Result<(), HostError> {
-        let text = record.text();
-        let events = record.events.to_string();
-        let dropped = record.dropped.to_string();
-        let mut fields: Vec<(&str, &str)> = vec![
-            ("decision", record.decision),
-            ("reason", record.reason.map_or("-", Reason::code)),
-            (
-                "required",
-                if record.required.is_empty() {
-                    "-"
-                } else {
-                    &record.required
-                },
-            ),
-            (
-                "denied",
-                if record.denied.is_empty() {
-                    "-"
-                } else {
-                    &record.denied
-                },
-            ),
-            ("events", &events),
-            ("dropped", &dropped),
+        const KEYS: [&str; 7] = [
+            "decision",
+            "reason",
+            "required",
+            "denied",
+            "events",
+            "dropped",
+            "destination",
         ];
-        if !record.destination.is_empty() {
-            fields.push(("destination", &record.destination));
+        let mut text = String::new();
+        let at = record.write_text(&mut text);
+        let mut entries = [abi::KeyValuePair {
+            key_ptr: std::ptr::null(),
+            key_length: 0,
+            value_ptr: std::ptr::null(),
+            value_length: 0,
+        }; 7];
+        let mut n = 0;
+        for (key, range) in KEYS.iter().zip(at) {
+            // No destination field on a route that names none.
+            if *key == "destination" && record.destination.is_empty() {
+                continue;
+            }
+            let value = text.get(range).unwrap_or_default();
+            if let Some(slot) = entries.get_mut(n) {
+                *slot = abi::KeyValuePair {
+                    key_ptr: key.as_ptr().cast(),
+                    key_length: key.len(),
+                    value_ptr: value.as_ptr().cast(),
+                    value_length: value.len(),
+                };
+                n += 1;
+            }
         }
-        let entries: Vec<abi::KeyValuePair> = fields
-            .iter()
-            .map(|(k, v)| abi::KeyValuePair {
-                key_ptr: k.as_ptr().cast(),
-                key_length: k.len(),
-                value_ptr: v.as_ptr().cast(),
-                value_length: v.len(),
-            })
-            .collect();
         // SAFETY: every pointer describes memory alive for the calls.
         let stored = unsafe {
-            abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
-                self.envoy,
-                ModuleBuffer::of(METADATA_NAMESPACE),
-                entries.as_ptr(),
-                entries.len(),
-            );
+            if self.record_metadata {
+                abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
+                    self.envoy,
+                    ModuleBuffer::of(METADATA_NAMESPACE),
+                    entries.as_ptr(),
+                    n,
+                );
+            }
             abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
                 self.envoy,
                 ModuleBuffer::of(RECORD_KEY),

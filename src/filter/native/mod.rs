@@ -209,6 +209,7 @@ fn request_hook<T: Copy>(
             &shared.counters,
             &mut filter.route_name,
             in_body_hook,
+            shared.config.decision_metadata,
         );
         run(&mut filter.lifecycle, &shared.config, &mut host)
     }));
@@ -350,7 +351,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     let filter = unsafe { &mut *filter.cast::<Filter>().cast_mut() };
     let shared = unsafe { &*filter.config };
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let mut host = NativeHost::new(envoy, &shared.counters, &mut filter.route_name, false);
+        let mut host = NativeHost::new(
+            envoy,
+            &shared.counters,
+            &mut filter.route_name,
+            false,
+            shared.config.decision_metadata,
+        );
         filter.lifecycle.on_stream_end(&shared.config, &mut host);
     }));
 }
