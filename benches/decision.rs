@@ -73,6 +73,17 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The reference the scanner is held to: serde_json reading the same bodies into a tree (a
+    // reading that would still have to be checked for duplicate and look-alike keys).
+    let mut group = c.benchmark_group("serde_json_value");
+    for (name, _, body) in &cases {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(*name, |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(body.as_bytes())))
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench);
