@@ -904,24 +904,36 @@ def earlier_target_lines(data: dict, rows: list[dict]) -> list[str]:
             check(f"{front}: batch with rewrite, c={c}: ≥ 0.80 × passthrough", r, r is not None and r >= 0.80,
                   f"{r:.3f}" if r is not None else "")
     size = data["meta"]["module_bytes"]
-    check("proxy-wasm module ≤ 200 KB (204,800 B)", size, size <= 200 * 1024, f"{size:,} bytes ({size / 1024:.0f} KiB)")
+    check("proxy-wasm module < 300 KB (307,200 B)", size, size < 300 * 1024, f"{size:,} bytes ({size / 1024:.0f} KiB)")
     return out
 
 
 def native_results() -> list[dict]:
     """The decision core's criterion results (`cargo bench --bench decision`, run by `make bench`
-    just before this script), from criterion's own JSON under target/criterion/judge/."""
-    out = []
-    for bench_dir in sorted((REPO / "target" / "criterion" / "judge").glob("*/new")):
+    just before this script), from criterion's own JSON under target/criterion/judge/, each with
+    serde_json reading the same body into a `Value` (target/criterion/serde_json_value/) beside it."""
+    criterion = REPO / "target" / "criterion"
+
+    def median_ns(bench_dir: Path) -> float | None:
         try:
-            estimates = json.loads((bench_dir / "estimates.json").read_text())
+            return json.loads((bench_dir / "estimates.json").read_text())["median"]["point_estimate"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    out = []
+    for bench_dir in sorted((criterion / "judge").glob("*/new")):
+        ns = median_ns(bench_dir)
+        try:
             meta = json.loads((bench_dir / "benchmark.json").read_text())
         except (OSError, ValueError):
             continue
-        ns = estimates["median"]["point_estimate"]
+        if ns is None:
+            continue
         size = (meta.get("throughput") or {}).get("Bytes")
-        out.append({"name": bench_dir.parent.name, "ns": ns, "bytes": size,
-                    "mb_s": size / ns * 1e3 if size else None})
+        name = bench_dir.parent.name
+        out.append({"name": name, "ns": ns, "bytes": size,
+                    "mb_s": size / ns * 1e3 if size else None,
+                    "serde_json_ns": median_ns(criterion / "serde_json_value" / name / "new")})
     return out
 
 
@@ -1031,14 +1043,23 @@ def render_markdown(data: dict) -> str:
     if native:
         L.append("## Decision core, native (criterion, `cargo bench --bench decision`)")
         L.append("")
-        L.append("| case | body | median time | throughput |")
-        L.append("|---|---:|---:|---:|")
+        L.append("| case | body | median time | throughput | serde_json into a `Value` (reference) |")
+        L.append("|---|---:|---:|---:|---:|")
         for n in native:
+            ref = n.get("serde_json_ns")
+            ref_cell = (f"{ref / 1000:,.2f} µs ({ref / n['ns']:.1f}× the scanner's time)" if ref else "–")
             L.append(f"| {n['name']} | {n['bytes'] or 0:,} B | {n['ns'] / 1000:,.2f} µs "
-                     f"| {n['mb_s']:,.0f} MB/s |" if n["mb_s"] else f"| {n['name']} | – | {n['ns']:,.0f} ns | – |")
+                     f"| {n['mb_s']:,.0f} MB/s | {ref_cell} |" if n["mb_s"]
+                     else f"| {n['name']} | – | {n['ns']:,.0f} ns | – | – |")
         L.append("")
-        L.append("Targets: ≥ 1 GB/s (1,000 MB/s) on the 32 KB event, ≥ 300 MB/s on the batch with rewrite. "
-                 "The same code runs about 1.5–2× slower inside Envoy's V8.")
+        for case, floor in (("event_32k", 4000), ("batch_500k_rewrite", 3000)):
+            n = next((n for n in native if n["name"] == case and n["mb_s"]), None)
+            if n:
+                L.append(f"- Target: {case} ≥ {floor:,} MB/s natively: {n['mb_s']:,.0f} MB/s, "
+                         f"{'met' if n['mb_s'] >= floor else '**missed**'}.")
+        L.append("- The serde_json column builds a tree and checks nothing the decision needs (duplicate and "
+                 "look-alike keys); the scanner validates every byte and builds no tree. The same scanner "
+                 "runs about 1.5–2× slower inside Envoy's V8.")
         L.append("")
     L.append("## Memory (front Envoys, KiB, from /proc/<pid>/status)")
     L.append("")
