@@ -1,7 +1,7 @@
 """Seed corpora for the fuzz targets, written from the test suites' own cases: every request body
 of the end-to-end tables (tests/e2e/test_*.py), the differential test's generated bodies, the
-route metadata of envoy/e2e.yaml as Envoy serialises it, and the plugin configurations and request
-targets the suites use. Usage: seeds.py OUT_DIR (one folder per target; existing seeds are kept).
+route metadata of envoy/e2e.yaml as Envoy serialises it, the plugin configurations and request
+targets the suites use, and every input a fuzz run once found (fuzz/regressions/<target>/). Usage: seeds.py OUT_DIR (one folder per target; existing seeds are kept).
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ def config_seeds() -> list[bytes]:
 def write(out: Path, target: str, seeds: list[bytes]) -> int:
     folder = out / target
     folder.mkdir(parents=True, exist_ok=True)
+    regressions = Path(__file__).resolve().parent / "regressions" / target
+    seeds = seeds + [f.read_bytes() for f in sorted(regressions.glob("*"))]
     for seed in seeds:
         (folder / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
     return len(seeds)
@@ -131,6 +133,11 @@ def main(out: Path) -> None:
         compressed += [bytes([i % 6 * 2]) + gzip.compress(b, mtime=0),
                        bytes([i % 6 * 2 + 1]) + zlib.compress(b)]
     compressed.append(b"\x00" + gzip.compress(b"{}", mtime=0) * 3)
+    # A member with a header CRC (FHCRC), right and wrong: zlib and Go check it.
+    header = b"\x1f\x8b\x08\x02\x00\x00\x00\x00\x00\x03"
+    member = gzip.compress(b'{"a":1}', mtime=0)[10:]
+    crc16 = struct.pack("<I", zlib.crc32(header))[:2]
+    compressed += [b"\x00" + header + crc16 + member, b"\x00" + header + b"\x00\x00" + member]
     counts = {
         "event_decision": write(out, "event_decision", event_seeds),
         "batch_rewrite": write(out, "batch_rewrite", batch_seeds),

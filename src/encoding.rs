@@ -138,6 +138,13 @@ fn gunzip_member<'a>(
         }
     }
     if flags & FHCRC != 0 {
+        // zlib and Go refuse a member whose header CRC is wrong (Python skips it): so do we, or
+        // the filter would judge a body those receivers never read.
+        let header = raw.get(..at).ok_or(DecodeError::Corrupt)?;
+        let crc16 = raw.get(at..at + 2).ok_or(DecodeError::Corrupt)?;
+        if crc16 != &crc32(header).to_le_bytes()[..2] {
+            return Err(DecodeError::Corrupt);
+        }
         at += 2;
     }
     let data = raw.get(at..).ok_or(DecodeError::Corrupt)?;
@@ -324,9 +331,18 @@ mod tests {
             b'y',
         ];
         fancy.extend_from_slice(b"name.json\0comment\0");
-        fancy.extend_from_slice(&[0xab, 0xcd]);
+        let header_crc = crc32(&fancy).to_le_bytes();
+        fancy.extend_from_slice(&header_crc[..2]);
         fancy.extend_from_slice(&a[10..]);
         assert_eq!(Encoding::Gzip.decode(&fancy, 100).unwrap(), b"{\"a\":");
+        // A wrong header CRC (a fuzzing finding: flate2, zlib and Go refuse it) is corrupt.
+        let mut bad_header_crc = fancy.clone();
+        let at = 10 + 2 + 2 + b"name.json\0comment\0".len();
+        bad_header_crc[at] ^= 1;
+        assert_eq!(
+            Encoding::Gzip.decode(&bad_header_crc, 100),
+            Err(DecodeError::Corrupt)
+        );
         let mut reserved = a.clone();
         reserved[3] = 0x20;
         assert_eq!(
