@@ -416,14 +416,18 @@ impl<'a> Scanner<'a> {
 
     #[inline(always)]
     fn number(&mut self) -> Result<(), Invalid> {
+        let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
+        let int_start = self.pos;
         match self.peek() {
             Some(b'0') => self.pos += 1,
             Some(b'1'..=b'9') => self.digits()?,
             _ => return Err(Invalid),
         }
+        // Up to 308 integer digits and no exponent, a number is below 1e308: in range.
+        let mut may_overflow = self.pos - int_start > 308;
         if self.peek() == Some(b'.') {
             self.pos += 1;
             self.digits()?;
@@ -434,8 +438,24 @@ impl<'a> Scanner<'a> {
                 self.pos += 1;
             }
             self.digits()?;
+            may_overflow = true;
+        }
+        if may_overflow {
+            self.in_range(start)?;
         }
         Ok(())
+    }
+
+    /// A number too large for a double (`1e999`) is refused: Go's and serde_json's readers
+    /// refuse it, Python's and JavaScript's read infinity. Rare, so it may cost a parse.
+    #[cold]
+    fn in_range(&self, start: usize) -> Result<(), Invalid> {
+        let text = self.buf.get(start..self.pos).ok_or(Invalid)?;
+        let text = std::str::from_utf8(text).map_err(|_| Invalid)?;
+        match text.parse::<f64>() {
+            Ok(value) if value.is_finite() => Ok(()),
+            _ => Err(Invalid),
+        }
     }
 
     /// Reads a number and returns its text.
@@ -705,6 +725,34 @@ mod tests {
             "NaN",
         ] {
             assert!(!valid(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_too_large_for_a_double_are_refused() {
+        // Go and serde_json refuse these, Python and JavaScript read infinity: read two ways.
+        let digits_309 = "2".repeat(309);
+        for text in [
+            "1e999",
+            "-2e308",
+            "66e666666666",
+            "0.1e310",
+            "1.8e308",
+            digits_309.as_str(),
+        ] {
+            assert!(!valid(text), "{text}");
+            assert!(!valid(&format!("{{\"a\":[{text}]}}")), "{text}");
+        }
+        let (nines_308, ones_309) = ("9".repeat(308), "1".repeat(309));
+        for text in [
+            "1e-999",
+            "0e999",
+            "1.7976931348623157e308",
+            "-1e308",
+            &nines_308,
+            &ones_309,
+        ] {
+            assert!(valid(text), "{text}");
         }
     }
 
