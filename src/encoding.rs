@@ -65,7 +65,10 @@ impl Encoding {
                 let mut out = Vec::new();
                 let mut state = Box::<DecompressorOxide>::default();
                 let used = inflate(&mut state, raw, true, &mut out, limit)?;
-                if used != raw.len() {
+                // miniz_oxide checks the Adler-32 trailer too, but not in fuzzing builds:
+                // checking it here keeps the fuzzed path the shipped one.
+                let trailer = used.checked_sub(4).and_then(|at| raw.get(at..used));
+                if used != raw.len() || trailer != Some(&adler32(&out).to_be_bytes()[..]) {
                     return Err(DecodeError::Corrupt);
                 }
                 Ok(out)
@@ -211,6 +214,21 @@ fn inflate(
     }
 }
 
+/// Adler-32, as zlib's trailer carries it.
+fn adler32(data: &[u8]) -> u32 {
+    // 5552 bytes: the most that can be summed before the sums could overflow a u32.
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in data.chunks(5552) {
+        for &byte in chunk {
+            a += u32::from(byte);
+            b += a;
+        }
+        a %= 65521;
+        b %= 65521;
+    }
+    (b << 16) | a
+}
+
 /// CRC-32 (IEEE), as gzip's trailer carries it.
 fn crc32(data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
@@ -298,6 +316,14 @@ mod tests {
             Encoding::Deflate.decode(&z, 2_000).map(|v| v.len()),
             Ok(2_000)
         );
+    }
+
+    #[test]
+    fn adler32_matches_the_reference_value() {
+        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+        assert_eq!(adler32(b""), 1);
+        // Long enough for the sums to wrap: zlib's value for 100,000 bytes of 0xff.
+        assert_eq!(adler32(&[0xff; 100_000]), 0x149A_302C);
     }
 
     #[test]

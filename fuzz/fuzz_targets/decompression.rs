@@ -1,5 +1,6 @@
 //! Compressed bodies, any bytes: decoding never exceeds its cap, and whatever decodes agrees
-//! with flate2 (a reference implementation) and survives re-encoding.
+//! with flate2 over C zlib (the inflater Python's and Node's readers use) and survives
+//! re-encoding.
 #![no_main]
 
 use std::io::Read;
