@@ -8,6 +8,7 @@
 //! strings JSON is ASCII, so that single check covers every string the scanner returns.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 /// The input is not valid JSON, or nests deeper than [`MAX_DEPTH`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,9 @@ pub struct Invalid;
 
 /// Deepest nesting accepted inside one skipped value.
 pub const MAX_DEPTH: usize = 512;
+
+/// The digits of 2^1024 - 2^970, from which a decimal number rounds to an infinite double.
+const ROUNDS_TO_INFINITY: &[u8; 309] = b"179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
 
 /// A cursor over a JSON text.
 pub struct Scanner<'a> {
@@ -447,14 +451,54 @@ impl<'a> Scanner<'a> {
     }
 
     /// A number too large for a double (`1e999`) is refused: Go's and serde_json's readers
-    /// refuse it, Python's and JavaScript's read infinity. Rare, so it may cost a parse.
+    /// refuse it, Python's and JavaScript's read infinity. Decided from the digits, exactly, without
+    /// a float parser (which would add a fifth to the wasm module). Rare: a cold path.
     #[cold]
     fn in_range(&self, start: usize) -> Result<(), Invalid> {
         let text = self.buf.get(start..self.pos).ok_or(Invalid)?;
-        let text = std::str::from_utf8(text).map_err(|_| Invalid)?;
-        match text.parse::<f64>() {
-            Ok(value) if value.is_finite() => Ok(()),
-            _ => Err(Invalid),
+        let text = text.strip_prefix(b"-").unwrap_or(text);
+        let split = |t: &'a [u8], at: Option<usize>| match at {
+            Some(at) => (
+                t.get(..at).unwrap_or_default(),
+                t.get(at + 1..).unwrap_or_default(),
+            ),
+            None => (t, &b""[..]),
+        };
+        let (mantissa, exponent) = split(text, text.iter().position(|&b| b | 0x20 == b'e'));
+        let (int, frac) = split(mantissa, mantissa.iter().position(|&b| b == b'.'));
+        let (negative, exponent) = match exponent {
+            [b'-', rest @ ..] => (true, rest),
+            [b'+', rest @ ..] => (false, rest),
+            rest => (false, rest),
+        };
+        // Saturates far beyond any double's range; the digits were validated already.
+        let exponent = exponent.iter().fold(0i64, |e, &d| {
+            (e * 10 + i64::from(d.wrapping_sub(b'0'))).min(1 << 40)
+        });
+        let exponent = if negative { -exponent } else { exponent };
+        let digits = int.iter().chain(frac).copied();
+        let zeros = digits.clone().take_while(|&d| d == b'0').count();
+        if zeros == int.len() + frac.len() {
+            return Ok(()); // zero, whatever its exponent
+        }
+        // The power of ten of the first significant digit.
+        let magnitude = int.len() as i64 - 1 - zeros as i64 + exponent;
+        match magnitude.cmp(&308) {
+            Ordering::Less => Ok(()),
+            Ordering::Greater => Err(Invalid),
+            Ordering::Equal => {
+                // A double rounds to infinity from 2^1024 - 2^970 (halfway past the largest
+                // double) up: compare the significant digits with that number's.
+                let mut significant = digits.skip(zeros);
+                for &limit in ROUNDS_TO_INFINITY {
+                    match significant.next().unwrap_or(b'0').cmp(&limit) {
+                        Ordering::Less => return Ok(()),
+                        Ordering::Greater => return Err(Invalid),
+                        Ordering::Equal => {}
+                    }
+                }
+                Err(Invalid)
+            }
         }
     }
 

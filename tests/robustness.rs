@@ -86,6 +86,15 @@ proptest! {
     }
 
     #[test]
+    fn scanner_refuses_exactly_the_numbers_a_double_cannot_hold(
+        text in r"-?(0|[1-9][0-9]{0,30}|1797693134862315[0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?(0{0,3}29[0-9]|30[0-9]|31[0-9]|[0-9]{1,4}))?",
+    ) {
+        // Rust's float parser rounds correctly: infinity is exactly "too large for a double".
+        let finite = text.parse::<f64>().map(f64::is_finite).unwrap_or(false);
+        prop_assert_eq!(scanner_accepts(&text), finite, "{}", text);
+    }
+
+    #[test]
     fn batches_forward_exactly_the_allowed_items(
         items in prop::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 0..30),
         top in prop::option::of(any::<bool>()),
@@ -164,5 +173,34 @@ fn scanner_and_serde_json_agree_on_number_range() {
         assert_eq!(scanner_accepts(text), reference, "{text}");
         let wrapped = format!("{{\"properties\":{{\"n\":{text}}}}}");
         assert_eq!(scanner_accepts(&wrapped), reference, "{wrapped}");
+    }
+}
+
+#[test]
+fn the_largest_numbers_a_double_holds_are_accepted_and_no_more() {
+    // 2^1024 - 2^970 is halfway past the largest double: it rounds (to even) to infinity.
+    let limit = "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
+    let just_below = format!("{}1e-1", &limit[..limit.len() - 1]);
+    let cases = [
+        (limit.to_string(), false),
+        (format!("{limit}.0000000001"), false),
+        (format!("0.{limit}e309"), false),
+        (format!("-{limit}"), false),
+        (just_below.clone(), true),
+        (format!("-{just_below}"), true),
+        ("1.7976931348623158e308".to_string(), true),
+        ("0.00017976931348623159e312".to_string(), false),
+        (
+            "179769313486231580793728971405303415079934e266".to_string(),
+            true,
+        ),
+    ];
+    for (text, holds) in cases {
+        assert_eq!(
+            text.parse::<f64>().map(f64::is_finite),
+            Ok(holds),
+            "reference: {text}"
+        );
+        assert_eq!(scanner_accepts(&text), holds, "{text}");
     }
 }
