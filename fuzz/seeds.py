@@ -1,7 +1,8 @@
 """Seed corpora for the fuzz targets, written from the test suites' own cases: every request body
 of the end-to-end tables (tests/e2e/test_*.py), the differential test's generated bodies, the
 route metadata of envoy/e2e.yaml as Envoy serialises it, the plugin configurations and request
-targets the suites use, and every input a fuzz run once found (fuzz/regressions/<target>/). Usage: seeds.py OUT_DIR (one folder per target; existing seeds are kept).
+targets the suites use, and every input a fuzz run once found (fuzz/regressions/<target>/).
+Usage: seeds.py OUT_DIR (one folder per target; existing seeds are kept).
 """
 
 from __future__ import annotations
@@ -133,11 +134,10 @@ def main(out: Path) -> None:
         compressed += [bytes([i % 6 * 2]) + gzip.compress(b, mtime=0),
                        bytes([i % 6 * 2 + 1]) + zlib.compress(b)]
     compressed.append(b"\x00" + gzip.compress(b"{}", mtime=0) * 3)
-    # A member with a header CRC (FHCRC), right and wrong: zlib and Go check it.
-    header = b"\x1f\x8b\x08\x02\x00\x00\x00\x00\x00\x03"
-    member = gzip.compress(b'{"a":1}', mtime=0)[10:]
-    crc16 = struct.pack("<I", zlib.crc32(header))[:2]
-    compressed += [b"\x00" + header + crc16 + member, b"\x00" + header + b"\x00\x00" + member]
+    # A member with a header CRC (FHCRC), right and wrong (byte 10 is its first): zlib and Go check it.
+    from test_encoding import flip, gzip_member
+    with_crc = gzip_member(b'{"a":1}', hcrc=True)
+    compressed += [b"\x00" + with_crc, b"\x00" + flip(with_crc, 10)]
     counts = {
         "event_decision": write(out, "event_decision", event_seeds),
         "batch_rewrite": write(out, "batch_rewrite", batch_seeds),
