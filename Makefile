@@ -108,7 +108,7 @@ soak: build venv
 # download), else this dated one, installed with rustup.
 FUZZ_PINNED    := nightly-2026-10-30
 FUZZ_TOOLCHAIN ?= $(shell rustup toolchain list 2>/dev/null | grep -Eq '^nightly-[a-z]' && echo nightly || echo $(FUZZ_PINNED))
-FUZZ_TARGETS   := event_decision batch_rewrite decompression route_metadata plugin_config
+FUZZ_TARGETS   := event_decision batch_rewrite decompression route_metadata plugin_config json_skip
 FUZZ_SECONDS   ?= 60
 
 fuzz-tools:

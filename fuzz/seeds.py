@@ -144,6 +144,9 @@ def main(out: Path) -> None:
         "decompression": write(out, "decompression", compressed),
         "route_metadata": write(out, "route_metadata", metadata_seeds()),
         "plugin_config": write(out, "plugin_config", config_seeds()),
+        # Every body at a few shifts against the 64-byte blocks (the first byte).
+        "json_skip": write(out, "json_skip", [bytes([shift]) + b for i, b in enumerate(bodies)
+                                              for shift in (0, 1 + i % 63)]),
     }
     print("seeds: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
 

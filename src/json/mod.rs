@@ -10,6 +10,8 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
+mod blocks;
+
 /// The input is not valid JSON, or nests deeper than [`MAX_DEPTH`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invalid;
@@ -521,8 +523,37 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Validates and skips one value of any kind.
+    /// Reads a number, `true`, `false` or `null`.
+    #[inline(always)]
+    fn scalar(&mut self) -> Result<(), Invalid> {
+        match self.peek() {
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.word(),
+        }
+    }
+
+    /// Validates and skips one value of any kind: objects and arrays 64 bytes at a time
+    /// ([`blocks`]), anything else token by token.
     pub fn skip_value(&mut self) -> Result<(), Invalid> {
+        self.skip_ws();
+        if let Some(b'{' | b'[') = self.peek() {
+            self.pos = blocks::skip_container(self.buf, self.pos)?;
+            return Ok(());
+        }
+        self.skip_value_stepwise()
+    }
+
+    /// The object or array at the cursor (after white space) skipped by every block-wise
+    /// implementation the CPU can run; the cursor does not move. For the tests.
+    #[doc(hidden)]
+    pub fn skip_container_everywhere(&mut self) -> Vec<(&'static str, Result<usize, Invalid>)> {
+        self.skip_ws();
+        blocks::skip_container_everywhere(self.buf, self.pos)
+    }
+
+    /// Validates and skips one value token by token: the reading that [`Scanner::skip_value`]'s
+    /// block-wise skipping is held to in the tests.
+    pub fn skip_value_stepwise(&mut self) -> Result<(), Invalid> {
         // On a copy: nothing else can see the cursor, so it stays in a register.
         let mut s = Scanner {
             buf: self.buf,
