@@ -130,13 +130,14 @@ fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
     // Escapes up to here were read whole (a `\u` high surrogate takes its low one with it).
     let mut escapes_read_to = 0usize;
     let mut base = start;
-    let mut padded = [b' '; 64];
+    let mut padded: [u8; 64];
     loop {
         let block: &[u8; 64] = match buf.get(base..base + 64) {
             Some(chunk) => chunk.try_into().map_err(|_| Invalid)?,
             None => {
                 // The last bytes, padded with white space: the container is not closed there.
                 let rest = buf.get(base..).filter(|r| !r.is_empty()).ok_or(Invalid)?;
+                padded = [b' '; 64];
                 padded
                     .get_mut(..rest.len())
                     .ok_or(Invalid)?
@@ -200,63 +201,29 @@ fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
         if end.is_none() && in_object {
             object_span |= span(from, 64);
         }
-        // Only this value's bytes count: up to and including its closing bracket.
-        let (within, before_end) = match end {
-            Some(at) => (span(0, at + 1), span(0, at)),
-            None => (!0, !0),
+        // Only this value's bytes count: up to and including its closing bracket (a separate
+        // copy of the checks for that last block keeps the others free of the limit).
+        let strings = Strings {
+            in_string,
+            open: string_open,
+            close: string_close,
         };
-
-        let space = c.space & !in_string;
-        let colon = c.colon & !in_string & within;
-        let comma = c.comma & !in_string & within;
-        let scalar =
-            !(in_string | string_close | open | close | c.colon | c.comma | space) & within;
-        let scalar_start = scalar & !((scalar << 1) | carry.scalar);
-        let after_scalar = ((scalar << 1) | carry.scalar) & !scalar & within;
-        carry.scalar = scalar >> 63;
-        let value_start = open | string_open | scalar_start;
-
-        let mut bad = (c.control & in_string) | (c.backslash & !in_string);
-
-        // The successors, rule by rule.
-        let (after, next) = successors(
-            colon | (comma & !object_span),
-            carry.after_value_list,
-            space,
-        );
-        carry.after_value_list = next;
-        bad |= after & !value_start;
-        let (after, next) = successors(open & within & !open_object, carry.after_array_open, space);
-        carry.after_array_open = next;
-        bad |= after & !(value_start | close);
-        let (after_object_open, next) = successors(open_object, carry.after_object_open, space);
-        carry.after_object_open = next;
-        bad |= after_object_open & !(string_open | close);
-        let (after_object_comma, next) =
-            successors(comma & object_span, carry.after_object_comma, space);
-        carry.after_object_comma = next;
-        bad |= after_object_comma & !string_open;
-        // A key's opening quote, carried to its closing one.
-        let key_start = (after_object_open | after_object_comma) & string_open;
-        let (sum, overflow) = (key_start | carry.key).overflowing_add(in_string);
-        carry.key = u64::from(overflow);
-        let key_end = sum & !in_string & string_close;
-        let (after, next) = successors(key_end, carry.after_key, space);
-        carry.after_key = next;
-        bad |= after & !colon;
-        let value_end = (string_close & !key_end) | (close & before_end);
-        let (after, next) = successors_of(
-            (value_end << 1) | after_scalar,
-            value_end >> 63,
-            carry.after_value,
-            space,
-        );
-        carry.after_value = next;
-        bad |= after & !(comma | close);
-
-        if bad & within != 0 {
-            return Err(Invalid);
-        }
+        let brackets = Brackets {
+            open,
+            close,
+            open_object,
+            object_span,
+        };
+        let (within, scalar) = match end {
+            None => (!0, grammar(&c, &strings, &brackets, !0, !0, &mut carry)?),
+            Some(at) => {
+                let within = span(0, at + 1);
+                let scalar = grammar(&c, &strings, &brackets, within, span(0, at), &mut carry)?;
+                (within, scalar)
+            }
+        };
+        let scalar_start = scalar.start;
+        let scalar = scalar.all;
 
         // The rare bytes, one by one: escapes, numbers and literals.
         // An escaped quote is always a valid escape, and is the common one.
@@ -291,6 +258,112 @@ fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
         }
         base += 64;
     }
+}
+
+/// A block's strings.
+struct Strings {
+    /// From each string's opening quote up to (not including) its closing one.
+    in_string: u64,
+    open: u64,
+    close: u64,
+}
+
+/// A block's brackets outside strings.
+struct Brackets {
+    open: u64,
+    close: u64,
+    /// The `{` among `open`.
+    open_object: u64,
+    /// The bytes whose innermost container is an object.
+    object_span: u64,
+}
+
+/// A block's numbers and literals: all their bytes, and where each starts.
+struct Scalars {
+    all: u64,
+    start: u64,
+}
+
+/// Checks every token's successor in one block, up to `within` (`before_end`: the same without
+/// the value's own closing bracket, whose successor is not its business).
+#[inline(always)]
+fn grammar(
+    c: &Classes,
+    strings: &Strings,
+    brackets: &Brackets,
+    within: u64,
+    before_end: u64,
+    carry: &mut Carry,
+) -> Result<Scalars, Invalid> {
+    let space = c.space & !strings.in_string;
+    let colon = c.colon & !strings.in_string & within;
+    let comma = c.comma & !strings.in_string & within;
+    let scalar = !(strings.in_string
+        | strings.close
+        | brackets.open
+        | brackets.close
+        | c.colon
+        | c.comma
+        | space)
+        & within;
+    let scalar_start = scalar & !((scalar << 1) | carry.scalar);
+    let after_scalar = ((scalar << 1) | carry.scalar) & !scalar & within;
+    carry.scalar = scalar >> 63;
+    let value_start = brackets.open | strings.open | scalar_start;
+
+    let mut bad = (c.control & strings.in_string) | (c.backslash & !strings.in_string);
+
+    // The successors, rule by rule.
+    let (after, next) = successors(
+        colon | (comma & !brackets.object_span),
+        carry.after_value_list,
+        space,
+    );
+    carry.after_value_list = next;
+    bad |= after & !value_start;
+    let (after, next) = successors(
+        brackets.open & within & !brackets.open_object,
+        carry.after_array_open,
+        space,
+    );
+    carry.after_array_open = next;
+    bad |= after & !(value_start | brackets.close);
+    let (after_object_open, next) =
+        successors(brackets.open_object, carry.after_object_open, space);
+    carry.after_object_open = next;
+    bad |= after_object_open & !(strings.open | brackets.close);
+    let (after_object_comma, next) = successors(
+        comma & brackets.object_span,
+        carry.after_object_comma,
+        space,
+    );
+    carry.after_object_comma = next;
+    bad |= after_object_comma & !strings.open;
+    // A key's opening quote, carried to its closing one.
+    let key_start = (after_object_open | after_object_comma) & strings.open;
+    let (sum, overflow) = (key_start | carry.key).overflowing_add(strings.in_string);
+    carry.key = u64::from(overflow);
+    let key_end = sum & !strings.in_string & strings.close;
+    let (after, next) = successors(key_end, carry.after_key, space);
+    carry.after_key = next;
+    bad |= after & !colon;
+    let value_end = (strings.close & !key_end) | (brackets.close & before_end);
+    let (after, next) = successors_of(
+        (value_end << 1) | after_scalar,
+        value_end >> 63,
+        carry.after_value,
+        space,
+    );
+    carry.after_value = next;
+    bad |= after & !(comma | brackets.close);
+
+    if bad & within != 0 {
+        return Err(Invalid);
+    }
+    Ok(Scalars {
+        all: scalar,
+        start: scalar_start,
+    })
 }
 
 /// Bits `from..to` (both at most 64).
