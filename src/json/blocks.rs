@@ -468,7 +468,7 @@ fn empty_after(buf: &[u8], at: usize) -> Result<(), Invalid> {
     }
 }
 
-/// Sixteen bytes at a time (SSE2 on x86-64, simd128 in the wasm module), or byte by byte.
+/// Sixteen bytes at a time (SSE2 on x86-64), or byte by byte.
 struct Portable;
 
 impl Simd for Portable {
@@ -546,34 +546,7 @@ mod lanes16 {
         }
     }
 
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    #[inline(always)]
-    pub fn classify(chunk: &[u8; 16]) -> Classes16 {
-        use std::arch::wasm32::*;
-        // SAFETY: the load reads exactly the 16 bytes of `chunk`; v128_load allows any alignment.
-        let v = unsafe { v128_load(chunk.as_ptr().cast::<v128>()) };
-        let eq = |b: u8| u8x16_eq(v, u8x16_splat(b));
-        let folded = v128_or(v, u8x16_splat(0x20));
-        let mask = u8x16_bitmask;
-        Classes16 {
-            quote: mask(eq(b'"')),
-            backslash: mask(eq(b'\\')),
-            control: mask(u8x16_lt(v, u8x16_splat(0x20))),
-            open: mask(u8x16_eq(folded, u8x16_splat(b'{'))),
-            close: mask(u8x16_eq(folded, u8x16_splat(b'}'))),
-            colon: mask(eq(b':')),
-            comma: mask(eq(b',')),
-            space: mask(v128_or(
-                v128_or(eq(b' '), eq(b'\t')),
-                v128_or(eq(b'\n'), eq(b'\r')),
-            )),
-        }
-    }
-
-    #[cfg(not(any(
-        target_arch = "x86_64",
-        all(target_arch = "wasm32", target_feature = "simd128")
-    )))]
+    #[cfg(not(target_arch = "x86_64"))]
     pub fn classify(chunk: &[u8; 16]) -> Classes16 {
         let mut c = Classes16::default();
         for (i, &b) in chunk.iter().enumerate() {
