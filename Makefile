@@ -78,6 +78,8 @@ bench: build venv
 	cd bench/floor && cargo build --release --target $(TARGET)
 	cd bench/floor-native && cargo build --release
 	cargo bench --bench decision -- --warm-up-time 1 --measurement-time $(if $(QUICK),1,3)
+	cargo build --release --example scan_speed
+	cargo build --release --target $(TARGET) --example scan_speed
 	$(PY) bench/run.py
 
 # Test builds that panic on a trigger body (tests/e2e/test_failure_policy.py): the wasm module,
