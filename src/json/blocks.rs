@@ -130,30 +130,25 @@ fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
     // Escapes up to here were read whole (a `\u` high surrogate takes its low one with it).
     let mut escapes_read_to = 0usize;
     let mut base = start;
-    let mut padded: [u8; 64];
+    // Each block is classified one round ahead of its checks, so that the CPU can work on the
+    // next block's masks while this one's brackets are walked.
+    let mut next = Some(strings::<S>(buf, base, &mut carry)?);
     loop {
-        let block: &[u8; 64] = match buf.get(base..base + 64) {
-            Some(chunk) => chunk.try_into().map_err(|_| Invalid)?,
-            None => {
-                // The last bytes, padded with white space: the container is not closed there.
-                let rest = buf.get(base..).filter(|r| !r.is_empty()).ok_or(Invalid)?;
-                padded = [b' '; 64];
-                padded
-                    .get_mut(..rest.len())
-                    .ok_or(Invalid)?
-                    .copy_from_slice(rest);
-                &padded
-            }
+        let Some(Classified {
+            c,
+            escaped,
+            in_string,
+        }) = next
+        else {
+            return Err(Invalid);
         };
-        let c = S::classify(block);
-
-        // Strings.
-        let escaped = escaped_bytes(c.backslash, &mut carry.escaped);
-        let quote = c.quote & !escaped;
-        let in_string = S::prefix_xor(quote) ^ carry.in_string;
-        carry.in_string = ((in_string as i64) >> 63) as u64;
-        let string_open = quote & in_string;
-        let string_close = quote & !in_string;
+        next = if base + 64 < buf.len() {
+            Some(strings::<S>(buf, base + 64, &mut carry)?)
+        } else {
+            None
+        };
+        let string_open = c.quote & !escaped & in_string;
+        let string_close = c.quote & !escaped & !in_string;
 
         // Brackets, one by one: where the value ends, and which commas are in an object.
         let open = c.open & !in_string;
@@ -171,7 +166,7 @@ fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
                 object_span |= span(from, at);
             }
             from = at;
-            let byte = block.get(at as usize).copied().ok_or(Invalid)?;
+            let byte = buf.get(base + at as usize).copied().ok_or(Invalid)?;
             if byte == b'{' || byte == b'[' {
                 in_object = byte == b'{';
                 if stack.depth == MAX_DEPTH {
@@ -246,7 +241,7 @@ fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
             scalars &= scalars - 1;
             // The run of number or literal bytes, when it ends inside this block.
             let len = (!(scalar >> at)).trailing_zeros();
-            let run = block.get(at as usize..(at + len) as usize);
+            let run = buf.get(base + at as usize..base + (at + len) as usize);
             match run {
                 Some(run) if at + len < 64 && scalar_run(run) => {}
                 _ => scalar_at(buf, base + at as usize)?,
@@ -258,6 +253,39 @@ fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
         }
         base += 64;
     }
+}
+
+/// A block's classes, with the bytes escaped by backslashes and those inside strings.
+struct Classified {
+    c: Classes,
+    escaped: u64,
+    /// From each string's opening quote up to (not including) its closing one.
+    in_string: u64,
+}
+
+/// Classifies the block at `base` (the input's last bytes padded with white space).
+#[inline(always)]
+fn strings<S: Simd>(buf: &[u8], base: usize, carry: &mut Carry) -> Result<Classified, Invalid> {
+    let c = match buf.get(base..base + 64) {
+        Some(chunk) => S::classify(chunk.try_into().map_err(|_| Invalid)?),
+        None => {
+            let rest = buf.get(base..).ok_or(Invalid)?;
+            let mut padded = [b' '; 64];
+            padded
+                .get_mut(..rest.len())
+                .ok_or(Invalid)?
+                .copy_from_slice(rest);
+            S::classify(&padded)
+        }
+    };
+    let escaped = escaped_bytes(c.backslash, &mut carry.escaped);
+    let in_string = S::prefix_xor(c.quote & !escaped) ^ carry.in_string;
+    carry.in_string = ((in_string as i64) >> 63) as u64;
+    Ok(Classified {
+        c,
+        escaped,
+        in_string,
+    })
 }
 
 /// A block's strings.
