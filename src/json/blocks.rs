@@ -131,21 +131,26 @@ fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
     let mut escapes_read_to = 0usize;
     let mut base = start;
     // Each block is classified one round ahead of its checks, so that the CPU can work on the
-    // next block's masks while this one's brackets are walked.
-    let mut next = Some(strings::<S>(buf, base, &mut carry)?);
+    // next block's masks while this one's brackets are walked. (One call site, so that the
+    // classification is inlined: the first round only classifies.)
+    let mut pending: Option<Classified> = None;
+    let mut ahead = start;
     loop {
+        let classified = match ahead < buf.len() {
+            true => Some(strings::<S>(buf, ahead, &mut carry)?),
+            false => None,
+        };
+        ahead += 64;
         let Some(Classified {
             c,
             escaped,
             in_string,
-        }) = next
+        }) = std::mem::replace(&mut pending, classified)
         else {
-            return Err(Invalid);
-        };
-        next = if base + 64 < buf.len() {
-            Some(strings::<S>(buf, base + 64, &mut carry)?)
-        } else {
-            None
+            if pending.is_none() {
+                return Err(Invalid); // the input ended inside the container
+            }
+            continue;
         };
         let string_open = c.quote & !escaped & in_string;
         let string_close = c.quote & !escaped & !in_string;
@@ -266,17 +271,9 @@ struct Classified {
 /// Classifies the block at `base` (the input's last bytes padded with white space).
 #[inline(always)]
 fn strings<S: Simd>(buf: &[u8], base: usize, carry: &mut Carry) -> Result<Classified, Invalid> {
-    let c = match buf.get(base..base + 64) {
-        Some(chunk) => S::classify(chunk.try_into().map_err(|_| Invalid)?),
-        None => {
-            let rest = buf.get(base..).ok_or(Invalid)?;
-            let mut padded = [b' '; 64];
-            padded
-                .get_mut(..rest.len())
-                .ok_or(Invalid)?
-                .copy_from_slice(rest);
-            S::classify(&padded)
-        }
+    let c = match buf.get(base..base + 64).map(<&[u8; 64]>::try_from) {
+        Some(Ok(block)) => S::classify(block),
+        _ => classify_tail::<S>(buf.get(base..).ok_or(Invalid)?),
     };
     let escaped = escaped_bytes(c.backslash, &mut carry.escaped);
     let in_string = S::prefix_xor(c.quote & !escaped) ^ carry.in_string;
@@ -286,6 +283,16 @@ fn strings<S: Simd>(buf: &[u8], base: usize, carry: &mut Carry) -> Result<Classi
         escaped,
         in_string,
     })
+}
+
+/// Classifies the input's last bytes, padded with white space.
+#[inline(never)]
+fn classify_tail<S: Simd>(rest: &[u8]) -> Classes {
+    let mut padded = [b' '; 64];
+    for (to, from) in padded.iter_mut().zip(rest) {
+        *to = *from;
+    }
+    S::classify(&padded)
 }
 
 /// A block's strings.
