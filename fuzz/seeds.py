@@ -144,9 +144,10 @@ def main(out: Path) -> None:
         "decompression": write(out, "decompression", compressed),
         "route_metadata": write(out, "route_metadata", metadata_seeds()),
         "plugin_config": write(out, "plugin_config", config_seeds()),
-        # Every body at a few shifts against the 64-byte blocks (the first byte).
-        "json_skip": write(out, "json_skip", [bytes([shift]) + b for i, b in enumerate(bodies)
-                                              for shift in (0, 1 + i % 63)]),
+        # Every body at a few shifts against the 64-byte blocks (the first byte), handed over
+        # block-wise after a few distances (the second).
+        "json_skip": write(out, "json_skip", [bytes([shift, after]) + b for i, b in enumerate(bodies)
+                                              for shift, after in ((0, 255), (1 + i % 63, i % 97))]),
     }
     print("seeds: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
 

@@ -1,8 +1,9 @@
-//! Objects and arrays are skipped 64 bytes at a time (`src/json/blocks.rs`); the token-by-token
-//! reading is the reference. Every block-wise implementation this CPU can run (portable, AVX2,
-//! AVX-512) must read every text exactly as the reference does: the same end, or the same
-//! refusal. Block boundaries fall at every offset of the tricky cases, and random JSON is mutated
-//! so that most inputs break somewhere deep inside.
+//! Objects and arrays are skipped 64 bytes at a time (`src/json/blocks.rs`), from their start or
+//! from wherever the token-by-token reading hands them over; that reading is the reference. Every
+//! block-wise implementation this CPU can run (portable, AVX2, AVX-512), and every hand-over
+//! point, must read every text exactly as the reference does: the same end, or the same refusal.
+//! Block boundaries fall at every offset of the tricky cases, and random JSON is mutated so that
+//! most inputs break somewhere deep inside.
 
 use consent_gate::json::Scanner;
 use proptest::prelude::*;
@@ -27,6 +28,12 @@ fn agree(text: &str) -> Option<usize> {
         expected,
         "{text:?}"
     );
+    // Token by token first, block-wise from every kind of place on.
+    for after in [0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144] {
+        let mut s = Scanner::new(text);
+        let got = s.skip_value_handing_over_after(after).map(|()| s.pos());
+        assert_eq!(got, expected, "handing over after {after} bytes: {text:?}");
+    }
     expected.ok()
 }
 

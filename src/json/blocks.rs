@@ -19,8 +19,11 @@
 //! - whatever else is outside strings is a number or `true`/`false`/`null`, read by the
 //!   token-by-token scanner's own functions, and must end where the run of such bytes ends.
 //!
-//! It accepts exactly what the token-by-token reading ([`super::Scanner::skip_value_stepwise`])
-//! accepts, depth limit included; `tests/robustness.rs` holds the two to that.
+//! The token-by-token reading hands a container over once it has read [`super::HAND_OVER_AFTER`]
+//! bytes of it (smaller ones are as fast token by token, with nothing to set up), at a place where
+//! a value is due, with the kinds of the containers still open. The block-wise reading accepts
+//! exactly what the token-by-token one ([`super::Scanner::skip_value_stepwise`]) accepts, depth
+//! limit included: `tests/skipping.rs` and the `json_skip` fuzz target hold the two to that.
 
 use super::{escape_end, Invalid, Scanner, MAX_DEPTH};
 
@@ -68,6 +71,13 @@ struct Stack {
 }
 
 impl Stack {
+    fn empty() -> Self {
+        Stack {
+            kinds: [0; MAX_DEPTH / 64 + 1],
+            depth: 0,
+        }
+    }
+
     fn top_is_object(&self) -> bool {
         let Some(i) = self.depth.checked_sub(1) else {
             return false;
@@ -78,16 +88,37 @@ impl Stack {
     }
 }
 
-/// Skips the object or array that starts at `start` (its `{` or `[`); returns where it ends.
-pub fn skip_container(buf: &[u8], start: usize) -> Result<usize, Invalid> {
+/// Skips the rest of the containers that are open at `at`, where a value is due (after `[`, a
+/// comma in an array, or a key's colon), read that far token by token: `kinds` holds their kinds
+/// (bit `i` for the `i`-th from the outside, 1 for an object), `depth` their number. Returns where
+/// the outermost one ends.
+pub fn skip_rest(
+    buf: &[u8],
+    at: usize,
+    kinds: &[u64; MAX_DEPTH / 64],
+    depth: usize,
+) -> Result<usize, Invalid> {
+    let mut stack = Stack::empty();
+    for (to, from) in stack.kinds.iter_mut().zip(kinds) {
+        *to = *from;
+    }
+    stack.depth = depth;
+    let carry = Carry {
+        after_value_list: 1,
+        ..Carry::default()
+    };
+    dispatch(buf, at, stack, carry)
+}
+
+fn dispatch(buf: &[u8], start: usize, stack: Stack, carry: Carry) -> Result<usize, Invalid> {
     #[cfg(target_arch = "x86_64")]
     match x86::level() {
         // SAFETY: the CPU has what each one needs (checked by `level`).
-        x86::Level::Avx512 => return unsafe { x86::skip_avx512(buf, start) },
-        x86::Level::Avx2 => return unsafe { x86::skip_avx2(buf, start) },
+        x86::Level::Avx512 => return unsafe { x86::skip_avx512(buf, start, stack, carry) },
+        x86::Level::Avx2 => return unsafe { x86::skip_avx2(buf, start, stack, carry) },
         x86::Level::Baseline => {}
     }
-    skip::<Portable>(buf, start)
+    skip::<Portable>(buf, start, stack, carry)
 }
 
 /// Every block-wise implementation this CPU can run, by name, on the same input (for the tests,
@@ -97,17 +128,23 @@ pub fn skip_container_everywhere(
     start: usize,
 ) -> Vec<(&'static str, Result<usize, Invalid>)> {
     #[allow(unused_mut)]
-    let mut results = vec![("portable", skip::<Portable>(buf, start))];
+    let fresh = || (Stack::empty(), Carry::default());
+    let (stack, carry) = fresh();
+    let mut results = vec![("portable", skip::<Portable>(buf, start, stack, carry))];
     #[cfg(target_arch = "x86_64")]
     {
         let level = x86::level();
         if level != x86::Level::Baseline {
             // SAFETY: the CPU has AVX2 and PCLMULQDQ.
-            results.push(("avx2", unsafe { x86::skip_avx2(buf, start) }));
+            let (stack, carry) = fresh();
+            results.push(("avx2", unsafe { x86::skip_avx2(buf, start, stack, carry) }));
         }
         if level == x86::Level::Avx512 {
             // SAFETY: the CPU has AVX-512 F and BW besides.
-            results.push(("avx512", unsafe { x86::skip_avx512(buf, start) }));
+            let (stack, carry) = fresh();
+            results.push(("avx512", unsafe {
+                x86::skip_avx512(buf, start, stack, carry)
+            }));
         }
     }
     results
@@ -121,12 +158,12 @@ trait Simd {
 }
 
 #[inline(always)]
-fn skip<S: Simd>(buf: &[u8], start: usize) -> Result<usize, Invalid> {
-    let mut carry = Carry::default();
-    let mut stack = Stack {
-        kinds: [0; MAX_DEPTH / 64 + 1],
-        depth: 0,
-    };
+fn skip<S: Simd>(
+    buf: &[u8],
+    start: usize,
+    mut stack: Stack,
+    mut carry: Carry,
+) -> Result<usize, Invalid> {
     // Escapes up to here were read whole (a `\u` high surrogate takes its low one with it).
     let mut escapes_read_to = 0usize;
     let mut base = start;
@@ -608,7 +645,7 @@ mod lanes16 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Classes, Invalid, Simd};
+    use super::{Carry, Classes, Invalid, Simd, Stack};
     use std::arch::x86_64::*;
 
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -648,15 +685,25 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2 and PCLMULQDQ.
     #[target_feature(enable = "avx2,pclmulqdq,bmi1")]
-    pub unsafe fn skip_avx2(buf: &[u8], start: usize) -> Result<usize, Invalid> {
-        super::skip::<Avx2>(buf, start)
+    pub unsafe fn skip_avx2(
+        buf: &[u8],
+        start: usize,
+        stack: Stack,
+        carry: Carry,
+    ) -> Result<usize, Invalid> {
+        super::skip::<Avx2>(buf, start, stack, carry)
     }
 
     /// # Safety
     /// The CPU must have AVX-512 F and BW, AVX2 and PCLMULQDQ.
     #[target_feature(enable = "avx512f,avx512bw,avx2,pclmulqdq,bmi1")]
-    pub unsafe fn skip_avx512(buf: &[u8], start: usize) -> Result<usize, Invalid> {
-        super::skip::<Avx512>(buf, start)
+    pub unsafe fn skip_avx512(
+        buf: &[u8],
+        start: usize,
+        stack: Stack,
+        carry: Carry,
+    ) -> Result<usize, Invalid> {
+        super::skip::<Avx512>(buf, start, stack, carry)
     }
 
     struct Avx512;

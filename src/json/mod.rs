@@ -23,6 +23,11 @@ pub struct Invalid;
 /// Deepest nesting accepted inside one skipped value.
 pub const MAX_DEPTH: usize = 512;
 
+/// How much of a container is read token by token before the rest is read block-wise (natively):
+/// below about this size the token-by-token reading is as fast, having nothing to set up
+/// (measured with `make bench`'s bodies).
+pub const HAND_OVER_AFTER: usize = 192;
+
 /// The digits of 2^1024 - 2^970, from which a decimal number rounds to an infinite double.
 const ROUNDS_TO_INFINITY: &[u8; 309] = b"179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
 
@@ -537,18 +542,24 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Validates and skips one value of any kind: natively objects and arrays 64 bytes at a
-    /// time (`blocks`), anything else (and everything in the wasm module) token by token.
+    /// Validates and skips one value of any kind, token by token; natively, the rest of an
+    /// object or array that proves large (over [`HAND_OVER_AFTER`] bytes) 64 bytes at a time
+    /// (`blocks`), which pays from about there on.
     pub fn skip_value(&mut self) -> Result<(), Invalid> {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            self.skip_ws();
-            if let Some(b'{' | b'[') = self.peek() {
-                self.pos = blocks::skip_container(self.buf, self.pos)?;
-                return Ok(());
-            }
-        }
-        self.skip_value_stepwise()
+        self.skip_value_handing_over_after(HAND_OVER_AFTER)
+    }
+
+    /// [`Scanner::skip_value`], handing a container over to the block-wise reading once `bytes`
+    /// of it have been read token by token (natively; for the tests, which try every distance).
+    #[doc(hidden)]
+    pub fn skip_value_handing_over_after(&mut self, bytes: usize) -> Result<(), Invalid> {
+        let mut s = Scanner {
+            buf: self.buf,
+            pos: self.pos,
+        };
+        let skipped = s.skip_any(bytes);
+        self.pos = s.pos;
+        skipped
     }
 
     /// The object or array at the cursor (after white space) skipped by every block-wise
@@ -568,16 +579,26 @@ impl<'a> Scanner<'a> {
             buf: self.buf,
             pos: self.pos,
         };
-        let skipped = s.skip_any();
+        let skipped = s.skip_any(usize::MAX);
         self.pos = s.pos;
         skipped
     }
 
+    /// Token by token; natively, inside a container, from `hand_over` bytes on block-wise.
     #[inline(always)]
-    fn skip_any(&mut self) -> Result<(), Invalid> {
+    fn skip_any(&mut self, hand_over: usize) -> Result<(), Invalid> {
         let mut open = BitStack::default();
+        #[cfg(not(target_arch = "wasm32"))]
+        let start = self.pos;
+        #[cfg(target_arch = "wasm32")]
+        let _ = hand_over;
         loop {
             // One value starts here.
+            #[cfg(not(target_arch = "wasm32"))]
+            if self.pos - start >= hand_over && open.len > 0 {
+                self.pos = blocks::skip_rest(self.buf, self.pos, &open.bits, open.len)?;
+                return Ok(());
+            }
             self.skip_ws();
             match self.peek() {
                 Some(b'{') => {
