@@ -260,10 +260,6 @@ def ensure_tool(command: str, package: str, env_var: str) -> str:
     return found
 
 
-def ensure_wrk() -> str:
-    return ensure_tool("wrk", "wrk", "WRK_BIN")
-
-
 def scan_speeds() -> list[dict]:
     """The decision core on the benchmark bodies natively and inside V8: examples/scan_speed.rs,
     built natively and for wasm32-wasip1 by `make bench`, the latter run in Node's V8
@@ -1407,7 +1403,7 @@ def bench() -> None:
     build_native_floor()
     check_modules()
     check_same_plugin_config()
-    wrk = ensure_wrk()
+    wrk = ensure_tool("wrk", "wrk", "WRK_BIN")
     # On a quiet machine: before any Envoy starts.
     scan = scan_speeds()
     shutil.rmtree(OUT, ignore_errors=True)  # all generated: configs, bodies, logs of the last run

@@ -128,9 +128,9 @@ pub fn skip_container_everywhere(
     buf: &[u8],
     start: usize,
 ) -> Vec<(&'static str, Result<usize, Invalid>)> {
-    #[allow(unused_mut)]
     let fresh = || (Stack::empty(), Carry::default());
     let (stack, carry) = fresh();
+    #[allow(unused_mut)] // pushed to on x86-64 only
     let mut results = vec![("portable", skip::<Portable>(buf, start, stack, carry))];
     #[cfg(target_arch = "x86_64")]
     {
@@ -272,11 +272,7 @@ fn skip<S: Simd>(
             if at < escapes_read_to {
                 continue; // the low half of a surrogate pair, read with its high half
             }
-            match buf.get(at) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
-                Some(b'u') => escapes_read_to = escape_end(buf, at)?,
-                _ => return Err(Invalid),
-            }
+            escapes_read_to = escape_end(buf, at)?;
         }
         let mut scalars = scalar_start;
         while scalars != 0 {
@@ -531,11 +527,7 @@ fn scalar_at(buf: &[u8], at: usize) -> Result<(), Invalid> {
 /// The container opened at `at` must close right away (after white space).
 #[cold]
 fn empty_after(buf: &[u8], at: usize) -> Result<(), Invalid> {
-    let rest = buf.get(at + 1..).ok_or(Invalid)?;
-    match rest
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
+    match (Scanner { buf, pos: at + 1 }).peek_token() {
         Some(b'}' | b']') => Ok(()),
         _ => Err(Invalid),
     }

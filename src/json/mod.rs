@@ -533,7 +533,6 @@ impl<'a> Scanner<'a> {
     }
 
     /// Reads a number, `true`, `false` or `null`.
-    #[cfg(not(target_arch = "wasm32"))]
     #[inline(always)]
     fn scalar(&mut self) -> Result<(), Invalid> {
         match self.peek() {
@@ -553,6 +552,7 @@ impl<'a> Scanner<'a> {
     /// of it have been read token by token (natively; for the tests, which try every distance).
     #[doc(hidden)]
     pub fn skip_value_handing_over_after(&mut self, bytes: usize) -> Result<(), Invalid> {
+        // On a copy: nothing else can see the cursor, so it stays in a register.
         let mut s = Scanner {
             buf: self.buf,
             pos: self.pos,
@@ -574,14 +574,7 @@ impl<'a> Scanner<'a> {
     /// Validates and skips one value token by token: the reading that [`Scanner::skip_value`]'s
     /// block-wise skipping is held to in the tests.
     pub fn skip_value_stepwise(&mut self) -> Result<(), Invalid> {
-        // On a copy: nothing else can see the cursor, so it stays in a register.
-        let mut s = Scanner {
-            buf: self.buf,
-            pos: self.pos,
-        };
-        let skipped = s.skip_any(usize::MAX);
-        self.pos = s.pos;
-        skipped
+        self.skip_value_handing_over_after(usize::MAX)
     }
 
     /// Token by token; natively, inside a container, from `hand_over` bytes on block-wise.
@@ -617,8 +610,7 @@ impl<'a> Scanner<'a> {
                 Some(b'"') => {
                     self.string()?;
                 }
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                _ => self.word()?,
+                _ => self.scalar()?,
             }
             // A value ended: close every container that ends with it.
             loop {
