@@ -62,6 +62,7 @@ lint: toolchain
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
 	cargo clippy --profile native --features dynamic-module -- -D warnings
+	cargo clippy --release --target $(TARGET) --features scan-bench --examples --target-dir target/scan-bench -- -D warnings
 
 validate: build venv
 	@for f in envoy/*.yaml; do \
@@ -80,6 +81,7 @@ bench: build venv
 	cargo bench --bench decision -- --warm-up-time 1 --measurement-time $(if $(QUICK),1,3)
 	cargo build --release --example scan_speed
 	cargo build --release --target $(TARGET) --example scan_speed
+	cargo build --release --target $(TARGET) --features scan-bench --example scan_in_envoy --target-dir target/scan-bench
 	$(PY) bench/run.py
 
 # Test builds that panic on a trigger body (tests/e2e/test_failure_policy.py): the wasm module,

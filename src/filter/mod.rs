@@ -3,5 +3,6 @@
 
 #[cfg(feature = "dynamic-module")]
 mod native;
-#[cfg(target_arch = "wasm32")]
+// Left out of `scan-bench` builds, whose only module is examples/scan_in_envoy.rs.
+#[cfg(all(target_arch = "wasm32", not(feature = "scan-bench")))]
 mod wasm;
