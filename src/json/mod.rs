@@ -365,6 +365,12 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     pub fn string(&mut self) -> Result<Str<'a>, Invalid> {
         self.eat(b'"')?;
+        self.string_rest()
+    }
+
+    /// Reads the rest of a string whose opening quote was just consumed.
+    #[inline(always)]
+    fn string_rest(&mut self) -> Result<Str<'a>, Invalid> {
         let start = self.pos;
         let mut escaped = false;
         loop {
@@ -595,21 +601,34 @@ impl<'a> Scanner<'a> {
             }
             self.skip_ws();
             match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.string_rest()?;
+                }
                 Some(b'{') => {
-                    if self.object_start()? {
-                        open.push(OBJECT)?;
-                        self.key()?;
-                        continue;
+                    self.pos += 1;
+                    self.skip_ws();
+                    match self.peek() {
+                        Some(b'}') => self.pos += 1,
+                        Some(b'"') => {
+                            open.push(OBJECT)?;
+                            self.pos += 1;
+                            self.string_rest()?;
+                            self.eat(b':')?;
+                            continue;
+                        }
+                        _ => return Err(Invalid),
                     }
                 }
                 Some(b'[') => {
-                    if self.array_start()? {
+                    self.pos += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                    } else {
                         open.push(ARRAY)?;
                         continue;
                     }
-                }
-                Some(b'"') => {
-                    self.string()?;
                 }
                 _ => self.scalar()?,
             }
@@ -618,16 +637,24 @@ impl<'a> Scanner<'a> {
                 let Some(kind) = open.top() else {
                     return Ok(());
                 };
-                let next = if kind == OBJECT {
-                    self.object_more()?
-                } else {
-                    self.array_more()?
-                };
-                if next {
-                    if kind == OBJECT {
-                        self.key()?;
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if kind == OBJECT {
+                            self.skip_ws();
+                            if self.peek() != Some(b'"') {
+                                return Err(Invalid);
+                            }
+                            self.pos += 1;
+                            self.string_rest()?;
+                            self.eat(b':')?;
+                        }
+                        break;
                     }
-                    break;
+                    Some(b'}') if kind == OBJECT => self.pos += 1,
+                    Some(b']') if kind == ARRAY => self.pos += 1,
+                    _ => return Err(Invalid),
                 }
                 open.pop();
             }
