@@ -551,8 +551,18 @@ impl<'a> Scanner<'a> {
     /// Validates and skips one value of any kind, token by token; natively, the rest of an
     /// object or array that proves large (over [`HAND_OVER_AFTER`] bytes) 64 bytes at a time
     /// (`blocks`), which pays from about there on.
+    #[inline]
     pub fn skip_value(&mut self) -> Result<(), Invalid> {
-        self.skip_value_handing_over_after(HAND_OVER_AFTER)
+        // Most skipped values are strings and scalars: no container stack to set up for those.
+        self.skip_ws();
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                self.string_rest().map(|_| ())
+            }
+            Some(b'{' | b'[') => self.skip_value_handing_over_after(HAND_OVER_AFTER),
+            _ => self.scalar(),
+        }
     }
 
     /// [`Scanner::skip_value`], handing a container over to the block-wise reading once `bytes`
