@@ -3,15 +3,13 @@
 //! service (`bench/run.py`), runs `benches/scan.rs` and logs one `scan {json}` line per case.
 //! Built for wasm32-wasip1 with `--features scan-bench`, which leaves the filter out of the
 //! library (its `_initialize` would take this module's place).
+#![cfg(target_arch = "wasm32")]
 
-#[cfg(target_arch = "wasm32")]
 #[path = "../benches/bodies.rs"]
 mod bodies;
-#[cfg(target_arch = "wasm32")]
 #[path = "../benches/scan.rs"]
 mod scan;
 
-#[cfg(target_arch = "wasm32")]
 mod module {
     use proxy_wasm::traits::{Context, RootContext};
     use proxy_wasm::types::LogLevel;

@@ -322,6 +322,14 @@ impl<'a> Scanner<'a> {
         Ok(k)
     }
 
+    /// Reads a member's key and its colon, the cursor at the key's opening quote.
+    #[inline(always)]
+    fn key_after_quote(&mut self) -> Result<(), Invalid> {
+        self.pos += 1;
+        self.string_rest()?;
+        self.eat(b':')
+    }
+
     /// After a member's value: true if another member follows (comma consumed), false at `}`.
     #[inline(always)]
     pub fn object_more(&mut self) -> Result<bool, Invalid> {
@@ -554,6 +562,8 @@ impl<'a> Scanner<'a> {
     #[inline]
     pub fn skip_value(&mut self) -> Result<(), Invalid> {
         // Most skipped values are strings and scalars: no container stack to set up for those.
+        // Here rather than in `skip_any`, so that it is inlined into the caller (measured: 2-3%
+        // slower on the batches as a call).
         self.skip_ws();
         match self.peek() {
             Some(b'"') => {
@@ -622,9 +632,7 @@ impl<'a> Scanner<'a> {
                         Some(b'}') => self.pos += 1,
                         Some(b'"') => {
                             open.push(OBJECT)?;
-                            self.pos += 1;
-                            self.string_rest()?;
-                            self.eat(b':')?;
+                            self.key_after_quote()?;
                             continue;
                         }
                         _ => return Err(Invalid),
@@ -656,9 +664,7 @@ impl<'a> Scanner<'a> {
                             if self.peek() != Some(b'"') {
                                 return Err(Invalid);
                             }
-                            self.pos += 1;
-                            self.string_rest()?;
-                            self.eat(b':')?;
+                            self.key_after_quote()?;
                         }
                         break;
                     }
