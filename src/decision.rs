@@ -161,12 +161,17 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
     if raw.len() > config.max_body_bytes {
         return Judgement::refused(Reason::BodyTooLarge);
     }
+    // Segment's and RudderStack's pixel APIs read the event from the query string
+    // (`/v1/pixel/track?data=…`, or field by field: `?event=…&properties.x=…`) and ignore any
+    // body: an event the filter cannot judge, so a query that may carry one is refused, with a
+    // body or without. A body may come with its write key alone (RudderStack's beacon requests:
+    // `/beacon/v1/batch?writeKey=…`).
+    match query(req.path) {
+        Query::Empty => {}
+        Query::WriteKey if !raw.is_empty() => {}
+        Query::WriteKey | Query::Other => return Judgement::refused(Reason::InvalidEvent),
+    }
     if raw.is_empty() {
-        // Segment's and RudderStack's pixel APIs carry the whole event in the query string
-        // (`/v1/pixel/track?data=…`): an event the filter cannot judge, so it is refused.
-        if query_has_parameters(req.path) {
-            return Judgement::refused(Reason::InvalidEvent);
-        }
         // No body at all: no consent either, and nothing that could be read two ways.
         return single(req, EventFacts::EMPTY, false);
     }
@@ -219,9 +224,38 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
     }
 }
 
-fn query_has_parameters(path: &str) -> bool {
-    path.split_once('?')
-        .is_some_and(|(_, query)| query.split('#').next().is_some_and(|q| !q.is_empty()))
+/// What a request's query string may carry.
+#[derive(Debug, PartialEq, Eq)]
+enum Query {
+    /// No query, or `?` alone.
+    Empty,
+    /// `writeKey=<key>` and nothing else, the key of unreserved characters only (as write keys
+    /// are): nothing a reader could take for an event or another parameter (`;` as a separator,
+    /// escapes decoded before splitting).
+    WriteKey,
+    /// Anything else: possibly an event.
+    Other,
+}
+
+fn query(path: &str) -> Query {
+    // A fragment (`#`, which clients do not send) counts as part of the query here: it is
+    // not among a write key's characters, so a query that has one is refused.
+    let Some((_, query)) = path.split_once('?') else {
+        return Query::Empty;
+    };
+    if query.is_empty() {
+        return Query::Empty;
+    }
+    match query.strip_prefix("writeKey=") {
+        Some(key)
+            if key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')) =>
+        {
+            Query::WriteKey
+        }
+        _ => Query::Other,
+    }
 }
 
 enum BodyError {

@@ -1,6 +1,6 @@
 //! The decision table, row by row: each row is a request body on a route and what must happen.
 
-use consent_gate::config::Config;
+use consent_gate::config::{Config, MissingConsent};
 use consent_gate::decision::{judge, Action, Judgement, Reason, Request};
 use consent_gate::encoding::Encoding;
 use consent_gate::policy::{Match, RoutePolicy};
@@ -187,6 +187,60 @@ fn the_endpoint_and_the_body_must_name_the_same_kind_of_call() {
 }
 
 #[test]
+fn a_query_that_may_carry_an_event_is_refused_with_a_body_or_without() {
+    let config = Config::default();
+    let lenient = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    let ads = policy(&["Ads"], Match::All);
+    let consented = r#""context":{"consent":{"categoryPreferences":{"Ads":true}}}"#;
+    let track = format!(r#"{{"type":"track","event":"Buy",{consented}}}"#);
+    let batch = format!(r#"{{"batch":[{track}]}}"#);
+    let judge_at = |config: &Config, path: &str, body: &str| {
+        run(config, &ads, path, None, body.as_bytes()).action
+    };
+    let invalid = Action::Reply(Reason::InvalidEvent);
+    for config in [&config, &lenient] {
+        // A pixel reader takes the event from the query and ignores the consented body.
+        for path in [
+            "/v1/pixel/track?data=eyJ0eXBlIjoidHJhY2sifQ",
+            "/v1/track?data=e30",
+            "/v1/pixel/track?userId=u1&event=Buy&properties.x=1",
+            "/pixel/v1/track?writeKey=k&anonymousId=a&event=Buy",
+            "/v1/track?x=1",
+            "/v1/track?&",
+            "/v1/track?writeKey",
+            "/v1/track?writekey=k",
+            "/v1/track?writeKey=k&writeKey=k",
+            // Readers that split at `;`, or decode escapes before splitting, see `data`.
+            "/v1/track?writeKey=k;data=e30",
+            "/v1/track?writeKey=k%26data%3De30",
+            "/v1/track?writeKey=k+data",
+            "/v1/track?writeKey=k#x?data=e30",
+            "/v1/track?#x",
+        ] {
+            assert_eq!(judge_at(config, path, &track), invalid, "{path}");
+            assert_eq!(judge_at(config, path, ""), invalid, "{path}, no body");
+        }
+        // A write key alone (RudderStack's beacon requests) does not carry an event.
+        assert_eq!(
+            judge_at(config, "/beacon/v1/batch?writeKey=2Va8-vv_J8.5~x", &batch),
+            Action::Forward
+        );
+        assert_eq!(judge_at(config, "/v1/track?writeKey=k", &track), Action::Forward);
+        assert_eq!(judge_at(config, "/v1/track?", &track), Action::Forward);
+        // ... and a body without consent is still judged as one.
+        let unconsented = r#"{"type":"track","event":"Buy"}"#;
+        let want = if config.on_missing_consent == MissingConsent::Allow {
+            Action::Forward
+        } else {
+            Action::Reply(Reason::MissingConsent)
+        };
+        assert_eq!(judge_at(config, "/v1/track?writeKey=k", unconsented), want);
+        // No body: nothing there to judge, whatever the query.
+        assert_eq!(judge_at(config, "/v1/pixel/track?writeKey=k", ""), invalid);
+    }
+}
+
+#[test]
 fn a_batch_envelope_carries_only_what_batching_clients_send() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);
@@ -237,7 +291,7 @@ fn always_allow_needs_a_track_call_by_body_and_endpoint() {
     let typed = r#"{"type":"track","event":"Consent Change"}"#;
     let untyped = r#"{"event":"Consent Change"}"#;
     assert_eq!(judge_at("/v1/track", typed), Action::Forward);
-    assert_eq!(judge_at("/v1/track?x=1", typed), Action::Forward);
+    assert_eq!(judge_at("/v1/track?writeKey=k", typed), Action::Forward);
     assert_eq!(judge_at("/collect", typed), Action::Forward);
     // The body does not say track: judged on its consent.
     assert_eq!(

@@ -52,8 +52,9 @@ def test_allowed_event_keeps_privacy_and_custom_headers(gate, upstream):
         "cookie": "ajs_anonymous_id=abc",
         "user-agent": "analytics-python/2.4.0",
     }
-    resp = clients.http1(gate.port, "POST", "/ads/v1/track?x=1", CONSENTED, headers)
-    req = assert_allowed(resp, upstream, CONSENTED, path="/ads/v1/track?x=1", sent_headers=headers)
+    resp = clients.http1(gate.port, "POST", "/ads/v1/track?writeKey=abc", CONSENTED, headers)
+    req = assert_allowed(resp, upstream, CONSENTED, path="/ads/v1/track?writeKey=abc",
+                         sent_headers=headers)
     assert req.framing == "content-length"
     assert req.header("content-length") == str(len(CONSENTED))
 
@@ -135,6 +136,43 @@ def test_request_without_body(gate, upstream, protocol, method, path, expect):
     else:
         resp = clients.http2(gate.port, method, path, headers=headers)  # END_STREAM on HEADERS
     assert_outcome(resp, upstream, expect, b"", path=path, method=method, sent_headers=headers)
+
+
+# A pixel reader takes the event from the query string (`?data=<base64 JSON>`, or field by field)
+# and ignores the body: a consented body must not carry an unjudged event past the filter.
+QUERY_WITH_BODY = [
+    pytest.param("http1", "GET", "/ads/v1/pixel/track?data=eyJ0eXBlIjoidHJhY2sifQ", INVALID,
+                 id="get-pixel-data"),
+    pytest.param("http2", "GET", "/ads/v1/pixel/track?data=e30", INVALID, id="h2-get-pixel-data"),
+    pytest.param("http1", "POST", "/ads/v1/track?data=e30", INVALID, id="post-data"),
+    pytest.param("http1", "GET", "/ads/pixel/v1/track?writeKey=k&anonymousId=a&event=Buy",
+                 INVALID, id="get-pixel-fields"),
+    pytest.param("http1", "POST", "/ads/v1/track?writeKey=k;data=e30", INVALID,
+                 id="write-key-then-semicolon"),
+    pytest.param("http1", "POST", "/ads/v1/track?writeKey=k%26data%3De30", INVALID,
+                 id="write-key-with-escapes"),
+    # RudderStack's beacon requests: the write key alone, the event in the body.
+    pytest.param("http1", "POST", "/ads/v1/track?writeKey=2Va8vvJ85DejVV7jncdVenC6smB", ALLOW,
+                 id="write-key-alone"),
+    pytest.param("http2", "POST", "/ads/v1/track?writeKey=k", ALLOW, id="h2-write-key-alone"),
+]
+
+
+@pytest.mark.parametrize("protocol, method, path, expect", QUERY_WITH_BODY)
+def test_query_that_may_carry_an_event(gate, upstream, protocol, method, path, expect):
+    call = clients.http1 if protocol == "http1" else clients.http2
+    resp = call(gate.port, method, path, CONSENTED, JSON)
+    assert_outcome(resp, upstream, expect, CONSENTED, path=path, method=method, sent_headers=JSON)
+
+
+def test_beacon_batch_with_write_key_is_judged_by_its_body(gate, upstream):
+    body = b'{"batch":[' + CONSENTED + b"," + REFUSED + b'],"sentAt":"2024-01-01T00:00:00Z"}'
+    resp = clients.http1(gate.port, "POST", "/ads/beacon/v1/batch?writeKey=k", body,
+                         {"content-type": "text/plain"})
+    kept = b'{"batch":[' + CONSENTED + b'],"sentAt":"2024-01-01T00:00:00Z"}'
+    req = assert_allowed(resp, upstream, kept, path="/ads/beacon/v1/batch?writeKey=k")
+    assert resp.header("x-consent-gate-dropped") == "1"
+    assert req.header("content-length") == str(len(kept))
 
 
 def test_empty_chunked_post_on_gated_route(gate, upstream):
