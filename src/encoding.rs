@@ -24,7 +24,7 @@ const FIRST_ROOM: usize = 4096;
 pub enum Encoding {
     Identity,
     Gzip,
-    /// HTTP `deflate`: the zlib format (RFC 1950).
+    /// HTTP `deflate`: the zlib format (RFC 1950), refused when it also reads as raw DEFLATE.
     Deflate,
 }
 
@@ -71,7 +71,16 @@ impl Encoding {
                 if used != raw.len() || trailer != Some(&adler32(&out).to_be_bytes()[..]) {
                     return Err(DecodeError::Corrupt);
                 }
-                Ok(out)
+                // Some readers take HTTP `deflate` for raw DEFLATE (Go's `compress/flate`, and
+                // servers that fall back to it). A zlib stream is almost never also a raw one
+                // (its first block would be a stored block whose length check fails at once),
+                // but one can be built to be both, and to read as another event each way: such
+                // a body means two things, so it is refused.
+                let mut scratch = Vec::new();
+                match inflate(&mut state, raw, false, &mut scratch, limit) {
+                    Err(DecodeError::Corrupt) => Ok(out),
+                    Ok(_) | Err(DecodeError::TooLarge) => Err(DecodeError::Corrupt),
+                }
             }
             Encoding::Gzip => {
                 // Several gzip members are one body, as most HTTP servers read it.
@@ -285,6 +294,67 @@ mod tests {
         ] {
             assert_eq!(Encoding::from_header(Some(other)), None, "{other}");
         }
+    }
+
+    /// A body that zlib reads as one text and raw DEFLATE as another. The zlib header's first
+    /// byte is also a raw stored block's header, and the lengths are chosen so that each
+    /// reading's stored blocks hold bytes the other reading skips or has not reached. Zlib reads
+    /// `prefix`, a string holding `raw_rest`, then `zlib_rest`; raw DEFLATE reads `prefix` and
+    /// `raw_rest` (which must be valid inside a JSON string).
+    fn zlib_and_raw_deflate(prefix: &[u8], raw_rest: &[u8], zlib_rest: &[u8]) -> Vec<u8> {
+        // (0x58 * 256 + 0x09) % 31 == 0: a zlib header. Read raw, its bytes start a stored
+        // block of length 0x0909 (0x09 0x09, both white space) holding zlib's own lengths;
+        // the third byte (0x09) is zlib's one stored block, of length !0x0909.
+        let (len1, len2, lenz) = (0x0909usize, 0x7d22usize, !0x0909u16);
+        let mut content = prefix.to_vec();
+        content.resize(len1 - 2, b' ');
+        // Raw: a final stored block of length 0x7d22 (tab, then `"}` and !`"}` as its lengths);
+        // zlib: white space, then a string opened with `"}`, and U+0742.
+        content.extend_from_slice(b"\t\"}\xdd\x82");
+        content.extend_from_slice(raw_rest);
+        content.resize(len1 - 2 + 5 + len2, b' ');
+        content.push(b'"');
+        content.extend_from_slice(zlib_rest);
+        content.resize(usize::from(lenz), b' ');
+        let mut body = vec![0x58, 0x09, 0x09];
+        body.extend_from_slice(&lenz.to_le_bytes());
+        body.extend_from_slice(&(!lenz).to_le_bytes());
+        body.extend_from_slice(&content);
+        body.extend_from_slice(&adler32(&content).to_be_bytes());
+        body
+    }
+
+    #[test]
+    fn refuses_deflate_that_also_reads_as_raw_deflate() {
+        let body = zlib_and_raw_deflate(
+            br#"{"type":"track","event":"Order Completed","properties":{"note":"#,
+            b" 1}}",
+            br#"},"context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#,
+        );
+        // Zlib readers see a consented event, raw DEFLATE readers one without consent ...
+        let read = |text: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&text).unwrap();
+        let zlib = read(miniz_oxide::inflate::decompress_to_vec_zlib(&body).unwrap());
+        let raw = read(miniz_oxide::inflate::decompress_to_vec(&body).unwrap());
+        assert_eq!(
+            zlib["context"]["consent"]["categoryPreferences"]["Advertising"],
+            true
+        );
+        assert_eq!(raw["properties"]["note"], 1);
+        assert!(raw.get("context").is_none());
+        // ... so the body is refused (a cap below its size refuses it first).
+        assert_eq!(
+            Encoding::Deflate.decode(&body, 1 << 20),
+            Err(DecodeError::Corrupt)
+        );
+        assert_eq!(
+            Encoding::Deflate.decode(&body, 1 << 10),
+            Err(DecodeError::TooLarge)
+        );
+        // An ordinary zlib stream is not a raw one.
+        let plain = br#"{"type":"track"}"#.to_vec();
+        let packed = Encoding::Deflate.encode(plain.clone());
+        assert!(miniz_oxide::inflate::decompress_to_vec(&packed).is_err());
+        assert_eq!(Encoding::Deflate.decode(&packed, 1 << 20), Ok(plain));
     }
 
     #[test]

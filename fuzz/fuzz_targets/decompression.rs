@@ -1,6 +1,6 @@
 //! Compressed bodies, any bytes: decoding never exceeds its cap, and whatever decodes agrees
-//! with flate2 over C zlib (the inflater Python's and Node's readers use) and survives
-//! re-encoding.
+//! with flate2 over C zlib (the inflater Python's and Node's readers use), a `deflate` body
+//! does not also read as raw DEFLATE, and it survives re-encoding.
 #![no_main]
 
 use std::io::Read;
@@ -22,6 +22,12 @@ fuzz_target!(|data: &[u8]| {
             };
             assert!(read.is_ok(), "flate2 refuses what the filter decoded");
             assert_eq!(reference, out, "flate2 decodes to other bytes");
+            if encoding == Encoding::Deflate {
+                // Readers that take `deflate` for raw DEFLATE must not find another body in it.
+                let mut raw_reading = Vec::new();
+                let raw_read = flate2::read::DeflateDecoder::new(raw).read_to_end(&mut raw_reading);
+                assert!(raw_read.is_err(), "the body also reads as raw DEFLATE");
+            }
             let again = encoding.encode(out.clone());
             assert_eq!(encoding.decode(&again, limit), Ok(out));
         }

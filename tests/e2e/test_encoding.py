@@ -8,6 +8,7 @@ Routes in envoy/e2e.yaml: `/` (`/v1/track`, `/v1/batch`) → Analytics; `/open` 
 """
 
 import gzip
+import json
 import time
 import zlib
 
@@ -292,6 +293,34 @@ CORRUPT = [
 @pytest.mark.parametrize("label, body", CORRUPT)
 def test_corrupt_compressed_body_is_400(gate, upstream, label, body):
     post(gate, upstream, body, {**JSON, "content-encoding": label}, INVALID)
+
+
+def zlib_and_raw_deflate(prefix: bytes, raw_rest: bytes, zlib_rest: bytes) -> bytes:
+    """A body that zlib reads as one text and raw DEFLATE as another (see src/encoding.rs): the
+    zlib header 58 09 is also a raw stored block of 0x0909 bytes, whose end starts a final
+    stored block of 0x7d22 bytes that zlib reads as white space and a string opening."""
+    len1, len2, lenz = 0x0909, 0x7D22, 0xFFFF ^ 0x0909
+    content = prefix.ljust(len1 - 2) + b'\t"}\xdd\x82' + raw_rest
+    content = content.ljust(len1 - 2 + 5 + len2) + b'"' + zlib_rest
+    content = content.ljust(lenz)
+    return (bytes([0x58, 0x09, 0x09]) + lenz.to_bytes(2, "little")
+            + (0xFFFF ^ lenz).to_bytes(2, "little") + content
+            + zlib.adler32(content).to_bytes(4, "big"))
+
+
+def test_deflate_that_also_reads_as_raw_deflate_is_400(gate, upstream):
+    # Some readers take `deflate` for raw DEFLATE (Go's compress/flate): they would read an event
+    # without consent where zlib readers, and the filter, read a consented one.
+    body = zlib_and_raw_deflate(
+        b'{"type":"track","event":"Order Completed","properties":{"note":',
+        b" 1}}",
+        b'},"context":{"consent":{"categoryPreferences":{"Analytics":true}}}}',
+    )
+    as_zlib = json.loads(zlib.decompress(body))
+    as_raw = json.loads(zlib.decompressobj(-zlib.MAX_WBITS).decompress(body))
+    assert as_zlib["context"]["consent"]["categoryPreferences"] == {"Analytics": True}
+    assert as_raw == {"type": "track", "event": "Order Completed", "properties": {"note": 1}}
+    post(gate, upstream, body, {**JSON, "content-encoding": "deflate"}, INVALID)
 
 
 def test_truncated_gzip_batch_is_400(gate, upstream):
