@@ -181,8 +181,8 @@ pub type ItemVisitor<'v, 'a> = &'v mut dyn FnMut(&mut Scanner<'a>, usize) -> Res
 pub enum KeyMatch {
     /// Exactly `names[i]`.
     Exact(usize),
-    /// Not `names[i]`, but some reader takes it for it: Go's case folding, or a reader that
-    /// stops at a NUL (`"context\u0000"`).
+    /// Not `names[i]`, but some reader takes it for it: case-insensitive matching (see
+    /// [`folds_to`]), or a reader that stops at a NUL (`"context\u0000"`).
     Lookalike(usize),
     /// None of the names, for every reader.
     Other,
@@ -222,16 +222,19 @@ pub fn match_key(key: &Str, names: &[&str]) -> KeyMatch {
 fn lookalike(text: &str, names: &[&str]) -> KeyMatch {
     // A reader that stops at NUL sees only what comes before it.
     let text = text.split('\0').next().unwrap_or(text);
-    match names.iter().position(|n| go_fold_eq(text, n)) {
+    match names.iter().position(|n| folds_to(text, n)) {
         Some(i) => KeyMatch::Lookalike(i),
         None => KeyMatch::Other,
     }
 }
 
-/// Whether Go's `encoding/json` would match `key` to the struct field named `name` (ASCII): ASCII
-/// letters compare case-insensitively, and Unicode simple folding adds two more: `ſ` (U+017F) is
-/// `s` and the Kelvin sign (U+212A) is `k`.
-pub fn go_fold_eq(key: &str, name: &str) -> bool {
+/// Whether some case-insensitive reader would match `key` to the field named `name` (ASCII):
+/// ASCII letters compare case-insensitively (Go's `encoding/json`, jsoniter, Jackson and .NET
+/// when told to), and four non-ASCII letters fold onto ASCII ones in some of them: `ſ` (U+017F)
+/// is `s` and the Kelvin sign (U+212A) is `k` (Go's simple folding, Java's `equalsIgnoreCase`),
+/// `ı` (U+0131) is `i` (Java's `equalsIgnoreCase`, .NET's `OrdinalIgnoreCase`, Jackson under a
+/// Turkish locale), and `İ` (U+0130) is `i` (jsoniter's and Go's `strings.ToLower`, Java).
+pub fn folds_to(key: &str, name: &str) -> bool {
     // Each name byte needs one key character of one to three bytes.
     if key.len() < name.len() || key.len() > 3 * name.len() {
         return false;
@@ -245,6 +248,7 @@ pub fn go_fold_eq(key: &str, name: &str) -> bool {
         let same = match c {
             '\u{017F}' => n == b's',
             '\u{212A}' => n == b'k',
+            '\u{0131}' | '\u{0130}' => n == b'i',
             c if c.is_ascii() => (c as u8).to_ascii_lowercase() == n,
             _ => false,
         };
@@ -869,17 +873,20 @@ mod tests {
     }
 
     #[test]
-    fn folds_keys_like_go() {
-        assert!(go_fold_eq("Context", "context"));
-        assert!(go_fold_eq("CONTEXT", "context"));
-        assert!(go_fold_eq("con\u{17f}ent", "consent"));
-        assert!(go_fold_eq("\u{212a}ey", "key"));
-        assert!(go_fold_eq("BATCH", "batch"));
-        assert!(!go_fold_eq("contexts", "context"));
-        assert!(!go_fold_eq("contex", "context"));
-        assert!(!go_fold_eq("cont\u{0435}xt", "context")); // Cyrillic e: not a fold
-        assert!(!go_fold_eq("\u{130}d", "id")); // dotted capital I: not a simple fold of i
-        assert!(!go_fold_eq("type_", "type"));
+    fn folds_keys_as_case_insensitive_readers_do() {
+        assert!(folds_to("Context", "context"));
+        assert!(folds_to("CONTEXT", "context"));
+        assert!(folds_to("con\u{17f}ent", "consent"));
+        assert!(folds_to("\u{212a}ey", "key"));
+        assert!(folds_to("BATCH", "batch"));
+        assert!(folds_to("den\u{131}edConsentIds", "deniedConsentIds"));
+        assert!(folds_to("\u{130}ntegrations", "integrations"));
+        assert!(folds_to("PROV\u{131}DER", "provider"));
+        assert!(!folds_to("contexts", "context"));
+        assert!(!folds_to("contex", "context"));
+        assert!(!folds_to("cont\u{0435}xt", "context")); // Cyrillic e: no reader folds it
+        assert!(!folds_to("\u{131}d", "jd"));
+        assert!(!folds_to("type_", "type"));
     }
 
     #[test]

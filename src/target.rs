@@ -109,7 +109,10 @@ fn last_segment(path: &str) -> &str {
 }
 
 fn endpoint_named(segment: &str) -> Endpoint {
-    const NAMES: [(&str, Endpoint); 15] = [
+    // RudderStack's gateway also takes calls that are none of Segment's six (`/v1/merge`,
+    // `/v1/audiencelist`, `/internal/v1/extract`, …): it sets the event's `type` from the path,
+    // whatever the body says, so a body that says `track` there is not a track call.
+    const NAMES: [(&str, Endpoint); 21] = [
         ("track", Endpoint::Single(Call::Track)),
         ("t", Endpoint::Single(Call::Track)),
         ("identify", Endpoint::Single(Call::Identify)),
@@ -125,6 +128,12 @@ fn endpoint_named(segment: &str) -> Endpoint {
         ("batch", Endpoint::Batch),
         ("b", Endpoint::Batch),
         ("import", Endpoint::Batch),
+        ("merge", Endpoint::Single(Call::Other)),
+        ("audiencelist", Endpoint::Single(Call::Other)),
+        ("extract", Endpoint::Single(Call::Other)),
+        ("retl", Endpoint::Single(Call::Other)),
+        ("replay", Endpoint::Single(Call::Other)),
+        ("webhook", Endpoint::Single(Call::Other)),
     ];
     NAMES
         .iter()

@@ -184,6 +184,39 @@ fn the_endpoint_and_the_body_must_name_the_same_kind_of_call() {
     assert_eq!(judge_at("/v1/track", &batch), reply(Reason::InvalidEvent));
     assert_eq!(judge_at("/v1/batch", &track), reply(Reason::InvalidEvent));
     assert_eq!(judge_at("/v1/import", &track), reply(Reason::InvalidEvent));
+    // RudderStack's other calls: the gateway sets `type` from the path, so neither a track
+    // (allow-listed or not) nor a batch body may go there; a body of that call is judged.
+    for path in [
+        "/v1/merge",
+        "/v1/audiencelist",
+        "/internal/v1/audiencelist",
+        "/internal/v1/extract",
+        "/internal/v1/retl",
+        "/internal/v1/replay",
+        "/v1/webhook",
+        "/v1/MERGE/",
+    ] {
+        assert_eq!(
+            judge_at(path, &track),
+            reply(Reason::InvalidEvent),
+            "{path}"
+        );
+        assert_eq!(
+            judge_at(path, &batch),
+            reply(Reason::InvalidEvent),
+            "{path}"
+        );
+        let merge = format!(r#"{{"type":"merge","mergeProperties":[],{consented}}}"#);
+        assert_eq!(judge_at(path, &merge), Action::Forward, "{path}");
+        assert_eq!(judge_at(path, &untyped), Action::Forward, "{path}");
+        let refused =
+            r#"{"type":"merge","context":{"consent":{"categoryPreferences":{"Ads":false}}}}"#;
+        assert_eq!(
+            judge_at(path, refused),
+            reply(Reason::FilteredByEndUserConsent),
+            "{path}"
+        );
+    }
 }
 
 #[test]
@@ -225,7 +258,10 @@ fn a_query_that_may_carry_an_event_is_refused_with_a_body_or_without() {
             judge_at(config, "/beacon/v1/batch?writeKey=2Va8-vv_J8.5~x", &batch),
             Action::Forward
         );
-        assert_eq!(judge_at(config, "/v1/track?writeKey=k", &track), Action::Forward);
+        assert_eq!(
+            judge_at(config, "/v1/track?writeKey=k", &track),
+            Action::Forward
+        );
         assert_eq!(judge_at(config, "/v1/track?", &track), Action::Forward);
         // ... and a body without consent is still judged as one.
         let unconsented = r#"{"type":"track","event":"Buy"}"#;
@@ -293,6 +329,15 @@ fn always_allow_needs_a_track_call_by_body_and_endpoint() {
     assert_eq!(judge_at("/v1/track", typed), Action::Forward);
     assert_eq!(judge_at("/v1/track?writeKey=k", typed), Action::Forward);
     assert_eq!(judge_at("/collect", typed), Action::Forward);
+    // At an endpoint of another call, the receiver does not read a track.
+    assert_eq!(
+        judge_at("/v1/merge", typed),
+        Action::Reply(Reason::InvalidEvent)
+    );
+    assert_eq!(
+        judge_at("/v1/audiencelist", untyped),
+        Action::Reply(Reason::MissingConsent)
+    );
     // The body does not say track: judged on its consent.
     assert_eq!(
         judge_at("/v1/track", untyped),

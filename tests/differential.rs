@@ -1,6 +1,6 @@
 //! Differential, natively: for generated bodies built to be read two ways, whatever `judge`
 //! forwards must be read alike by every reference reader (tests/support/readers.rs: last and
-//! first key wins, Go's case folding with the kind taken from the endpoint, NUL-stopping keys),
+//! first key wins, case-insensitive keys with the kind taken from the endpoint, NUL-stopping keys),
 //! and every item any of them reads must be one the route allows. Bodies carry Segment's and
 //! RudderStack's consent shapes and `integrations`; each seed also picks the plugin's
 //! `consent_format`, the route's match mode and destination, and a `Sec-GPC: 1` signal. The end-to-end twin
@@ -47,12 +47,14 @@ impl Gen {
         if !self.rng.chance(self.hostility) {
             return format!("\"{key}\"");
         }
-        match self.rng.below(6) {
+        match self.rng.below(8) {
             0 => format!("\"{}{}\"", key[..1].to_uppercase(), &key[1..]),
             1 => format!("\"{}\"", key.to_uppercase()),
             2 => format!("\"{}\"", key.replacen('s', "\u{17f}", 1)),
             3 => format!("\"{}\"", key.replacen('s', "\\u017f", 1)),
             4 => format!("\"{key}\\u0000\""),
+            5 => format!("\"{}\"", key.replacen('i', "\u{131}", 1)),
+            6 => format!("\"{}\"", key.replacen('i', "\\u0130", 1)),
             _ => {
                 let i = self.rng.below(key.len());
                 format!(

@@ -261,6 +261,13 @@ ALWAYS_ALLOW = [
     row("typed-track-on-short-page-path", "/ads/v1/p", event(name="Consent Change"), INVALID),
     row("identify-type-on-track-path", "/ads/v1/track", event(type="identify", name="Consent Change"),
         INVALID),
+    # RudderStack's gateway sets `type` from these paths: the body's track is not what it reads.
+    row("typed-track-on-merge-path", "/ads/v1/merge", event(name="Consent Change"), INVALID),
+    row("typed-track-on-audiencelist-path", "/ads/internal/v1/audiencelist",
+        event(name="Consent Change"), INVALID),
+    row("untyped-on-merge-path", "/ads/v1/merge", event(type=OMIT, name="Consent Change"), MISSING),
+    row("merge-type-consented-on-merge-path", "/ads/v1/merge",
+        event({"Advertising": True}, type="merge"), ALLOW),
     row("name-is-case-sensitive", "/ads", event(name="consent change"), MISSING),
     row("name-must-match-exactly", "/ads", event(name="Consent Change "), MISSING),
     row("not-in-default-list", "/ads", event(name="Opt Out Recorded"), MISSING),

@@ -1,7 +1,8 @@
 //! Reference readers for differential checks (native tests and fuzz targets): how receivers other
 //! than the filter read a forwarded body. Parsed by serde_json into a tree that keeps every key
 //! (repeats and all), then read four ways: exact keys with the last or the first repeat winning
-//! (Python, Node), Go's case folding with the last winning, and a reader whose keys stop at NUL.
+//! (Python, Node), case-insensitive matching as Go's (and, wider, jsoniter's, Java's, .NET's) with
+//! the last winning, and a reader whose keys stop at NUL.
 //! The endpoint decides the kind for the Go reader (`/batch`, `/b`, `/import`; `/track`, `/t`,
 //! ...); elsewhere, and for every other reader, a `batch` key does.
 //!
@@ -75,20 +76,23 @@ impl<'de> Deserialize<'de> for Node {
 pub enum Reader {
     LastWins,
     FirstWins,
-    GoFold,
+    Folding,
     StopsAtNul,
 }
 
 pub const READERS: [Reader; 4] = [
     Reader::LastWins,
     Reader::FirstWins,
-    Reader::GoFold,
+    Reader::Folding,
     Reader::StopsAtNul,
 ];
 
-/// Go's `encoding/json` field matching for an ASCII field name (written from the Go source, not
-/// shared with the filter's own code).
-fn go_matches(key: &str, name: &str) -> bool {
+/// Case-insensitive field matching for an ASCII field name: Go's `encoding/json` (written from
+/// the Go source, not shared with the filter's own code: ASCII case, `ſ` and the Kelvin sign),
+/// widened with `ı` and `İ`, which other case-insensitive readers fold onto `i` (jsoniter, which
+/// rudder-server has read consent with, through Go's `strings.ToLower`; Java's
+/// `equalsIgnoreCase`; .NET's `OrdinalIgnoreCase`).
+fn folding_matches(key: &str, name: &str) -> bool {
     if key == name {
         return true;
     }
@@ -97,6 +101,7 @@ fn go_matches(key: &str, name: &str) -> bool {
         .map(|c| match c {
             '\u{017F}' => 's',
             '\u{212A}' => 'k',
+            '\u{0131}' | '\u{0130}' => 'i',
             c if c.is_ascii() => c.to_ascii_lowercase(),
             _ => '\u{FFFD}',
         })
@@ -108,7 +113,7 @@ impl Reader {
     fn matches(self, key: &str, name: &str) -> bool {
         match self {
             Reader::LastWins | Reader::FirstWins => key == name,
-            Reader::GoFold => go_matches(key, name),
+            Reader::Folding => folding_matches(key, name),
             Reader::StopsAtNul => key.split('\0').next() == Some(name),
         }
     }
@@ -235,7 +240,7 @@ fn entries(r: Reader, integrations: &Node, destination: &str) -> (Option<Kind>, 
         return (Some(Kind::Other), Some(Kind::Other));
     }
     // Destination names are map keys: exact, except to a reader that stops at NUL.
-    let keys = if r == Reader::GoFold {
+    let keys = if r == Reader::Folding {
         Reader::LastWins
     } else {
         r
@@ -280,7 +285,7 @@ fn item(r: Reader, event: &Node, top: Option<&Node>, route: &Route) -> ItemReadi
                 categories
                     .iter()
                     .map(|cat| {
-                        let key_reader = if r == Reader::GoFold {
+                        let key_reader = if r == Reader::Folding {
                             Reader::LastWins
                         } else {
                             r
@@ -317,7 +322,7 @@ pub fn read(reader: Reader, path: &str, body: &[u8], route: &Route) -> Option<Re
     let root: Node = serde_json::from_slice(body).ok()?;
     let by_body = matches!(reader.get(&root, "batch"), Some(Node::Arr(_)));
     let batch = match reader {
-        Reader::GoFold => endpoint_is_batch(path).unwrap_or(by_body),
+        Reader::Folding => endpoint_is_batch(path).unwrap_or(by_body),
         _ => by_body,
     };
     let items = if batch {
