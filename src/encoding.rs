@@ -56,6 +56,39 @@ impl Encoding {
         }
     }
 
+    /// Whether a `content-type` header leaves the body's characters as UTF-8 for every reader:
+    /// no header, or one without a `charset` parameter, or with `charset=utf-8` (any case,
+    /// quoted or not). Readers that honour another charset read other text from the same bytes
+    /// (`utf-7` turns `+ACI-` into a quote, so a string to the filter is JSON syntax to them), so
+    /// any other charset, a parameter that only starts like one (`charset*`), or several
+    /// `content-type` lines (joined with `, `) are refused.
+    pub fn charset_is_utf8(content_type: Option<&str>) -> bool {
+        let Some(value) = content_type else {
+            return true;
+        };
+        if value.contains(',') {
+            return false;
+        }
+        value.split(';').skip(1).all(|parameter| {
+            let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+            let name = name.trim();
+            let charset_like = name
+                .as_bytes()
+                .get(..7)
+                .is_some_and(|start| start.eq_ignore_ascii_case(b"charset"));
+            if !charset_like {
+                return true;
+            }
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            name.eq_ignore_ascii_case("charset")
+                && (value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8"))
+        })
+    }
+
     /// Decompresses `raw`; the result never exceeds `limit` bytes (memory stays bounded even
     /// for a compression bomb).
     pub fn decode(self, raw: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
@@ -355,6 +388,41 @@ mod tests {
         let packed = Encoding::Deflate.encode(plain.clone());
         assert!(miniz_oxide::inflate::decompress_to_vec(&packed).is_err());
         assert_eq!(Encoding::Deflate.decode(&packed, 1 << 20), Ok(plain));
+    }
+
+    #[test]
+    fn only_utf_8_is_a_charset_every_reader_reads_alike() {
+        let ok = |v: Option<&str>| Encoding::charset_is_utf8(v);
+        for fine in [
+            None,
+            Some("application/json"),
+            Some("application/json; charset=utf-8"),
+            Some("application/json;charset=UTF-8"),
+            Some("application/json; charset=\"utf-8\""),
+            Some("text/plain; charset=utf8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("application/json; boundary=x"),
+            Some(""),
+        ] {
+            assert!(ok(fine), "{fine:?}");
+        }
+        for refused in [
+            "application/json; charset=utf-7",
+            "application/json; charset=UTF-7",
+            "application/json; charset=iso-8859-1",
+            "application/json; charset=utf-16",
+            "application/json; charset = utf-7",
+            "application/json; charset=\"utf-7\"",
+            "application/json; charset=utf-8; charset=utf-7",
+            "application/json; charset*=utf-7''",
+            "application/json; CHARSET=unicode_escape",
+            "application/json; charset=",
+            "application/json; charset",
+            // Two content-type lines, joined by the host.
+            "application/json, application/json; charset=utf-7",
+        ] {
+            assert!(!ok(Some(refused)), "{refused}");
+        }
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Level {
 pub struct RequestHeaders {
     /// Several `content-encoding` lines are joined with ", " (and so refused as stacked codings).
     pub content_encoding: Option<String>,
+    /// Several `content-type` lines are joined with ", " (and so refused).
+    pub content_type: Option<String>,
     pub content_length: Option<String>,
     pub path: String,
     pub authority: String,
@@ -48,6 +50,13 @@ impl RequestHeaders {
                         v.push_str(&value);
                     }
                     None => h.content_encoding = Some(value.into_owned()),
+                },
+                b"content-type" => match &mut h.content_type {
+                    Some(v) => {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    }
+                    None => h.content_type = Some(value.into_owned()),
                 },
                 b"content-length" => h.content_length = Some(value.into_owned()),
                 b":path" => h.path = value.into_owned(),

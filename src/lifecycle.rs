@@ -98,6 +98,7 @@ impl Lifecycle {
         };
         let Ok(RequestHeaders {
             content_encoding,
+            content_type,
             content_length,
             path,
             gpc,
@@ -109,7 +110,9 @@ impl Lifecycle {
             return self.carry_out(config, host, j, Some(&policy));
         };
         // Refuse early what the body cannot change: nothing is buffered for it.
-        if Encoding::from_header(content_encoding.as_deref()).is_none() {
+        if Encoding::from_header(content_encoding.as_deref()).is_none()
+            || !Encoding::charset_is_utf8(content_type.as_deref())
+        {
             let j = Judgement::refused(Reason::UnsupportedContentEncoding);
             return self.carry_out(config, host, j, Some(&policy));
         }

@@ -20,7 +20,7 @@ fn message(reason: Reason) -> &'static str {
         Reason::InvalidEvent => "the body is not an event whose consent can be read unambiguously",
         Reason::BodyTooLarge => "the body is larger than max_body_bytes",
         Reason::UnsupportedContentEncoding => {
-            "the content-encoding is not identity, gzip or deflate"
+            "the content-encoding is not identity, gzip or deflate, or the content-type names a charset other than utf-8"
         }
         Reason::RouteConfigError => "this route's consent configuration is invalid",
         Reason::InternalError => "the filter could not carry out its decision",

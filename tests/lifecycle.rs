@@ -260,6 +260,19 @@ fn the_decision_table_through_the_lifecycle() {
             replied(415, Reason::UnsupportedContentEncoding),
         ),
         (
+            "charset other than utf-8",
+            Fake::post("/v1/track", CONSENTED)
+                .header("content-type", "application/json; charset=utf-7"),
+            replied(415, Reason::UnsupportedContentEncoding),
+        ),
+        (
+            "two content-type lines",
+            Fake::post("/v1/track", CONSENTED)
+                .header("content-type", "application/json")
+                .header("content-type", "text/plain; charset=utf-16"),
+            replied(415, Reason::UnsupportedContentEncoding),
+        ),
+        (
             "too large by content-length",
             Fake::post("/v1/track", CONSENTED).header("content-length", "99999999"),
             replied(413, Reason::BodyTooLarge),

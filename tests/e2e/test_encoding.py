@@ -377,6 +377,38 @@ def test_content_encoding_header_given_twice_is_415(gate, upstream, lines, body)
     assert_untouched(upstream)
 
 
+# Readers that honour the content-type's charset (Express's body-parser, aiohttp's
+# request.json()) read other text from the same bytes: in UTF-7, `+ACI-` is a quote, so what the
+# filter reads as a string is a second, refusing `Analytics` key to them.
+UTF7_BODY = (b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
+             b'{"categoryPreferences":{"Analytics":true,"x":"+ACIALAAiAEEAbgBhAGwAeQB0AGkAYwBzACIAOgBm'
+             b'AGEAbABzAGUALAAiAHkAIgA6ACI-"}}}}')
+
+
+@pytest.mark.parametrize("content_type, expect", [
+    pytest.param("application/json; charset=utf-7", UNSUPPORTED, id="utf-7"),
+    pytest.param("application/json; charset=ISO-8859-1", UNSUPPORTED, id="latin-1"),
+    pytest.param('application/json; charset="utf-7"', UNSUPPORTED, id="quoted-utf-7"),
+    pytest.param("text/plain; charset=UTF-8", ALLOW, id="utf-8"),
+    pytest.param("application/json", ALLOW, id="no-charset"),
+])
+def test_charset_other_than_utf_8_is_415(gate, upstream, content_type, expect):
+    prefs = json.loads(UTF7_BODY.decode("utf-7"))["context"]["consent"]["categoryPreferences"]
+    assert prefs["Analytics"] is False  # as a UTF-7 reader sees it: the later key wins
+    assert json.loads(UTF7_BODY)["context"]["consent"]["categoryPreferences"]["Analytics"] is True
+    post(gate, upstream, UTF7_BODY, {"content-type": content_type}, expect)
+
+
+def test_content_type_given_twice_is_415(gate, upstream):
+    head = request_head("POST", "/v1/track", {"content-length": str(len(CONSENTED))})
+    lines = b"content-type: application/json\r\ncontent-type: application/json; charset=utf-7\r\n"
+    with RawHttp1(gate.port) as conn:
+        conn.send(head[:-2] + lines + b"\r\n" + CONSENTED)
+        resp = conn.read_response()
+    assert_local_reply(resp, 415, "UNSUPPORTED_CONTENT_ENCODING")
+    assert_untouched(upstream)
+
+
 def test_unsupported_encoding_is_refused_before_the_body_arrives(gate, upstream):
     with RawHttp1(gate.port) as conn:
         conn.send(request_head("POST", "/v1/batch", {**JSON, "content-encoding": "br",

@@ -427,8 +427,8 @@ impl<'a> NativeHost<'a> {
 impl Host for NativeHost<'_> {
     /// One host call for all the lines (`get_headers`), not one per name: the values the filter
     /// uses are picked out here, as one `get_header` per name would have found them (the first
-    /// `:path`, `:authority` and `content-length`; every `sec-gpc` and `content-encoding` line,
-    /// in order). Envoy's header names are lower-case.
+    /// `:path`, `:authority` and `content-length`; every `sec-gpc`, `content-encoding` and
+    /// `content-type` line, in order). Envoy's header names are lower-case.
     fn request_headers(&mut self) -> Result<RequestHeaders, HostError> {
         let mut h = RequestHeaders::default();
         let (mut path, mut authority) = (None, None);
@@ -450,6 +450,13 @@ impl Host for NativeHost<'_> {
                     all.push_str(&String::from_utf8_lossy(value));
                 }
                 None => h.content_encoding = Some(lossy(value)),
+            },
+            b"content-type" => match &mut h.content_type {
+                Some(all) => {
+                    all.push_str(", ");
+                    all.push_str(&String::from_utf8_lossy(value));
+                }
+                None => h.content_type = Some(lossy(value)),
             },
             _ => {}
         });
