@@ -181,12 +181,17 @@ pub type ItemVisitor<'v, 'a> = &'v mut dyn FnMut(&mut Scanner<'a>, usize) -> Res
 pub enum KeyMatch {
     /// Exactly `names[i]`.
     Exact(usize),
-    /// Not `names[i]`, but some reader takes it for it: case-insensitive matching (see
-    /// [`folds_to`]), or a reader that stops at a NUL (`"context\u0000"`).
-    Lookalike(usize),
+    /// Not one of the names, but some reader takes it for one: case-insensitive matching (see
+    /// [`folds_to`]), a reader that stops at a NUL (`"context\u0000"`), or `__proto__`, whose
+    /// members a JavaScript receiver that copies the object with `Object.assign` or a `for…in`
+    /// loop inherits as the object's own fields.
+    Lookalike,
     /// None of the names, for every reader.
     Other,
 }
+
+/// The key JavaScript's `Object.assign` and `for…in` copies take for the object's prototype.
+const PROTO: &str = "__proto__";
 
 /// Classifies `key` against `names` (ASCII field names).
 #[inline(always)]
@@ -196,13 +201,16 @@ pub fn match_key(key: &Str, names: &[&str]) -> KeyMatch {
         if let Some(i) = names.iter().position(|n| n.as_bytes() == raw) {
             return KeyMatch::Exact(i);
         }
+        if raw == PROTO.as_bytes() {
+            return KeyMatch::Lookalike;
+        }
         if raw.is_ascii() {
             // Most keys: Go's folding is then ASCII case, and a NUL cannot appear unescaped.
             return match names
                 .iter()
                 .position(|n| raw.eq_ignore_ascii_case(n.as_bytes()))
             {
-                Some(i) => KeyMatch::Lookalike(i),
+                Some(_) => KeyMatch::Lookalike,
                 None => KeyMatch::Other,
             };
         }
@@ -215,6 +223,9 @@ pub fn match_key(key: &Str, names: &[&str]) -> KeyMatch {
     if let Some(i) = names.iter().position(|n| *n == decoded) {
         return KeyMatch::Exact(i);
     }
+    if decoded == PROTO {
+        return KeyMatch::Lookalike;
+    }
     lookalike(&decoded, names)
 }
 
@@ -223,7 +234,7 @@ fn lookalike(text: &str, names: &[&str]) -> KeyMatch {
     // A reader that stops at NUL sees only what comes before it.
     let text = text.split('\0').next().unwrap_or(text);
     match names.iter().position(|n| folds_to(text, n)) {
-        Some(i) => KeyMatch::Lookalike(i),
+        Some(_) => KeyMatch::Lookalike,
         None => KeyMatch::Other,
     }
 }
@@ -325,7 +336,7 @@ pub fn read_event<'a>(
             let key = s.key()?;
             let at = match match_key(&key, names) {
                 KeyMatch::Exact(i) => Some(i),
-                KeyMatch::Lookalike(_) => {
+                KeyMatch::Lookalike => {
                     facts.readable = false;
                     None
                 }
@@ -445,7 +456,7 @@ fn read_one_field<T>(
                     let read = read_field(s)?;
                     value = if seen.add() { read } else { None };
                 }
-                KeyMatch::Lookalike(_) => {
+                KeyMatch::Lookalike => {
                     s.skip_value()?;
                     value = None;
                     seen.add();
@@ -492,7 +503,7 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                         None => readable = false,
                     }
                 }
-                KeyMatch::Lookalike(_) => {
+                KeyMatch::Lookalike => {
                     s.skip_value()?;
                     readable = false;
                 }
@@ -571,7 +582,7 @@ fn read_consent_management(
                         },
                     }
                 }
-                KeyMatch::Lookalike(_) => {
+                KeyMatch::Lookalike => {
                     s.skip_value()?;
                     readable = false;
                 }

@@ -277,6 +277,39 @@ fn a_query_that_may_carry_an_event_is_refused_with_a_body_or_without() {
 }
 
 #[test]
+fn a_prototype_key_on_an_object_the_decision_reads_is_invalid() {
+    // `JSON.parse` keeps `__proto__` as an own key, but a JavaScript receiver that copies the
+    // object with `Object.assign` (or a `for…in` loop) sets the copy's prototype to it, and then
+    // reads its members as the copy's fields: here a refusal where the filter saw no consent.
+    let allow_missing = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    let both = Config::parse(r#"{"on_missing_consent":"allow","consent_format":"auto"}"#).unwrap();
+    let ads = policy(&["Ads"], Match::All);
+    let refusal = r#"{"consent":{"categoryPreferences":{"Ads":false}}}"#;
+    let rudder = r#"{"consentManagement":{"deniedConsentIds":["Ads"]}}"#;
+    for (config, body) in [
+        (&allow_missing, format!(r#"{{"type":"track","__proto__":{{"context":{refusal}}}}}"#)),
+        (&allow_missing, format!(r#"{{"type":"track","__pro\u0074o__":{{"context":{refusal}}}}}"#)),
+        (&allow_missing, format!(r#"{{"type":"track","context":{{"__proto__":{refusal}}}}}"#)),
+        (
+            &allow_missing,
+            r#"{"type":"track","context":{"consent":{"__proto__":{"categoryPreferences":{"Ads":false}}}}}"#.to_string(),
+        ),
+        (&both, format!(r#"{{"type":"track","context":{{"__proto__":{rudder}}}}}"#)),
+        (
+            &both,
+            r#"{"type":"track","context":{"consentManagement":{"__proto__":{"deniedConsentIds":["Ads"]}}}}"#.to_string(),
+        ),
+    ] {
+        let j = run(config, &ads, "/v1/track", None, body.as_bytes());
+        assert_eq!(j.action, Action::Reply(Reason::InvalidEvent), "{body}");
+    }
+    // Where the decision reads nothing, it is just a key.
+    let body = r#"{"type":"track","properties":{"__proto__":{"x":1}},"context":{"consent":{"categoryPreferences":{"Ads":true}}}}"#;
+    let j = run(&allow_missing, &ads, "/v1/track", None, body.as_bytes());
+    assert_eq!(j.action, Action::Forward);
+}
+
+#[test]
 fn a_batch_envelope_carries_only_what_batching_clients_send() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);
