@@ -343,6 +343,8 @@ fn judge_batch(
                 // Segment merges the batch's context and integrations into each item's; the
                 // item's own keys win. Readers that take the item's object whole, or merge key by
                 // key, can differ on `integrations`: off if either reading turns it off.
+                // RudderStack's gateway stores each item alone and drops the batch's context, so
+                // an item's RudderStack consent is only ever its own.
                 let own = |c: Consent, batch: Consent| match c {
                     Consent::Absent => batch,
                     own => own,
@@ -354,7 +356,7 @@ fn judge_batch(
                     is_track: facts.call == Some(Call::Track),
                     allow_listed_name: facts.allow_listed_name,
                     segment: own(facts.consent, top.consent),
-                    rudder: own(facts.rudder, top.rudder),
+                    rudder: facts.rudder,
                     integrations_off: mine.merged(top.integrations).turns_off()
                         || whole.turns_off(),
                     gpc: req.gpc,

@@ -2,7 +2,7 @@
 //! `integrations` object, RudderStack's `context.consentManagement`, and Global Privacy Control.
 
 use consent_gate::config::Config;
-use consent_gate::decision::{judge, Action, Judgement, Request};
+use consent_gate::decision::{judge, Action, Judgement, Reason, Request};
 use consent_gate::policy::{Match, RoutePolicy};
 
 #[derive(Debug, PartialEq)]
@@ -630,6 +630,39 @@ fn auto_reads_either_shape_and_refuses_both() {
         outcome(&run(&auto, &ads, "/v1/batch", false, batch)),
         Keep(vec!["b"])
     );
+}
+
+#[test]
+fn a_batch_item_has_only_its_own_rudderstack_consent() {
+    // rudder-server's gateway stores each item alone and drops the batch's context: an item
+    // without its own consentManagement has none, whatever the batch's says.
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let rudder_allow_missing =
+        Config::parse(r#"{"consent_format":"rudderstack","on_missing_consent":"allow"}"#).unwrap();
+    let one = policy(&["C0004"], Match::All, None, &[]);
+    let own = r#"{"messageId":"a","type":"track","context":{"consentManagement":{"deniedConsentIds":[]}}}"#;
+    let bare = r#"{"messageId":"b","type":"track"}"#;
+    let batch = |top: &str| {
+        format!(r#"{{"batch":[{own},{bare}],"context":{{"consentManagement":{top}}}}}"#)
+    };
+    let not_denied = batch(r#"{"deniedConsentIds":[]}"#);
+    let denied = batch(r#"{"deniedConsentIds":["C0004"]}"#);
+    for body in [&not_denied, &denied] {
+        assert_eq!(
+            outcome(&run(&rudder, &one, "/v1/batch", false, body)),
+            Keep(vec!["a"]),
+            "{body}"
+        );
+        // Without consent rudder-server delivers to every destination: so does `allow`.
+        assert_eq!(
+            outcome(&run(&rudder_allow_missing, &one, "/v1/batch", false, body)),
+            Allow,
+            "{body}"
+        );
+    }
+    let j = run(&rudder, &one, "/v1/batch", false, &not_denied);
+    assert_eq!((j.events, j.dropped), (2, 1));
+    assert_eq!(j.reason(), Some(Reason::MissingConsent));
 }
 
 #[test]

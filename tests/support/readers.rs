@@ -7,7 +7,8 @@
 //! ...); elsewhere, and for every other reader, a `batch` key does.
 //!
 //! Besides Segment's consent, each reader reads RudderStack's `context.consentManagement` (into
-//! rudder-server's Go struct: a field of another type makes the whole object unusable) and, on a
+//! rudder-server's Go struct: a field of another type makes the whole object unusable; a batch
+//! item's own only, as rudder-server's gateway drops the batch's context) and, on a
 //! route that names a destination, the destination's and `All`'s entries in `integrations` (a
 //! map: exact keys), for a batch item both merged key by key with the batch's and taken whole.
 
@@ -254,7 +255,6 @@ fn entries(r: Reader, integrations: &Node, destination: &str) -> (Option<Kind>, 
 fn item(r: Reader, event: &Node, top: Option<&Node>, route: &Route) -> ItemReading {
     let categories = route.categories;
     let inherited = top.and_then(|t| consent_of(r, t));
-    let inherited_rudder = top.and_then(|t| rudder_of(r, t));
     let mut integrations = Vec::new();
     if let Some(destination) = route.destination {
         let mine = r.get(event, "integrations");
@@ -272,8 +272,8 @@ fn item(r: Reader, event: &Node, top: Option<&Node>, route: &Route) -> ItemReadi
             integrations.push((m.0.or(b.0), m.1.or(b.1)));
         }
     }
+    // rudder-server's gateway stores each batch item alone, without the batch's context.
     let rudder = rudder_of(r, event)
-        .or(inherited_rudder)
         .filter(|_| route.rudder)
         .map(|cm| rudder(r, cm, categories));
     let consent = consent_of(r, event)

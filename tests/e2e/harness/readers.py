@@ -16,7 +16,8 @@ None (absent), "unusable" (not an object, no `deniedConsentIds`, or a field of a
 rudder-server ignores) or {"denied": {"<category>": bool}, "provider": str, "strategy": str} — and
 "integrations": None, or when a destination is given {"item": entries | None, "batch": entries |
 None}, entries being [the destination's, All's], each None (absent), "true", "false", "object" or
-"other". A batch item without its own `consentManagement` uses the batch's.
+"other". A batch item has only its own `consentManagement`: rudder-server's gateway stores each item
+alone, without the batch's context.
 
 A single event has exactly one item. A `null` value reads as absent. In a batch, an item with no
 `context.consent` of its own uses the batch's top-level one (Segment's merge rule). Category keys
@@ -181,11 +182,10 @@ def _read_python(body: bytes, categories: Sequence[str], content_encoding: str |
         batch_context = _field(data, "context", dict, errors, "context")
         batch_consent = _consent(_field(batch_context, "consent", dict, errors, "context.consent"),
                                  categories, errors, "context.consent")
-        batch_rudder = _rudder(batch_context, categories)
         batch_entries = _entries(data, destination, errors, "integrations") if destination else None
         batch = _field(data, "batch", list, errors, "batch") or []
         items = [_item(_as_object(entry, errors, f"batch[{i}]"), batch_consent, categories, errors,
-                       f"batch[{i}]", destination, batch_rudder, batch_entries, in_batch=True)
+                       f"batch[{i}]", destination, batch_entries, in_batch=True)
                  for i, entry in enumerate(batch)]
     else:
         kind = "event"
@@ -212,7 +212,7 @@ def _field(obj: dict | None, key: str, kind: type, errors: list[str], where: str
 
 
 def _item(message: dict, batch_consent, categories: Sequence[str], errors: list[str],
-          where: str, destination: str | None = None, batch_rudder=None, batch_entries=None,
+          where: str, destination: str | None = None, batch_entries=None,
           in_batch: bool = False) -> dict:
     item = {key: _field(message, key, str, errors, f"{where}.{key}")
             for key in ("type", "event", "messageId")}
@@ -222,8 +222,7 @@ def _item(message: dict, batch_consent, categories: Sequence[str], errors: list[
         item["consent"] = dict(batch_consent) if isinstance(batch_consent, dict) else batch_consent
     else:
         item["consent"] = _consent(consent, categories, errors, f"{where}.context.consent")
-    own = _rudder(context if isinstance(context, dict) else None, categories)
-    item["rudder"] = own if own is not None else batch_rudder
+    item["rudder"] = _rudder(context if isinstance(context, dict) else None, categories)
     item["integrations"] = None
     if destination:
         item["integrations"] = {"item": _entries(message, destination, errors, f"{where}.integrations"),

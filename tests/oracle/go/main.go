@@ -281,10 +281,10 @@ func read(path string, raw []byte, encoding string, categories []string, destina
 		if err := json.Unmarshal(body, &b); err != nil {
 			errs = append(errs, err.Error())
 		}
-		// Segment's merge: an item without its own context.consent uses the batch's (and so
-		// for consentManagement).
+		// Segment's merge: an item without its own context.consent uses the batch's.
+		// rudder-server's gateway stores each item alone, without the batch's context: an item's
+		// consentManagement is its own (newItem reads it).
 		batchConsent := consentOf(b.Context)
-		batchRudder := rudderRaw(b.Context)
 		var batchEntries []interface{}
 		if destination != "" {
 			var err error
@@ -302,9 +302,6 @@ func read(path string, raw []byte, encoding string, categories []string, destina
 				consent = batchConsent
 			}
 			it := newItem(m, consent, categories)
-			if isNull(rudderRaw(m.Context)) {
-				it.Rudder = rudder(batchRudder, categories)
-			}
 			if destination != "" {
 				mine, err := entries(m.Integrations, destination)
 				if err != nil {
