@@ -155,11 +155,14 @@ impl RouteSetting {
                         ));
                     }
                 }
-                return Ok(if raw.exempt == Some(true) {
-                    RouteSetting::Exempt
+                // Present but saying nothing (`{}`, `"exempt": false`): a mistake, not an
+                // unconfigured route. Taken as absent it would pass the route's requests
+                // ungated, and as a per-route configuration also hide the route's metadata.
+                return if raw.exempt == Some(true) {
+                    Ok(RouteSetting::Exempt)
                 } else {
-                    RouteSetting::Unconfigured
-                });
+                    Err("has no \"category\" or \"categories\" (nor \"exempt\": true)".into())
+                };
             }
         };
         if raw.exempt == Some(true) {
@@ -240,11 +243,10 @@ mod tests {
             RouteSetting::from_json(r#"{"category":"A"}"#, Match::Any),
             Ok(gated(&["A"], Match::Any))
         );
-        assert_eq!(setting("{}"), Ok(RouteSetting::Unconfigured));
-        assert_eq!(
-            setting(r#"{"exempt":false}"#),
-            Ok(RouteSetting::Unconfigured)
-        );
+        // Present but empty is a mistake, not an unconfigured route.
+        let nothing = Err("has no \"category\" or \"categories\" (nor \"exempt\": true)".into());
+        assert_eq!(setting("{}"), nothing);
+        assert_eq!(setting(r#"{"exempt":false}"#), nothing);
         assert_eq!(setting(r#"{"exempt":true}"#), Ok(RouteSetting::Exempt));
     }
 

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from harness import accesslog, clients, stats
+from harness.envoy import MODULE
 from harness.checks import assert_allowed, assert_denied, encode, event
 
 JSON = {"content-type": "application/json"}
@@ -35,7 +36,14 @@ MISCONFIGURED = [
      ['"categories[1]" must be a string, got the number 5']),
     ("/misconfigured/gpc", "misconfigured_gpc",
      ['"gpc_denies[0]" names "Analytics", which the route does not require']),
+    # The namespace is there but says nothing: a mistake, not an unconfigured route.
+    ("/misconfigured/not-exempt", "misconfigured_not_exempt", ['has no "category" or "categories"']),
 ]
+if MODULE == "wasm":
+    # The dynamic module's ABI counts a namespace's keys, so it cannot tell `{}` from no
+    # namespace (see test_empty_namespace_natively_reads_as_none).
+    MISCONFIGURED.append(("/misconfigured/empty", "misconfigured_empty",
+                          ['has no "category" or "categories"']))
 
 
 def wait_for_log(envoy, pattern: str, timeout: float = 5.0) -> str:
@@ -57,6 +65,18 @@ def test_misconfigured_route_metadata_is_refused_and_logged(gate, upstream, path
     assert "[error]" in line, line
     for name in names:
         assert name in line, line
+
+
+@pytest.mark.skipif(MODULE != "native", reason="the wasm module refuses it (MISCONFIGURED)")
+def test_empty_namespace_natively_reads_as_none(gate, upstream):
+    """Envoy's dynamic-module ABI gives a namespace's keys, not whether it is there: `{}` is an
+    unconfigured route to the dynamic module (ungated unless on_unconfigured_route: deny, counted
+    and recorded), where the wasm module refuses it. README, "Route metadata"."""
+    before = stats.counters(gate)
+    resp = clients.http1(gate.port, "POST", "/misconfigured/empty/v1/track", DENIED, JSON)
+    assert_allowed(resp, upstream, DENIED)
+    after = stats.counters(gate)
+    assert after["consent_gate.requests_ungated"] == before["consent_gate.requests_ungated"] + 1
 
 
 def test_exempt_route_passes_counted_and_recorded(gate, upstream):
