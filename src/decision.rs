@@ -449,9 +449,15 @@ pub fn decide(config: &Config, policy: &RoutePolicy, e: &Signals) -> Verdict {
             missing: 0,
         };
     }
-    let consent = match (config.consent_format, e.segment, e.rudder) {
-        (ConsentFormat::Segment, c, _) | (ConsentFormat::Rudderstack, _, c) => c,
-        (ConsentFormat::Auto, c, Consent::Absent) | (ConsentFormat::Auto, Consent::Absent, c) => c,
+    // The shape the format reads, and whether the event carries the other one (which a single
+    // format notes but does not read).
+    let (consent, other_shape) = match (config.consent_format, e.segment, e.rudder) {
+        (ConsentFormat::Segment, c, o) | (ConsentFormat::Rudderstack, o, c) => {
+            (c, o != Consent::Absent)
+        }
+        (ConsentFormat::Auto, c, Consent::Absent) | (ConsentFormat::Auto, Consent::Absent, c) => {
+            (c, false)
+        }
         // Both shapes: a Segment reader and a RudderStack reader could decide differently.
         (ConsentFormat::Auto, _, _) => {
             return Verdict::Deny {
@@ -463,7 +469,7 @@ pub fn decide(config: &Config, policy: &RoutePolicy, e: &Signals) -> Verdict {
     // Events that pass regardless of consent (the consent change itself) still honour
     // `integrations`.
     if !(e.is_track && e.allow_listed_name) {
-        if let Some(denial) = consent_denial(config, policy, consent, e.gpc) {
+        if let Some(denial) = consent_denial(config, policy, consent, other_shape, e.gpc) {
             return denial;
         }
     }
@@ -481,13 +487,16 @@ fn consent_denial(
     config: &Config,
     policy: &RoutePolicy,
     consent: Consent,
+    other_shape: bool,
     gpc: bool,
 ) -> Option<Verdict> {
     let all = all_bits(policy.categories.len());
     let (consented, match_mode) = match consent {
+        // `allow` lets through events that carry no consent, not events whose consent is in
+        // the shape the format does not read.
         Consent::Absent | Consent::NoPreferences => match config.on_missing_consent {
-            MissingConsent::Allow => (all, policy.match_mode),
-            MissingConsent::Deny => {
+            MissingConsent::Allow if !other_shape => (all, policy.match_mode),
+            MissingConsent::Allow | MissingConsent::Deny => {
                 return Some(Verdict::Deny {
                     reason: Reason::MissingConsent,
                     missing: all,

@@ -484,6 +484,15 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
         return Ok(None);
     }
     let (mut segment, mut rudder) = (Consent::Absent, Consent::Absent);
+    // Under a format that reads one shape, the other's key (exact) is noted but not read, so
+    // that `on_missing_consent: allow` does not take an event that carries consent the format
+    // cannot read for one that carries none.
+    let other = match wanted.format {
+        ConsentFormat::Segment => Some("consentManagement"),
+        ConsentFormat::Rudderstack => Some("consent"),
+        ConsentFormat::Auto => None,
+    };
+    let mut other_present = false;
     let mut readable = true;
     let mut seen = [Seen::default(); 2];
     if s.object_start()? {
@@ -507,11 +516,21 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     s.skip_value()?;
                     readable = false;
                 }
-                KeyMatch::Other => s.skip_value()?,
+                KeyMatch::Other => {
+                    other_present |= other.is_some_and(|name| key.eq_str(name));
+                    s.skip_value()?;
+                }
             }
             if !s.object_more()? {
                 break;
             }
+        }
+    }
+    if other_present {
+        // Marked as there but stating nothing the decision uses: never read as consent.
+        match wanted.format {
+            ConsentFormat::Segment => rudder = Consent::NoPreferences,
+            _ => segment = Consent::NoPreferences,
         }
     }
     Ok(readable.then_some((segment, rudder)))

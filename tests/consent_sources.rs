@@ -584,6 +584,9 @@ fn rudderstack_consent_as_rudder_server_decides() {
 fn auto_reads_either_shape_and_refuses_both() {
     let auto = Config::parse(r#"{"consent_format":"auto"}"#).unwrap();
     let segment = Config::default();
+    let segment_allow_missing = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    let rudder_allow_missing =
+        Config::parse(r#"{"consent_format":"rudderstack","on_missing_consent":"allow"}"#).unwrap();
     let ads = policy(&["Advertising"], Match::All, None, &[]);
     let both = r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true}},"consentManagement":{"deniedConsentIds":[]}}}"#;
     let rows: Vec<(&str, &Config, String, Want)> = vec![
@@ -616,6 +619,32 @@ fn auto_reads_either_shape_and_refuses_both() {
         (
             "both, segment format: consentManagement is just a key",
             &segment,
+            both.into(),
+            Allow,
+        ),
+        // `on_missing_consent: allow` lets through events without consent, not events whose
+        // consent is in the shape the format does not read (its denials would be ignored).
+        (
+            "rudderstack shape, segment format, missing allowed",
+            &segment_allow_missing,
+            rs(r#"{"deniedConsentIds":["Advertising"]}"#),
+            Deny(MISSING),
+        ),
+        (
+            "segment shape, rudderstack format, missing allowed",
+            &rudder_allow_missing,
+            seg(false, ""),
+            Deny(MISSING),
+        ),
+        (
+            "neither shape, missing allowed",
+            &segment_allow_missing,
+            r#"{"type":"track","context":{"consentManagements":{}}}"#.into(),
+            Allow,
+        ),
+        (
+            "both, segment format, missing allowed: segment's decides",
+            &segment_allow_missing,
             both.into(),
             Allow,
         ),
