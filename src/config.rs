@@ -102,7 +102,8 @@ impl Default for Config {
 pub struct RouteRule {
     pub route_name: Option<String>,
     /// Lower-case, without trailing dots; `port` only when the rule names one.
-    pub host: Option<(String, Option<String>)>,
+    /// The host (lower-case, no trailing dot) and, if the rule names one, the port.
+    pub host: Option<(String, Option<u16>)>,
     /// A normalised path (see [`crate::target::normalize_path`]).
     pub path_prefix: Option<String>,
     pub policy: Arc<RoutePolicy>,
@@ -128,7 +129,14 @@ impl RouteRule {
     fn matches(&self, route_name: &str, host: &(String, Option<&str>), path: &str) -> bool {
         self.route_name.as_deref().is_none_or(|n| n == route_name)
             && self.host.as_ref().is_none_or(|(name, port)| {
-                *name == host.0 && port.as_deref().is_none_or(|p| Some(p) == host.1)
+                // A request that names no port (its scheme's default, unknown here) or one that
+                // is not a port number matches a rule's port: the rule gates more, never less.
+                *name == host.0
+                    && port.is_none_or(|p| {
+                        host.1
+                            .and_then(|given| given.parse::<u16>().ok())
+                            .is_none_or(|given| given == p)
+                    })
             })
             && self.path_prefix.as_deref().is_none_or(|p| {
                 path.len() >= p.len()
@@ -341,12 +349,33 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
         let path = format!("{at}.host");
         let text = non_empty(&path, text)?;
         let (name, port) = split_authority(&text);
-        if name.is_empty() || text.contains(['/', '@', '?', '#']) {
-            return Err(format!(
-                "\"{path}\" must be a host name, optionally with a port, got \"{text}\""
-            ));
+        // A DNS name or an IP address, as a request's host can be: anything else (a pattern,
+        // a list, a scheme, white space) would match no request, and leave the route ungated.
+        let host_like = if let Some(inner) = name.strip_prefix('[') {
+            inner.strip_suffix(']').is_some_and(|v6| {
+                !v6.is_empty()
+                    && v6
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            })
+        } else {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        };
+        let port = match port {
+            None => Some(None),
+            Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).map(Some),
+        };
+        match (host_like && !text.contains('@'), port) {
+            (true, Some(port)) => rule.host = Some((name, port)),
+            _ => {
+                return Err(format!(
+                    "\"{path}\" must be a host name or IP address, optionally with a port (1-65535), got \"{text}\""
+                ))
+            }
         }
-        rule.host = Some((name, port.map(str::to_string)));
     }
     if let Some(prefix) = raw.path_prefix {
         let path = format!("{at}.path_prefix");
@@ -508,6 +537,47 @@ mod tests {
         assert_eq!(first("", "pinned.example.com:8443", "/"), Some("C".into()));
         assert_eq!(first("", "pinned.example.com:443", "/"), None);
         assert_eq!(first("", "pinned.example.com.:8443", "/"), Some("C".into()));
+        // The same port in another spelling, and a request that names none (it may be on the
+        // rule's port): gated.
+        assert_eq!(first("", "pinned.example.com:08443", "/"), Some("C".into()));
+        assert_eq!(first("", "pinned.example.com", "/"), Some("C".into()));
+    }
+
+    #[test]
+    fn a_rule_host_must_be_one_a_request_can_have() {
+        for good in [
+            "api.segment.io",
+            "API.Segment.IO.",
+            "api.segment.io:443",
+            "127.0.0.1:8080",
+            "[::1]:443",
+            "[::1]",
+            "my_host",
+        ] {
+            let config = format!(r#"{{"routes":[{{"host":"{good}","categories":["A"]}}]}}"#);
+            assert!(Config::parse(&config).is_ok(), "{good}");
+        }
+        for bad in [
+            "*.segment.io",
+            "api.segment.io ",
+            " api.segment.io",
+            "api.segment.io,api2.segment.io",
+            "https:api.segment.io",
+            "api.segment.io:0",
+            "api.segment.io:65536",
+            "api.segment.io:https",
+            "user@api.segment.io",
+            "[::1",
+            "[]",
+            "api segment io",
+        ] {
+            let config = format!(r#"{{"routes":[{{"host":"{bad}","categories":["A"]}}]}}"#);
+            let err = Config::parse(&config).unwrap_err();
+            assert!(
+                err.contains("\"routes[0].host\" must be a host name"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

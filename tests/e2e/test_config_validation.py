@@ -45,6 +45,9 @@ BAD = [
     ({"routes": [{"path_prefix": "/x", "categories": ["A"]}, {"route_name": 5, "categories": ["A"]}]},
      "routes[1].route_name"),
     ({"routes": [{"path_prefix": "/x", "categories": ["A"], "colour": "blue"}]}, "colour"),
+    # A host no request can have would match nothing and leave its route ungated.
+    ({"routes": [{"host": "*.segment.io", "categories": ["A"]}]}, "routes[0].host"),
+    ({"routes": [{"host": "api.segment.io:https", "categories": ["A"]}]}, "routes[0].host"),
     ({"colour": "blue"}, "colour"),
 ]
 
