@@ -224,11 +224,12 @@ def test_rudderstack_consent_is_read_as_rudder_server_reads_it(message, expected
         assert reading["items"][0]["rudder"] == expected, (name, reading)
 
 
-def test_a_batch_item_takes_the_batchs_consent_management():
+def test_a_batch_item_has_only_its_own_consent_management():
+    """rudder-server's gateway stores each item alone, without the batch's context."""
     batch = {"batch": [{"type": "track"}, {"type": "track", "context": cm(deniedConsentIds=[])}],
              "context": cm(deniedConsentIds=["Advertising"])}
     for name, reading in read_all("/v1/batch", body(batch), CATEGORIES).items():
-        assert [i["rudder"] for i in reading["items"]] == [denied(True, False), denied(False, False)], name
+        assert [i["rudder"] for i in reading["items"]] == [None, denied(False, False)], name
 
 
 def test_go_folds_consent_management_keys():
