@@ -105,14 +105,18 @@ impl Encoding {
                     return Err(DecodeError::Corrupt);
                 }
                 // Some readers take HTTP `deflate` for raw DEFLATE (Go's `compress/flate`, and
-                // servers that fall back to it). A zlib stream is almost never also a raw one
-                // (its first block would be a stored block whose length check fails at once),
-                // but one can be built to be both, and to read as another event each way: such
-                // a body means two things, so it is refused.
-                let mut scratch = Vec::new();
-                match inflate(&mut state, raw, false, &mut scratch, limit) {
-                    Err(DecodeError::Corrupt) => Ok(out),
-                    Ok(_) | Err(DecodeError::TooLarge) => Err(DecodeError::Corrupt),
+                // servers that fall back to it), and some decode JSON as it streams out, so
+                // the raw stream need not end well. A zlib stream's first byte also starts a
+                // raw stored block whose length check fails at once for compressors' output,
+                // so read raw it yields nothing; but one can be built whose raw reading is
+                // another event. Refused when the raw reading starts an object, or cannot be
+                // told from one (white space up to the cap).
+                let mut raw_reading = Vec::new();
+                let read = inflate(&mut state, raw, false, &mut raw_reading, limit);
+                match raw_reading.iter().find(|b| !b" \t\r\n".contains(b)) {
+                    Some(b'{') => Err(DecodeError::Corrupt),
+                    None if read == Err(DecodeError::TooLarge) => Err(DecodeError::Corrupt),
+                    _ => Ok(out),
                 }
             }
             Encoding::Gzip => {
@@ -248,10 +252,18 @@ fn inflate(
                 out.truncate(base + written);
                 return Ok(used);
             }
-            TINFLStatus::Done => return Err(DecodeError::TooLarge),
-            TINFLStatus::HasMoreOutput if room >= max_room => return Err(DecodeError::TooLarge),
-            TINFLStatus::HasMoreOutput => room = room.saturating_mul(2).min(max_room),
-            _ => return Err(DecodeError::Corrupt),
+            TINFLStatus::HasMoreOutput if room < max_room => {
+                room = room.saturating_mul(2).min(max_room)
+            }
+            // On an error `out` keeps what was inflated before it (a streaming reader saw it).
+            TINFLStatus::Done | TINFLStatus::HasMoreOutput => {
+                out.truncate(base + written);
+                return Err(DecodeError::TooLarge);
+            }
+            _ => {
+                out.truncate(base + written);
+                return Err(DecodeError::Corrupt);
+            }
         }
     }
 }
@@ -382,6 +394,25 @@ mod tests {
         assert_eq!(
             Encoding::Deflate.decode(&body, 1 << 10),
             Err(DecodeError::TooLarge)
+        );
+        // A raw reading that yields the event and goes on (here: its second block made
+        // non-final, so the raw reader goes on into bytes that are no stream) is read by
+        // readers that decode JSON as it streams out: refused too.
+        let mut streaming = body.clone();
+        let second = 7 + 0x0909 - 2;
+        assert_eq!(streaming.get(second), Some(&b'\t'));
+        streaming[second] = b' ';
+        let n = streaming.len();
+        let adler = adler32(&streaming[7..n - 4]).to_be_bytes();
+        streaming[n - 4..].copy_from_slice(&adler);
+        let zlib = read(miniz_oxide::inflate::decompress_to_vec_zlib(&streaming).unwrap());
+        assert_eq!(
+            zlib["properties"]["note"].as_str().map(|n| n.len() > 100),
+            Some(true)
+        );
+        assert_eq!(
+            Encoding::Deflate.decode(&streaming, 1 << 20),
+            Err(DecodeError::Corrupt)
         );
         // An ordinary zlib stream is not a raw one.
         let plain = br#"{"type":"track"}"#.to_vec();

@@ -484,7 +484,7 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
         return Ok(None);
     }
     let (mut segment, mut rudder) = (Consent::Absent, Consent::Absent);
-    // Under a format that reads one shape, the other's key (exact) is noted but not read, so
+    // Under a format that reads one shape, the other's key is noted but not read, so
     // that `on_missing_consent: allow` does not take an event that carries consent the format
     // cannot read for one that carries none.
     let other = match wanted.format {
@@ -517,7 +517,9 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     readable = false;
                 }
                 KeyMatch::Other => {
-                    other_present |= other.is_some_and(|name| key.eq_str(name));
+                    // Any key a reader takes for the other shape's (`Consent`, `con\u017fent`).
+                    other_present |=
+                        other.is_some_and(|name| match_key(&key, &[name]) != KeyMatch::Other);
                     s.skip_value()?;
                 }
             }

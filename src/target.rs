@@ -9,6 +9,8 @@ use crate::event::Call;
 pub fn split_authority(authority: &str) -> (String, Option<&str>) {
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let (host, port) = match hostport.rsplit_once(':') {
+        // An empty port is no port (RFC 3986): `host:` is `host`.
+        Some((h, "")) if !h.contains(':') || h.ends_with(']') => (h, None),
         // `[::1]:80` has a port; `[::1]` and `::1` do not.
         Some((h, p))
             if !p.is_empty()
@@ -110,8 +112,9 @@ fn last_segment(path: &str) -> &str {
 
 fn endpoint_named(segment: &str) -> Endpoint {
     // RudderStack's gateway also takes calls that are none of Segment's six (`/v1/merge`,
-    // `/v1/audiencelist`, `/internal/v1/extract`, …): it sets the event's `type` from the path,
-    // whatever the body says, so a body that says `track` there is not a track call.
+    // `/v1/audiencelist`, `/internal/v1/extract`, `/v1/webhook`): it sets the event's `type`
+    // from the path, whatever the body says, so a body that says `track` there is not a track
+    // call. Its `retl` and `replay` take batches, as `batch` does.
     const NAMES: [(&str, Endpoint); 21] = [
         ("track", Endpoint::Single(Call::Track)),
         ("t", Endpoint::Single(Call::Track)),
@@ -131,8 +134,8 @@ fn endpoint_named(segment: &str) -> Endpoint {
         ("merge", Endpoint::Single(Call::Other)),
         ("audiencelist", Endpoint::Single(Call::Other)),
         ("extract", Endpoint::Single(Call::Other)),
-        ("retl", Endpoint::Single(Call::Other)),
-        ("replay", Endpoint::Single(Call::Other)),
+        ("retl", Endpoint::Batch),
+        ("replay", Endpoint::Batch),
         ("webhook", Endpoint::Single(Call::Other)),
     ];
     NAMES
@@ -253,6 +256,10 @@ mod tests {
         );
         assert_eq!(h("[::1]:80"), ("[::1]".into(), Some("80")));
         assert_eq!(h("[::1]"), ("[::1]".into(), None));
+        // An empty port is no port.
+        assert_eq!(h("api.example.com:"), ("api.example.com".into(), None));
+        assert_eq!(h("api.example.com.:"), ("api.example.com".into(), None));
+        assert_eq!(h("[::1]:"), ("[::1]".into(), None));
     }
 
     #[test]

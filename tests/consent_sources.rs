@@ -637,6 +637,20 @@ fn auto_reads_either_shape_and_refuses_both() {
             Deny(MISSING),
         ),
         (
+            "segment shape under a key Go reads as consent, rudderstack format, missing allowed",
+            &rudder_allow_missing,
+            r#"{"type":"track","context":{"Consent":{"categoryPreferences":{"Advertising":false}}}}"#
+                .into(),
+            Deny(MISSING),
+        ),
+        (
+            "rudderstack shape under a look-alike key, segment format, missing allowed",
+            &segment_allow_missing,
+            r#"{"type":"track","context":{"ConsentManagement":{"deniedConsentIds":["Advertising"]}}}"#
+                .into(),
+            Deny(MISSING),
+        ),
+        (
             "neither shape, missing allowed",
             &segment_allow_missing,
             r#"{"type":"track","context":{"consentManagements":{}}}"#.into(),

@@ -184,6 +184,15 @@ fn the_endpoint_and_the_body_must_name_the_same_kind_of_call() {
     assert_eq!(judge_at("/v1/track", &batch), reply(Reason::InvalidEvent));
     assert_eq!(judge_at("/v1/batch", &track), reply(Reason::InvalidEvent));
     assert_eq!(judge_at("/v1/import", &track), reply(Reason::InvalidEvent));
+    // RudderStack's retl and replay take batches.
+    for path in ["/internal/v1/retl", "/internal/v1/replay"] {
+        assert_eq!(judge_at(path, &batch), Action::Forward, "{path}");
+        assert_eq!(
+            judge_at(path, &track),
+            reply(Reason::InvalidEvent),
+            "{path}"
+        );
+    }
     // RudderStack's other calls: the gateway sets `type` from the path, so neither a track
     // (allow-listed or not) nor a batch body may go there; a body of that call is judged.
     for path in [
@@ -191,8 +200,6 @@ fn the_endpoint_and_the_body_must_name_the_same_kind_of_call() {
         "/v1/audiencelist",
         "/internal/v1/audiencelist",
         "/internal/v1/extract",
-        "/internal/v1/retl",
-        "/internal/v1/replay",
         "/v1/webhook",
         "/v1/MERGE/",
     ] {
