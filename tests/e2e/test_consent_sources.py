@@ -169,6 +169,11 @@ RUDDERSTACK = [
     row("provider-not-a-string", "/ads", rs({"provider": 1, "deniedConsentIds": []}), INVALID),
     row("go-reads-DeniedConsentIDs", "/ads",
         rs({"DeniedConsentIDs": ["Advertising"], "deniedConsentIds": []}), INVALID),
+    # jsoniter (strings.ToLower), Java's equalsIgnoreCase and .NET fold İ and ı onto i.
+    row("jsoniter-reads-deniedConsent-dotted-I-ds", "/ads",
+        rs({"deniedConsent\u0130ds": ["Advertising"], "deniedConsentIds": []}), INVALID),
+    row("java-reads-den-dotless-i-edConsentIds", "/ads",
+        rs({"den\u0131edConsentIds": ["Advertising"], "deniedConsentIds": []}), INVALID),
     row("id-with-nul", "/ads", rs({"deniedConsentIds": ["Advertising\u0000x"]}), INVALID),
 ]
 
@@ -199,6 +204,30 @@ def test_auto_reads_either_shape_and_refuses_both(envoys, upstream, path, body, 
 
 def test_segment_format_ignores_the_rudderstack_shape(gate, upstream):
     send(gate, upstream, "/ads", BOTH, JSON, ALLOW)
+
+
+# on_missing_consent: allow lets through events that carry no consent; not events whose consent
+# the filter cannot read (the other shape, or a refusal a JavaScript receiver inherits through
+# `__proto__` when it copies the object).
+MISSING_ALLOWED = [
+    row("no-consent-passes", "/ads", encode(event()), ALLOW),
+    row("rudderstack-shape-under-segment-format", "/ads",
+        rs({"deniedConsentIds": ["Advertising"]}), MISSING),
+    row("look-alike-of-the-rudderstack-shape", "/ads",
+        rs({"deniedConsentIds": ["Advertising"]}).replace(b"consentManagement", b"ConsentManagement"),
+        MISSING),
+    row("proto-in-context", "/ads",
+        encode(event(context={"__proto__": {"consent": {"categoryPreferences": {"Advertising": False}}}})),
+        INVALID),
+    row("proto-at-the-top", "/ads",
+        encode(event(__proto__={"context": {"consent": {"categoryPreferences": {"Advertising": False}}}})),
+        INVALID),
+]
+
+
+@pytest.mark.parametrize("path, body, headers, expect", MISSING_ALLOWED)
+def test_missing_consent_allowed_only_when_there_is_none(envoys, upstream, path, body, headers, expect):
+    send(envoys.get("missing_allow"), upstream, path, body, headers, expect)
 
 
 # ---- Global Privacy Control -------------------------------------------------------------------------
