@@ -7,7 +7,7 @@ use crate::encoding::{DecodeError, Encoding};
 use crate::event::{read_event, Call, Consent, ConsentFormat, EventFacts, Strategy, Wanted};
 use crate::json::{Invalid, Scanner};
 use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
-use crate::target::Endpoint;
+use crate::target::{is_unreserved, Endpoint};
 
 /// Why an event (or a whole request) was not forwarded as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -247,13 +247,7 @@ fn query(path: &str) -> Query {
         return Query::Empty;
     }
     match query.strip_prefix("writeKey=") {
-        Some(key)
-            if key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')) =>
-        {
-            Query::WriteKey
-        }
+        Some(key) if key.bytes().all(is_unreserved) => Query::WriteKey,
         _ => Query::Other,
     }
 }

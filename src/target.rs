@@ -148,6 +148,11 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// The characters RFC 3986 calls unreserved: letters, digits, `-`, `.`, `_`, `~`.
+pub fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
 /// Percent-decodes the characters RFC 3986 calls unreserved; other escapes keep their meaning
 /// and get upper-case hex digits.
 fn decode_unreserved(path: &str) -> String {
@@ -161,7 +166,7 @@ fn decode_unreserved(path: &str) -> String {
                 b.get(i + 2).copied().and_then(hex),
             ) {
                 let v = h * 16 + l;
-                if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                if is_unreserved(v) {
                     out.push(v);
                 } else {
                     out.push(b'%');
