@@ -139,11 +139,16 @@ impl RouteRule {
                     })
             })
             && self.path_prefix.as_deref().is_none_or(|p| {
-                path.len() >= p.len()
-                    && path
-                        .as_bytes()
+                let starts = |p: &str| {
+                    path.as_bytes()
                         .get(..p.len())
                         .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+                };
+                // `/v1/track/` also gates `/v1/track` itself: a receiver reads both alike.
+                starts(p)
+                    || p.strip_suffix('/').is_some_and(|bare| {
+                        !bare.is_empty() && path.len() == bare.len() && starts(bare)
+                    })
             })
     }
 }
@@ -213,6 +218,16 @@ impl Config {
         let mut config = Config::default();
         if let Some(ns) = raw.metadata_namespace {
             config.metadata_namespace = non_empty("metadata_namespace", ns)?;
+            if let Some(c) = config
+                .metadata_namespace
+                .chars()
+                .find(|c| !c.is_ascii_graphic())
+            {
+                return Err(format!(
+                    "\"metadata_namespace\" must not hold white space or control characters, got {:?} (with {c:?}): no route's metadata would be found under it",
+                    config.metadata_namespace
+                ));
+            }
         }
         config.on_missing_consent = raw.on_missing_consent.unwrap_or(config.on_missing_consent);
         config.consent_format = raw.consent_format.unwrap_or(config.consent_format);
@@ -294,6 +309,19 @@ fn non_empty(key: &str, value: String) -> Result<String, String> {
     Ok(value)
 }
 
+/// A name compared exactly with one Envoy gives (a route's name): white space or a control
+/// character at either end is a copying mistake that would match nothing.
+fn trimmed_name(key: &str, value: String) -> Result<String, String> {
+    let value = non_empty(key, value)?;
+    let trimmed = value.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    if trimmed != value {
+        return Err(format!(
+            "\"{key}\" has white space or a control character at an end ({value:?}): it is compared exactly with the route's name, did you mean {trimmed:?}?"
+        ));
+    }
+    Ok(value)
+}
+
 fn in_range(key: &str, n: u64, min: u64, max: u64) -> Result<u64, String> {
     if (min..=max).contains(&n) {
         Ok(n)
@@ -333,7 +361,7 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
     let mut rule = RouteRule {
         route_name: raw
             .route_name
-            .map(|n| non_empty(&format!("{at}.route_name"), n))
+            .map(|n| trimmed_name(&format!("{at}.route_name"), n))
             .transpose()?,
         host: None,
         path_prefix: None,
@@ -380,6 +408,32 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
     if let Some(prefix) = raw.path_prefix {
         let path = format!("{at}.path_prefix");
         let prefix = non_empty(&path, prefix)?;
+        // A literal prefix: a wildcard or a pattern (`/v1/*`, `/v1/.*`, `/v1/(track|page)`)
+        // or a byte no path holds as sent would match no request, and leave the route ungated.
+        if let Some(c) = prefix.chars().find(|&c| {
+            !c.is_ascii_graphic()
+                || matches!(
+                    c,
+                    '*' | '['
+                        | ']'
+                        | '('
+                        | ')'
+                        | '{'
+                        | '}'
+                        | '^'
+                        | '$'
+                        | '|'
+                        | '\\'
+                        | '"'
+                        | '<'
+                        | '>'
+                        | '`'
+                )
+        }) {
+            return Err(format!(
+                "\"{path}\" is a literal path prefix, not a pattern: {c:?} is a wildcard, a pattern's character or one no request path holds (got \"{prefix}\")"
+            ));
+        }
         let normal = normalize_path(&prefix);
         if !prefix.starts_with('/') || prefix.contains(['?', '#']) || normal != prefix {
             return Err(format!(
@@ -652,6 +706,78 @@ mod tests {
             let err = Config::parse(bad).unwrap_err();
             assert!(err.contains("routes[0]."), "{bad} -> {err}");
         }
+    }
+
+    #[test]
+    fn rule_targets_are_literal_and_exact() {
+        // Patterns, stray white space: each would match no request and leave the route ungated.
+        for (bad, key) in [
+            (r#"{"path_prefix":"/v1/track*"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/.*"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/t[a-z]+"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/(track|page)"}"#, "path_prefix"),
+            (r#"{"path_prefix":"^/v1/track$"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/track "}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1\\track"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/tr\u00e4ck"}"#, "path_prefix"),
+            (r#"{"route_name":" ads"}"#, "route_name"),
+            (r#"{"route_name":"ads\n"}"#, "route_name"),
+        ] {
+            let text = format!(
+                r#"{{"routes":[{{"categories":["A"],{}}}]}}"#,
+                &bad[1..bad.len() - 1]
+            );
+            let err = Config::parse(&text).unwrap_err();
+            assert!(
+                err.contains(&format!("\"routes[0].{key}\"")),
+                "{text} -> {err}"
+            );
+        }
+        for bad in [" consent_gate", "consent gate", "consent_gate\t"] {
+            let text = format!(r#"{{"metadata_namespace":{bad:?}}}"#);
+            let err = Config::parse(&text).unwrap_err();
+            assert!(err.contains("\"metadata_namespace\""), "{text} -> {err}");
+        }
+        // What paths do hold is still a prefix: sub-delimiters, `:`, `@`, escapes of reserved
+        // characters, and a name with inner white space.
+        for good in [
+            r#"{"routes":[{"path_prefix":"/v1/a:b@c!d&e=f,g;h+i'j","categories":["A"]}]}"#,
+            r#"{"routes":[{"path_prefix":"/v1/a%2Fb","categories":["A"]}]}"#,
+            r#"{"routes":[{"route_name":"ads api","categories":["A"]}]}"#,
+        ] {
+            assert!(Config::parse(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_ending_in_a_slash_also_gates_the_path_without_it() {
+        let c = Config::parse(r#"{"routes":[{"path_prefix":"/v1/track/","categories":["A"]}]}"#)
+            .unwrap();
+        let gated = |path| {
+            matches!(
+                c.rule_for(&RequestTarget {
+                    route_name: "",
+                    authority: "h",
+                    path,
+                }),
+                RuleMatch::Rule(_)
+            )
+        };
+        assert!(gated("/v1/track/"));
+        assert!(gated("/v1/track/x"));
+        assert!(gated("/v1/track"));
+        assert!(gated("/V1/Track?x=1"));
+        assert!(!gated("/v1/trackx"));
+        assert!(!gated("/v1/trac"));
+        let root = Config::parse(r#"{"routes":[{"path_prefix":"/","categories":["A"]}]}"#).unwrap();
+        assert!(matches!(
+            root.rule_for(&RequestTarget {
+                route_name: "",
+                authority: "h",
+                path: "/x",
+            }),
+            RuleMatch::Rule(_)
+        ));
     }
 
     #[test]

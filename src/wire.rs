@@ -59,6 +59,17 @@ pub fn metadata_namespace(raw: &[u8], namespace: &str) -> Result<Option<Value>, 
     Ok(found)
 }
 
+/// Whether `typed_filter_metadata` (field 2) has an entry for `namespace`: a policy put there by
+/// mistake, which the filter does not read.
+pub fn typed_namespace(raw: &[u8], namespace: &str) -> bool {
+    Fields::new(raw).any(|field| match field {
+        Ok((2, Wire::Bytes(entry))) => {
+            map_entry(entry).is_ok_and(|(key, _)| key == namespace.as_bytes())
+        }
+        _ => false,
+    })
+}
+
 /// A map entry: field 1 the key (bytes), field 2 the value (a message), either may be absent.
 fn map_entry(raw: &[u8]) -> Result<(&[u8], Option<&[u8]>), Malformed> {
     let (mut key, mut value) = (&[][..], None);
@@ -344,6 +355,20 @@ pub mod tests {
         );
         assert_eq!(metadata_namespace(&raw, "absent"), Ok(None));
         assert_eq!(metadata_namespace(&[], "consent_gate"), Ok(None));
+        assert!(!typed_namespace(&raw, "consent_gate"));
+    }
+
+    #[test]
+    fn finds_a_namespace_in_typed_filter_metadata() {
+        // typed_filter_metadata (field 2): map<string, Any>, an entry keyed by the namespace.
+        let mut entry = Vec::new();
+        encode::bytes_field(1, b"consent_gate", &mut entry);
+        encode::bytes_field(2, b"\x0a\x05any://", &mut entry);
+        let mut raw = encode::metadata(&[("other", vec![("category", V::Str("A"))])]);
+        encode::bytes_field(2, &entry, &mut raw);
+        assert!(typed_namespace(&raw, "consent_gate"));
+        assert!(!typed_namespace(&raw, "other"));
+        assert_eq!(metadata_namespace(&raw, "consent_gate"), Ok(None));
     }
 
     #[test]

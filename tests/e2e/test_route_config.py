@@ -44,6 +44,9 @@ if MODULE == "wasm":
     # namespace (see test_empty_namespace_natively_reads_as_none).
     MISCONFIGURED.append(("/misconfigured/empty", "misconfigured_empty",
                           ['has no "category" or "categories"']))
+    # The wasm module reads the whole Metadata message, typed_filter_metadata included.
+    MISCONFIGURED.append(("/misconfigured/typed", "misconfigured_typed",
+                          ["is in typed_filter_metadata", "put it in filter_metadata"]))
 
 
 def wait_for_log(envoy, pattern: str, timeout: float = 5.0) -> str:
@@ -74,6 +77,18 @@ def test_empty_namespace_natively_reads_as_none(gate, upstream):
     and recorded), where the wasm module refuses it. README, "Route metadata"."""
     before = stats.counters(gate)
     resp = clients.http1(gate.port, "POST", "/misconfigured/empty/v1/track", DENIED, JSON)
+    assert_allowed(resp, upstream, DENIED)
+    after = stats.counters(gate)
+    assert after["consent_gate.requests_ungated"] == before["consent_gate.requests_ungated"] + 1
+
+
+@pytest.mark.skipif(MODULE != "native", reason="the wasm module refuses it (MISCONFIGURED)")
+def test_typed_metadata_is_natively_invisible(gate, upstream):
+    """The dynamic-module ABI reads filter_metadata only: a policy in typed_filter_metadata is
+    an unconfigured route to the dynamic module (ungated unless on_unconfigured_route: deny,
+    counted), where the wasm module refuses it. README, "Route metadata"."""
+    before = stats.counters(gate)
+    resp = clients.http1(gate.port, "POST", "/misconfigured/typed/v1/track", DENIED, JSON)
     assert_allowed(resp, upstream, DENIED)
     after = stats.counters(gate)
     assert after["consent_gate.requests_ungated"] == before["consent_gate.requests_ungated"] + 1

@@ -126,6 +126,10 @@ impl Host for WasmHost<'_> {
         };
         match wire::metadata_namespace(&raw, &config.metadata_namespace) {
             Ok(Some(value)) => RouteSetting::from_value(&value, config.match_mode),
+            // Not read, but not nothing either: the route meant to be gated.
+            Ok(None) if wire::typed_namespace(&raw, &config.metadata_namespace) => Err(
+                "is in typed_filter_metadata, which consent-gate does not read: put it in filter_metadata".into(),
+            ),
             Ok(None) => Ok(RouteSetting::Unconfigured),
             Err(_) => Err("cannot be decoded (the host sent a malformed Metadata message)".into()),
         }
