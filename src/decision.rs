@@ -333,30 +333,7 @@ fn judge_batch(
                 reason: Reason::InvalidEvent,
                 missing: 0,
             },
-            Some(facts) => {
-                // Segment merges the batch's context and integrations into each item's; the
-                // item's own keys win. Readers that take the item's object whole, or merge key by
-                // key, can differ on `integrations`: off if either reading turns it off.
-                // RudderStack's gateway stores each item alone and drops the batch's context, so
-                // an item's RudderStack consent is only ever its own.
-                let own = |c: Consent, batch: Consent| match c {
-                    Consent::Absent => batch,
-                    own => own,
-                };
-                let mine = facts.integrations;
-                let whole = if mine.present { mine } else { top.integrations };
-                let signals = Signals {
-                    readable: facts.readable,
-                    is_track: facts.call == Some(Call::Track),
-                    allow_listed_name: facts.allow_listed_name,
-                    segment: own(facts.consent, top.consent),
-                    rudder: facts.rudder,
-                    integrations_off: mine.merged(top.integrations).turns_off()
-                        || whole.turns_off(),
-                    gpc: req.gpc,
-                };
-                decide(req.config, req.policy, &signals)
-            }
+            Some(facts) => batch_item_verdict(req, facts, top),
         };
         match verdict {
             Verdict::Allow => keep.push(item),
@@ -373,6 +350,58 @@ fn judge_batch(
     let rewritten = batch::rewrite(plain, array, &keep);
     j.action = Action::Rewrite(encoding.encode(rewritten));
     j
+}
+
+/// A batch item is judged under every way a receiver may combine it with the batch's
+/// top-level `context` and `integrations`, and kept only if every reading lets it go:
+/// - key by key, the item's own keys winning: Segment's documented rule for `context.consent`
+///   and `integrations` (Jitsu merges `consentManagement` so too);
+/// - the item alone: RudderStack's gateway drops the batch's context, so that the item's
+///   RudderStack consent is only its own (and its `integrations` object, if it has one, whole);
+/// - the batch's winning: receivers that apply the batch's context and `integrations` "to all
+///   calls in the request" (Customer.io's API), over the item's own or in their place.
+fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Verdict {
+    let either = |first: Consent, then: Consent| match first {
+        Consent::Absent => then,
+        given => given,
+    };
+    let (mine, batch) = (facts.integrations, top.integrations);
+    let whole = if mine.present { mine } else { batch };
+    let batch_only = if batch.present { batch } else { mine };
+    let integrations_off = mine.merged(batch).turns_off()
+        || whole.turns_off()
+        || batch.merged(mine).turns_off()
+        || batch_only.turns_off();
+    let reading = |segment: Consent, rudder: Consent| Signals {
+        readable: facts.readable,
+        is_track: facts.call == Some(Call::Track),
+        allow_listed_name: facts.allow_listed_name,
+        segment,
+        rudder,
+        integrations_off,
+        gpc: req.gpc,
+    };
+    let item_first = reading(either(facts.consent, top.consent), facts.rudder);
+    let verdict = decide(req.config, req.policy, &item_first);
+    if verdict != Verdict::Allow
+        || (top.consent == Consent::Absent && top.rudder == Consent::Absent)
+    {
+        return verdict;
+    }
+    [
+        reading(
+            either(facts.consent, top.consent),
+            either(facts.rudder, top.rudder),
+        ),
+        reading(
+            either(top.consent, facts.consent),
+            either(top.rudder, facts.rudder),
+        ),
+    ]
+    .iter()
+    .map(|signals| decide(req.config, req.policy, signals))
+    .find(|v| *v != Verdict::Allow)
+    .unwrap_or(Verdict::Allow)
 }
 
 /// A refused batch is a consent denial (its body says how many items were dropped and why),

@@ -115,14 +115,162 @@ fn top_level_consent_applies_to_items_without_their_own() {
     );
     assert_eq!(j.dropped_by_reason[Reason::MissingConsent.index()], 1);
 
+    // An item's own grant does not outweigh the batch's refusal: receivers that apply the
+    // batch's context to every call (Customer.io's API) read the refusal.
     let refused_top = json!({
         "context": {"consent": {"categoryPreferences": {"Advertising": false}}},
-        "batch": [item("granted-by-item", Some(json!({"Advertising": true}))), item("inherits-refusal", None)]
+        "batch": [
+            item("granted-by-item", Some(json!({"Advertising": true}))),
+            item("inherits-refusal", None),
+            {"type": "track", "messageId": "no-consent-under-refusal", "context": {"ip": "x"}},
+        ]
     });
-    let Action::Rewrite(out) = run(&Config::default(), &refused_top.to_string()).action else {
-        panic!()
-    };
-    assert_eq!(kept_ids(&out), vec!["granted-by-item"]);
+    let j = run(&Config::default(), &refused_top.to_string());
+    assert_eq!(j.action, Action::Reply(Reason::FilteredByEndUserConsent));
+    assert_eq!(
+        j.dropped_by_reason[Reason::FilteredByEndUserConsent.index()],
+        3
+    );
+}
+
+#[test]
+fn an_item_is_kept_only_if_every_way_of_merging_the_batch_context_allows_it() {
+    let rudder = |denied: &[&str]| json!({"deniedConsentIds": denied});
+    let cases = [
+        // (format, on_missing_consent, batch context, item context, kept)
+        (
+            "segment",
+            "deny",
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            true,
+        ),
+        (
+            "segment",
+            "deny",
+            json!({"consent": {"categoryPreferences": {"Advertising": false}}}),
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            false,
+        ),
+        (
+            "segment",
+            "deny",
+            json!({"consent": {"categoryPreferences": {}}}),
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            false,
+        ),
+        // RudderStack's consent at batch level: the gateway drops it (the item has none), Jitsu
+        // merges it into the item, Customer.io applies it to every call.
+        (
+            "rudderstack",
+            "allow",
+            json!({"consentManagement": rudder(&["Advertising"])}),
+            json!({"ip": "x"}),
+            false,
+        ),
+        (
+            "rudderstack",
+            "allow",
+            json!({"consentManagement": rudder(&[])}),
+            json!({"ip": "x"}),
+            true,
+        ),
+        (
+            "rudderstack",
+            "allow",
+            json!({"consentManagement": rudder(&["Advertising"])}),
+            json!({"consentManagement": rudder(&[])}),
+            false,
+        ),
+        (
+            "rudderstack",
+            "deny",
+            json!({"consentManagement": rudder(&[])}),
+            json!({"consentManagement": rudder(&[])}),
+            true,
+        ),
+        (
+            "rudderstack",
+            "deny",
+            json!({"consentManagement": rudder(&[])}),
+            json!({"ip": "x"}),
+            false,
+        ),
+        // Under `auto`, a merge gives the item both shapes, in either direction.
+        (
+            "auto",
+            "deny",
+            json!({"consentManagement": rudder(&["Advertising"])}),
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            false,
+        ),
+        (
+            "auto",
+            "deny",
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            json!({"consentManagement": rudder(&[])}),
+            false,
+        ),
+        (
+            "auto",
+            "deny",
+            json!({"ip": "x"}),
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            true,
+        ),
+    ];
+    for (format, missing, top, own, kept) in cases {
+        let config = Config::parse(&format!(
+            r#"{{"consent_format":"{format}","on_missing_consent":"{missing}"}}"#
+        ))
+        .unwrap();
+        let body = json!({
+            "context": top,
+            "batch": [{"type": "track", "messageId": "x", "context": own}]
+        });
+        let j = run(&config, &body.to_string());
+        assert_eq!(
+            j.dropped == 0,
+            kept,
+            "{format} {missing} {body}: {:?}",
+            j.action
+        );
+    }
+}
+
+#[test]
+fn a_destination_is_off_if_any_merge_of_the_batch_integrations_turns_it_off() {
+    let policy = ads()
+        .with_extras("", Some("Mixpanel".into()), None)
+        .unwrap();
+    let cases = [
+        (json!({"Mixpanel": false}), json!({"Mixpanel": true}), false),
+        (json!({"All": false}), json!({"Mixpanel": true}), false),
+        (json!({"All": false}), json!({}), false),
+        (json!({"Mixpanel": true}), json!({"Mixpanel": false}), false),
+        (json!({"Mixpanel": true}), json!({"All": false}), false),
+        (json!({"All": true}), json!({"Mixpanel": true}), true),
+        (json!({}), json!({"Other": false}), true),
+    ];
+    for (top, own, kept) in cases {
+        let body = json!({
+            "integrations": top,
+            "batch": [{"type": "track", "messageId": "x", "integrations": own,
+                       "context": {"consent": {"categoryPreferences": {"Advertising": true}}}}]
+        });
+        let config = Config::default();
+        let j = judge(
+            &Request {
+                config: &config,
+                policy: &policy,
+                content_encoding: None,
+                path: "/v1/batch",
+                gpc: false,
+            },
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(j.dropped == 0, kept, "{body}: {:?}", j.action);
+    }
 }
 
 #[test]

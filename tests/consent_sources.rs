@@ -276,13 +276,15 @@ fn batch_integrations_merge_with_the_batch_and_refuse_what_readings_disagree_on(
             batch("", &[item("a", ""), item("b", r#"{"Mixpanel":false}"#)]),
             Keep(vec!["a"]),
         ),
+        // Merged key by key, b names Mixpanel: on. Receivers that apply the batch's
+        // integrations to every call read All off for both.
         (
             "the batch's All off reaches every item",
             batch(
                 r#"{"All":false}"#,
                 &[item("a", ""), item("b", r#"{"Mixpanel":true}"#)],
             ),
-            Keep(vec!["b"]),
+            Deny(OFF),
         ),
         (
             "the batch's destination off",
@@ -290,7 +292,7 @@ fn batch_integrations_merge_with_the_batch_and_refuse_what_readings_disagree_on(
                 r#"{"Mixpanel":false}"#,
                 &[item("a", ""), item("b", r#"{"Mixpanel":true}"#)],
             ),
-            Keep(vec!["b"]),
+            Deny(OFF),
         ),
         // Merged key by key: on. Taken whole (the item's object replaces the batch's): All is
         // on, the destination unnamed: on. Both on.
@@ -690,18 +692,26 @@ fn a_batch_item_has_only_its_own_rudderstack_consent() {
     };
     let not_denied = batch(r#"{"deniedConsentIds":[]}"#);
     let denied = batch(r#"{"deniedConsentIds":["C0004"]}"#);
-    for body in [&not_denied, &denied] {
-        assert_eq!(
-            outcome(&run(&rudder, &one, "/v1/batch", false, body)),
-            Keep(vec!["a"]),
-            "{body}"
-        );
-        // Without consent rudder-server delivers to every destination: so does `allow`.
-        assert_eq!(
-            outcome(&run(&rudder_allow_missing, &one, "/v1/batch", false, body)),
-            Allow,
-            "{body}"
-        );
+    assert_eq!(
+        outcome(&run(&rudder, &one, "/v1/batch", false, &not_denied)),
+        Keep(vec!["a"])
+    );
+    // Without consent rudder-server delivers to every destination: so does `allow`.
+    assert_eq!(
+        outcome(&run(
+            &rudder_allow_missing,
+            &one,
+            "/v1/batch",
+            false,
+            &not_denied
+        )),
+        Allow
+    );
+    // But the batch's denial is the item's to receivers that merge the batch's context into
+    // each item (Jitsu) or apply it to every call (Customer.io): both items are dropped.
+    for config in [&rudder, &rudder_allow_missing] {
+        let j = run(config, &one, "/v1/batch", false, &denied);
+        assert_eq!((j.events, j.dropped), (2, 2), "{denied}");
     }
     let j = run(&rudder, &one, "/v1/batch", false, &not_denied);
     assert_eq!((j.events, j.dropped), (2, 1));
