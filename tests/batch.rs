@@ -11,10 +11,14 @@ fn ads() -> RoutePolicy {
 }
 
 fn run(config: &Config, body: &str) -> Judgement {
+    run_with(config, &ads(), body)
+}
+
+fn run_with(config: &Config, policy: &RoutePolicy, body: &str) -> Judgement {
     judge(
         &Request {
             config,
-            policy: &ads(),
+            policy,
             content_encoding: None,
             path: "/v1/batch",
             gpc: false,
@@ -258,17 +262,7 @@ fn a_destination_is_off_if_any_merge_of_the_batch_integrations_turns_it_off() {
             "batch": [{"type": "track", "messageId": "x", "integrations": own,
                        "context": {"consent": {"categoryPreferences": {"Advertising": true}}}}]
         });
-        let config = Config::default();
-        let j = judge(
-            &Request {
-                config: &config,
-                policy: &policy,
-                content_encoding: None,
-                path: "/v1/batch",
-                gpc: false,
-            },
-            body.to_string().as_bytes(),
-        );
+        let j = run_with(&Config::default(), &policy, &body.to_string());
         assert_eq!(j.dropped == 0, kept, "{body}: {:?}", j.action);
     }
 }
