@@ -705,12 +705,16 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
             } else if key.eq_str("All") {
                 Some(&mut out.all)
             } else {
-                if key.is_escaped() {
-                    let decoded = key.decode();
-                    if let Some((before, _)) = decoded.split_once('\0') {
-                        readable &= before != destination && before != "All";
-                    }
-                }
+                let decoded = key.decode();
+                // `__proto__`'s members are the object's own to a JavaScript copy; Segment's
+                // Facade finds entries without case or punctuation (`all`, `mix_panel`); a
+                // reader stopping at NUL sees only what comes before it.
+                let before_nul = decoded.split('\0').next().unwrap_or_default();
+                readable &= decoded != PROTO
+                    && !facade_folds(&decoded, destination)
+                    && !facade_folds(&decoded, "All")
+                    && before_nul != destination
+                    && before_nul != "All";
                 None
             };
             match slot {
@@ -740,6 +744,17 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
         }
     }
     Ok(readable.then_some(out))
+}
+
+/// Whether Segment's Facade (`obj-case`), which looks entries up with every character but ASCII
+/// letters, digits and `.` removed and without case, takes `key` for `name`.
+fn facade_folds(key: &str, name: &str) -> bool {
+    fn folded(text: &str) -> impl Iterator<Item = u8> + '_ {
+        text.bytes()
+            .filter(|b| b.is_ascii_alphanumeric() || *b == b'.')
+            .map(|b| b.to_ascii_lowercase())
+    }
+    folded(key).eq(folded(name))
 }
 
 /// The consented bits; `Ok(None)` for a non-object or a required category given twice.

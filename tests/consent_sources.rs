@@ -129,10 +129,10 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             Allow,
         ),
         (
-            "names are exact: another case is another destination",
+            "another case: exact to rudder-server, the same to Segment's Facade: refused",
             &mixpanel,
             seg(true, r#"{"mixpanel":false,"all":false}"#),
-            Allow,
+            Deny(INVALID),
         ),
         (
             "escaped name is the name",
@@ -199,6 +199,47 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             &mixpanel,
             seg(true, r#"{"Mixpanel\u0000":false}"#),
             Deny(INVALID),
+        ),
+        // A JavaScript copy of the object takes `__proto__`'s members for its own.
+        (
+            "__proto__ holding All",
+            &mixpanel,
+            seg(true, r#"{"__proto__":{"All":false}}"#),
+            Deny(INVALID),
+        ),
+        (
+            "__proto__ holding the destination, escaped",
+            &mixpanel,
+            seg(true, r#"{"\u005f_proto__":{"Mixpanel":false}}"#),
+            Deny(INVALID),
+        ),
+        // Segment's Facade looks entries up without case or punctuation.
+        (
+            "all in lower case",
+            &mixpanel,
+            seg(true, r#"{"all":false}"#),
+            Deny(INVALID),
+        ),
+        (
+            "the destination spelled another way",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":true,"mix_panel":false}"#),
+            Deny(INVALID),
+        ),
+        (
+            "A_LL",
+            &mixpanel,
+            seg(true, r#"{"A_LL":false,"Mixpanel":true}"#),
+            Deny(INVALID),
+        ),
+        (
+            "other destinations and other keys stay other",
+            &mixpanel,
+            seg(
+                true,
+                r#"{"Mixpanel2":false,"Allx":false,"Amplitude":false}"#,
+            ),
+            Allow,
         ),
         (
             "integrations not an object",

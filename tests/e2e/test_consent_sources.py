@@ -75,7 +75,12 @@ INTEGRATIONS = [
     row("all-off-destination-options", "/mixpanel", seg(True, {"All": False, "Mixpanel": {"apiKey": "k"}}),
         ALLOW),
     row("another-destination-off", "/mixpanel", seg(True, {"Amplitude": False}), ALLOW),
-    row("names-are-exact", "/mixpanel", seg(True, {"mixpanel": False, "all": False}), ALLOW),
+    # Segment's Facade finds entries without case or punctuation; rudder-server's are exact.
+    row("another-spelling-is-read-two-ways", "/mixpanel", seg(True, {"mixpanel": False, "all": False}),
+        INVALID),
+    row("mix_panel-is-read-two-ways", "/mixpanel", seg(True, {"Mixpanel": True, "mix_panel": False}),
+        INVALID),
+    row("proto-is-read-two-ways", "/mixpanel", seg(True, {"__proto__": {"All": False}}), INVALID),
     row("consent-first", "/mixpanel", seg(False, {"Mixpanel": True}), denied("Advertising")),
     row("integrations-never-stand-in-for-consent", "/mixpanel", seg(None, {"Mixpanel": True}), MISSING),
     row("consent-event-still-honours-integrations", "/mixpanel",
