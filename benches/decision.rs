@@ -20,6 +20,7 @@ fn bench(c: &mut Criterion) {
         content_encoding: None,
         path,
         gpc: false,
+        form: false,
     };
     let cases = cases();
     let mut group = c.benchmark_group("judge");

@@ -150,6 +150,8 @@ pub struct Request<'r> {
     pub path: &'r str,
     /// The request carries `Sec-GPC: 1`.
     pub gpc: bool,
+    /// The body is declared a form (`content-type: application/x-www-form-urlencoded`).
+    pub form: bool,
 }
 
 /// Decides a complete request body.
@@ -189,6 +191,11 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
     let Ok(text) = std::str::from_utf8(plain) else {
         return Judgement::refused(Reason::InvalidEvent);
     };
+    // Receivers that parse the body by its declared type read a form body's `&`-separated
+    // fields, not its JSON: fields hidden in a JSON string are an event to them.
+    if req.form && form_has_event_fields(text) {
+        return Judgement::refused(Reason::InvalidEvent);
+    }
     let wanted = Wanted {
         categories: &req.policy.categories,
         always_allow: &config.always_allow_events,
@@ -250,6 +257,67 @@ fn query(path: &str) -> Query {
         Some(key) if key.bytes().all(is_unreserved) => Query::WriteKey,
         _ => Query::Other,
     }
+}
+
+/// The fields a form reader could build an event from: an event's identity and content, a
+/// batch, and the pixel APIs' base64 `data`.
+const EVENT_FIELDS: [&str; 12] = [
+    "type",
+    "event",
+    "userId",
+    "anonymousId",
+    "previousId",
+    "groupId",
+    "traits",
+    "properties",
+    "context",
+    "integrations",
+    "batch",
+    "data",
+];
+
+/// Whether a form reader (Express's `urlencoded()`, Go's `ParseForm`, Flask's `request.form`)
+/// finds one of [`EVENT_FIELDS`] in `text`: fields split at `&` (and at `;`, as older readers
+/// did), each name `+`- and percent-decoded, up to its first `[` or `.` (`batch[0][type]`,
+/// `context.consent`), compared without case.
+fn form_has_event_fields(text: &str) -> bool {
+    text.split(['&', ';']).any(|field| {
+        let name = field.split('=').next().unwrap_or_default();
+        let name = form_decode(name);
+        let base = name
+            .split(|b| matches!(b, b'[' | b'.'))
+            .next()
+            .unwrap_or_default();
+        let base = base.trim_ascii();
+        EVENT_FIELDS
+            .iter()
+            .any(|f| base.eq_ignore_ascii_case(f.as_bytes()))
+    })
+}
+
+/// A form field name as readers decode it: `+` is a space, `%XX` a byte.
+fn form_decode(name: &str) -> Vec<u8> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |at: usize| bytes.get(at).and_then(|h| (*h as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 enum BodyError {

@@ -89,6 +89,17 @@ impl Encoding {
         })
     }
 
+    /// Whether the body is declared a form (`application/x-www-form-urlencoded`): receivers
+    /// that parse the body by its declared type read form fields from it, not JSON.
+    pub fn is_form(content_type: Option<&str>) -> bool {
+        content_type.is_some_and(|value| {
+            let media = value.split(';').next().unwrap_or_default();
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    }
+
     /// Decompresses `raw`; the result never exceeds `limit` bytes (memory stays bounded even
     /// for a compression bomb).
     pub fn decode(self, raw: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
@@ -315,6 +326,26 @@ fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_a_form_body_by_its_media_type() {
+        for form in [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            " application/x-www-form-urlencoded ;x=y",
+        ] {
+            assert!(Encoding::is_form(Some(form)), "{form}");
+        }
+        for other in [
+            "application/json",
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "application/x-www-form-urlencoded-x",
+        ] {
+            assert!(!Encoding::is_form(Some(other)), "{other}");
+        }
+        assert!(!Encoding::is_form(None));
+    }
 
     #[test]
     fn reads_the_header() {

@@ -43,6 +43,8 @@ struct Pending {
     path: String,
     /// The request carries `Sec-GPC: 1`.
     gpc: bool,
+    /// The body is declared a form.
+    form: bool,
     /// Bytes buffered so far.
     body_size: usize,
     /// Whether any body callback came (none comes if the wasm filter was configured without
@@ -123,6 +125,7 @@ impl Lifecycle {
         }
         self.state = State::Buffering(Pending {
             policy,
+            form: Encoding::is_form(content_type.as_deref()),
             content_encoding,
             path,
             gpc,
@@ -219,6 +222,7 @@ impl Lifecycle {
             content_encoding: pending.content_encoding.as_deref(),
             path: &pending.path,
             gpc: pending.gpc,
+            form: pending.form,
         };
         let judgement = if empty {
             judge(&request, &[])

@@ -22,6 +22,7 @@ fn run_with(config: &Config, policy: &RoutePolicy, body: &str) -> Judgement {
             content_encoding: None,
             path: "/v1/batch",
             gpc: false,
+            form: false,
         },
         body.as_bytes(),
     )
@@ -362,6 +363,7 @@ fn rewritten_compressed_batches_are_compressed_the_same_way() {
                 content_encoding: Some(header),
                 path: "/",
                 gpc: false,
+                form: false,
             },
             &packed,
         );

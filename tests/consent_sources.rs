@@ -45,6 +45,7 @@ fn run(config: &Config, policy: &RoutePolicy, path: &str, gpc: bool, body: &str)
             content_encoding: None,
             path,
             gpc,
+            form: false,
         },
         body.as_bytes(),
     )

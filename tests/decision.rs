@@ -26,6 +26,7 @@ fn run(
             content_encoding: encoding,
             path,
             gpc: false,
+            form: false,
         },
         body,
     )
@@ -281,6 +282,61 @@ fn a_query_that_may_carry_an_event_is_refused_with_a_body_or_without() {
         // No body: nothing there to judge, whatever the query.
         assert_eq!(judge_at(config, "/v1/pixel/track?writeKey=k", ""), invalid);
     }
+}
+
+#[test]
+fn a_form_body_is_refused_when_a_form_reader_finds_event_fields_in_it() {
+    let config = Config::default();
+    let ads = policy(&["Advertising"], Match::All);
+    let judge_form = |path: &str, body: &str, form: bool| {
+        let j = judge(
+            &Request {
+                config: &config,
+                policy: &ads,
+                content_encoding: None,
+                path,
+                gpc: false,
+                form,
+            },
+            body.as_bytes(),
+        );
+        outcome(&config, &j)
+    };
+    let consented = event(r#"{"Advertising":true}"#);
+    let hiding = |tail: &str| {
+        consented.replacen(
+            r#""userId":"u1""#,
+            &format!(r#""userId":"u1","p":"{tail}""#),
+            1,
+        )
+    };
+    // Express's urlencoded(), Go's ParseForm and Flask read these fields from the body.
+    for tail in [
+        "&type=identify&userId=u1&traits[email]=jane@example.com&z=",
+        "&t%79pe=identify&z=",
+        "&user%49d=u1",
+        "&USERID=u1",
+        "&context.consent=x",
+        ";anonymousId=a",
+        "&batch[0][type]=identify",
+        "&data=eyJ0eXBlIjoiaWRlbnRpZnkifQ",
+    ] {
+        let body = hiding(tail);
+        assert_eq!(
+            judge_form("/v1/track", &body, true),
+            Want::Deny("INVALID_EVENT", 400),
+            "{body}"
+        );
+        // Read as JSON (the declared type is not a form), it is the consented event.
+        assert_eq!(judge_form("/v1/track", &body, false), Want::Allow, "{body}");
+    }
+    // A JSON body declared a form (RudderStack's Node client does) whose strings hold no
+    // event field name: the same event to every reader that reads it at all.
+    for tail in ["", "https://shop.example/?a=1&b=2", "x;y", "100%", "a=b"] {
+        let body = hiding(tail);
+        assert_eq!(judge_form("/v1/track", &body, true), Want::Allow, "{body}");
+    }
+    assert_eq!(judge_form("/v1/track", &consented, true), Want::Allow);
 }
 
 #[test]

@@ -319,6 +319,7 @@ fn whatever_is_forwarded_reads_alike_and_is_allowed() {
             content_encoding: None,
             path,
             gpc,
+            form: false,
         };
         let out = match judge(&req, body.as_bytes()).action {
             Action::Forward => body.clone().into_bytes(),

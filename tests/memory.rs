@@ -53,6 +53,7 @@ fn peak_of(config: &Config, encoding: Option<&str>, path: &str, body: &[u8]) -> 
         content_encoding: encoding,
         path,
         gpc: false,
+        form: false,
     };
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let base = CURRENT.load(Ordering::SeqCst);

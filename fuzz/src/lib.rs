@@ -73,6 +73,7 @@ pub fn judge_and_check(setup: &Setup, path: &str, encoding: Option<&str>, body: 
         content_encoding: encoding,
         path,
         gpc: setup.gpc,
+        form: false,
     };
     let j = judge(&req, body);
     let by_reason: u32 = j.dropped_by_reason.iter().sum();

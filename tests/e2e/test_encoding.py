@@ -10,6 +10,7 @@ Routes in envoy/e2e.yaml: `/` (`/v1/track`, `/v1/batch`) → Analytics; `/open` 
 import gzip
 import json
 import time
+import urllib.parse
 import zlib
 
 import pytest
@@ -424,3 +425,29 @@ def test_unsupported_encoding_on_an_ungated_route_passes(gate, upstream):
     body = b"\x00 opaque brotli bytes"
     post(gate, upstream, body, {"content-type": "application/json", "content-encoding": "br"}, ALLOW,
          path="/open/v1/batch")
+
+
+# A body declared a form: Express's urlencoded(), Go's ParseForm and Flask's request.form read
+# its `&`-separated fields, not its JSON. A consented event whose string hides
+# `&type=identify&userId=…&traits[email]=…` is, to them, an identify with an email and no
+# consent.
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+HIDING = encode(ev("f1", {"Analytics": True},
+                   properties={"p": "&type=identify&userId=u1&traits[email]=jane@example.com&z="}))
+
+
+def test_a_form_body_hiding_event_fields_is_refused(gate, upstream):
+    form = urllib.parse.parse_qs(HIDING.decode(), keep_blank_values=True)
+    assert form["type"] == ["identify"] and form["traits[email]"] == ["jane@example.com"]
+    post(gate, upstream, HIDING, FORM, INVALID)
+    post(gate, upstream, HIDING, {"content-type": "application/x-www-form-urlencoded; charset=utf-8"},
+         INVALID)
+    # Declared JSON, it is the consented event to every reader.
+    post(gate, upstream, HIDING, JSON, ALLOW)
+
+
+def test_a_json_body_declared_a_form_passes_without_hidden_fields(gate, upstream):
+    """RudderStack's Node client declares its JSON batches a form: they still pass when their
+    strings hold no event field a form reader could take."""
+    body = encode(ev("f2", {"Analytics": True}, properties={"url": "https://shop.example/?a=1&b=2"}))
+    post(gate, upstream, body, FORM, ALLOW)
