@@ -120,12 +120,17 @@ impl Encoding {
                 // the raw stream need not end well. A zlib stream's first byte also starts a
                 // raw stored block whose length check fails at once for compressors' output,
                 // so read raw it yields nothing; but one can be built whose raw reading is
-                // another event. Refused when the raw reading starts an object, or cannot be
-                // told from one (white space up to the cap).
+                // another event. Refused when the raw reading starts an object or an array
+                // (receivers that take a list of events), after white space or a byte-order
+                // mark (which .NET's reader skips), or cannot be told from one (white space up
+                // to the cap).
                 let mut raw_reading = Vec::new();
                 let read = inflate(&mut state, raw, false, &mut raw_reading, limit);
-                match raw_reading.iter().find(|b| !b" \t\r\n".contains(b)) {
-                    Some(b'{') => Err(DecodeError::Corrupt),
+                let text = raw_reading
+                    .strip_prefix(b"\xEF\xBB\xBF")
+                    .unwrap_or(&raw_reading);
+                match text.iter().find(|b| !b" \t\r\n".contains(b)) {
+                    Some(b'{' | b'[') => Err(DecodeError::Corrupt),
                     None if read == Err(DecodeError::TooLarge) => Err(DecodeError::Corrupt),
                     _ => Ok(out),
                 }
@@ -445,6 +450,20 @@ mod tests {
             Encoding::Deflate.decode(&streaming, 1 << 20),
             Err(DecodeError::Corrupt)
         );
+        // A raw reading that starts a list of events.
+        for start in [&b"[{\"type\":1,\"x\":\""[..]] {
+            let body = zlib_and_raw_deflate(start, b"", b"");
+            // Read raw: two tabs (the stored block holds zlib's lengths), then `start`.
+            assert!(
+                miniz_oxide::inflate::decompress_to_vec(&body).is_ok_and(|raw| raw
+                    .strip_prefix(b"\t\t")
+                    .is_some_and(|r| r.starts_with(start)))
+            );
+            assert_eq!(
+                Encoding::Deflate.decode(&body, 1 << 20),
+                Err(DecodeError::Corrupt)
+            );
+        }
         // An ordinary zlib stream is not a raw one.
         let plain = br#"{"type":"track"}"#.to_vec();
         let packed = Encoding::Deflate.encode(plain.clone());
