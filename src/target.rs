@@ -3,7 +3,7 @@
 //! call are matched against every reading, so that no spelling of a path slips past a rule that
 //! its destination would apply.
 
-use crate::event::Call;
+use crate::event::{folds_to, Call};
 
 /// The host of an authority (`user@Host.Example.:443` → `host.example`) and its port, if any.
 pub fn split_authority(authority: &str) -> (String, Option<&str>) {
@@ -138,9 +138,13 @@ fn endpoint_named(segment: &str) -> Endpoint {
         ("replay", Endpoint::Batch),
         ("webhook", Endpoint::Single(Call::Other)),
     ];
+    // Routers that fold case further than ASCII (Go's `strings.EqualFold`: `alia\u017f`) and
+    // those that take a format suffix off the last segment (Rails' `(.:format)`, older Spring:
+    // `identify.json`) route these to the call too.
+    let stem = segment.split_once('.').map_or(segment, |(stem, _)| stem);
     NAMES
         .iter()
-        .find(|(name, _)| segment.eq_ignore_ascii_case(name))
+        .find(|(name, _)| folds_to(segment, name) || folds_to(stem, name))
         .map_or(Endpoint::Unnamed, |(_, e)| *e)
 }
 
@@ -320,5 +324,13 @@ mod tests {
         assert_eq!(e("/v1/track;x=1"), Endpoint::Single(Call::Track));
         // Envoy reads `/v1/identify/track/`; a server that decodes `%2f` reads `/v1/identify/`.
         assert_eq!(e("/v1/identify/track/x%2f../.."), Endpoint::Conflicting);
+        // A format suffix, and case folded beyond ASCII, as some routers read them.
+        assert_eq!(e("/v1/identify.json"), Endpoint::Single(Call::Identify));
+        assert_eq!(e("/v1/Batch.JSON"), Endpoint::Batch);
+        assert_eq!(e("/v1/alia%C5%BF"), Endpoint::Single(Call::Alias));
+        assert_eq!(e("/v1/%C4%B1dentify"), Endpoint::Single(Call::Identify));
+        assert_eq!(e("/v1/trac%E2%84%AA"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/v1/tracking.json"), Endpoint::Unnamed);
+        assert_eq!(e("/v1.2/collect"), Endpoint::Unnamed);
     }
 }

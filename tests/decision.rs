@@ -165,6 +165,17 @@ fn the_endpoint_and_the_body_must_name_the_same_kind_of_call() {
         reply(Reason::InvalidEvent)
     );
     assert_eq!(judge_at("/v1/p", &track), reply(Reason::InvalidEvent));
+    // Routers that take a format suffix off (`identify.json`) or fold `ſ`, `ı` route these to
+    // the call: an allow-listed track there is no track to them.
+    let consent_change = r#"{"type":"track","event":"Consent Change"}"#;
+    assert_eq!(judge_at("/v1/track.json", consent_change), Action::Forward);
+    for path in ["/v1/identify.json", "/v1/alia%C5%BF", "/v1/%C4%B1dentify"] {
+        assert_eq!(
+            judge_at(path, consent_change),
+            reply(Reason::InvalidEvent),
+            "{path}"
+        );
+    }
     let page = format!(r#"{{"type":"page",{consented}}}"#);
     assert_eq!(judge_at("/v1/track", &page), reply(Reason::InvalidEvent));
     assert_eq!(judge_at("/v1/page", &page), Action::Forward);
