@@ -86,6 +86,9 @@ fn single_event_decision_table() {
         ("no consent", &deny, &ads, r#"{"type":"track","context":{"ip":"1.2.3.4"}}"#.into(), Deny(MISSING, 403)),
         ("consent {}", &deny, &ads, r#"{"type":"track","context":{"consent":{}}}"#.into(), Deny(MISSING, 403)),
         ("missing consent allowed", &allow_missing, &ads, r#"{"type":"track"}"#.into(), Allow),
+        ("no consent allowed", &allow_missing, &ads, r#"{"type":"track","context":{"ip":"1.2.3.4"}}"#.into(), Allow),
+        // Segment: `consent: {}` flows to every destination, as no consent does.
+        ("consent {} allowed as missing", &allow_missing, &ads, r#"{"type":"track","context":{"consent":{}}}"#.into(), Allow),
         ("preferences not an object", &deny, &ads, r#"{"context":{"consent":{"categoryPreferences":true}}}"#.into(), Deny(INVALID, 400)),
         ("preferences null", &deny, &ads, r#"{"context":{"consent":{"categoryPreferences":null}}}"#.into(), Deny(INVALID, 400)),
         ("consent not an object", &deny, &ads, r#"{"context":{"consent":"yes"}}"#.into(), Deny(INVALID, 400)),
