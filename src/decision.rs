@@ -420,14 +420,12 @@ fn judge_batch(
     j
 }
 
-/// A batch item is judged under every way a receiver may combine it with the batch's
-/// top-level `context` and `integrations`, and kept only if every reading lets it go:
-/// - key by key, the item's own keys winning: Segment's documented rule for `context.consent`
-///   and `integrations` (Jitsu merges `consentManagement` so too);
-/// - the item alone: RudderStack's gateway drops the batch's context, so that the item's
-///   RudderStack consent is only its own (and its `integrations` object, if it has one, whole);
-/// - the batch's winning: receivers that apply the batch's context and `integrations` "to all
-///   calls in the request" (Customer.io's API), over the item's own or in their place.
+/// A batch item, with the batch's top-level `context` and `integrations` merged in key by key,
+/// the item's own keys winning (Segment's rule; Jitsu merges `consentManagement` so too). Some
+/// receivers read an item otherwise, and it is kept only if every reading lets it go:
+/// RudderStack's gateway stores each item alone and drops the batch's context (the item's
+/// `consentManagement` is only its own), and a reader that takes the item's `integrations`
+/// object whole, when it has one, ignores the batch's.
 fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Verdict {
     let either = |first: Consent, then: Consent| match first {
         Consent::Absent => then,
@@ -435,41 +433,24 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
     };
     let (mine, batch) = (facts.integrations, top.integrations);
     let whole = if mine.present { mine } else { batch };
-    let batch_only = if batch.present { batch } else { mine };
-    let integrations_off = mine.merged(batch).turns_off()
-        || whole.turns_off()
-        || batch.merged(mine).turns_off()
-        || batch_only.turns_off();
-    let reading = |segment: Consent, rudder: Consent| Signals {
+    let reading = |rudder: Consent| Signals {
         readable: facts.readable,
         is_track: facts.call == Some(Call::Track),
         allow_listed_name: facts.allow_listed_name,
-        segment,
+        segment: either(facts.consent, top.consent),
         rudder,
-        integrations_off,
+        integrations_off: mine.merged(batch).turns_off() || whole.turns_off(),
         gpc: req.gpc,
     };
-    let item_first = reading(either(facts.consent, top.consent), facts.rudder);
-    let verdict = decide(req.config, req.policy, &item_first);
-    if verdict != Verdict::Allow
-        || (top.consent == Consent::Absent && top.rudder == Consent::Absent)
-    {
-        return verdict;
+    let alone = decide(req.config, req.policy, &reading(facts.rudder));
+    if alone != Verdict::Allow || top.rudder == Consent::Absent {
+        return alone;
     }
-    [
-        reading(
-            either(facts.consent, top.consent),
-            either(facts.rudder, top.rudder),
-        ),
-        reading(
-            either(top.consent, facts.consent),
-            either(top.rudder, facts.rudder),
-        ),
-    ]
-    .iter()
-    .map(|signals| decide(req.config, req.policy, signals))
-    .find(|v| *v != Verdict::Allow)
-    .unwrap_or(Verdict::Allow)
+    decide(
+        req.config,
+        req.policy,
+        &reading(either(facts.rudder, top.rudder)),
+    )
 }
 
 /// A refused batch is a consent denial (its body says how many items were dropped and why),

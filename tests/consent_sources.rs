@@ -318,15 +318,13 @@ fn batch_integrations_merge_with_the_batch_and_refuse_what_readings_disagree_on(
             batch("", &[item("a", ""), item("b", r#"{"Mixpanel":false}"#)]),
             Keep(vec!["a"]),
         ),
-        // Merged key by key, b names Mixpanel: on. Receivers that apply the batch's
-        // integrations to every call read All off for both.
         (
             "the batch's All off reaches every item",
             batch(
                 r#"{"All":false}"#,
                 &[item("a", ""), item("b", r#"{"Mixpanel":true}"#)],
             ),
-            Deny(OFF),
+            Keep(vec!["b"]),
         ),
         (
             "the batch's destination off",
@@ -334,7 +332,7 @@ fn batch_integrations_merge_with_the_batch_and_refuse_what_readings_disagree_on(
                 r#"{"Mixpanel":false}"#,
                 &[item("a", ""), item("b", r#"{"Mixpanel":true}"#)],
             ),
-            Deny(OFF),
+            Keep(vec!["b"]),
         ),
         // Merged key by key: on. Taken whole (the item's object replaces the batch's): All is
         // on, the destination unnamed: on. Both on.
@@ -750,10 +748,13 @@ fn a_batch_item_has_only_its_own_rudderstack_consent() {
         Allow
     );
     // But the batch's denial is the item's to receivers that merge the batch's context into
-    // each item (Jitsu) or apply it to every call (Customer.io): both items are dropped.
+    // each item (Jitsu, as Segment merges `consent`): an item without its own is dropped.
     for config in [&rudder, &rudder_allow_missing] {
-        let j = run(config, &one, "/v1/batch", false, &denied);
-        assert_eq!((j.events, j.dropped), (2, 2), "{denied}");
+        assert_eq!(
+            outcome(&run(config, &one, "/v1/batch", false, &denied)),
+            Keep(vec!["a"]),
+            "{denied}"
+        );
     }
     let j = run(&rudder, &one, "/v1/batch", false, &not_denied);
     assert_eq!((j.events, j.dropped), (2, 1));

@@ -105,11 +105,9 @@ proptest! {
         for (i, (own, ad, an)) in items.iter().enumerate() {
             let id = format!("m{i}");
             let mut e = json!({"type": "track", "messageId": id});
-            // An item's own consent decides, and the batch's too where it has one (receivers
-            // that apply the batch's context to every call read that).
             let consent = if *own {
                 e["context"] = json!({"consent": {"categoryPreferences": {"Advertising": ad, "Analytics": an}}});
-                Some(*ad && *an && top != Some(false))
+                Some(*ad && *an)
             } else {
                 top
             };

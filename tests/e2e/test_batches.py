@@ -129,21 +129,16 @@ MATRIX = [
         refused(403, FILTERED, "Analytics")),
     row("top-level-consent-only/empty-preferences-consent-to-nothing",
         batch(drop(FILTERED, bare("t1")), top_consent={}), refused(403, FILTERED, "Analytics")),
-    # A receiver that applies the batch's context to every call reads the top level's consent
-    # even for an item with its own: both must allow.
     row("top-level-consent-without-preferences-is-missing",
-        batch(drop(MISSING, bare("t1")), drop(MISSING, ok("t2")),
-              top_context=b'{"consent":{"version":2}}'), refused(403, FILTERED, "Analytics")),
-    # An item with its own context.consent uses it (Segment's merge), and the top level's must
-    # allow it too.
+        batch(drop(MISSING, bare("t1")), keep(ok("t2")),
+              top_context=b'{"consent":{"version":2}}'), FORWARDED),
+    # An item with its own context.consent uses it, whatever the top level says.
     row("item-consent-overrides-top-level/item-refuses",
         batch(keep(bare("o1")), drop(FILTERED, no("o2")), keep(bare("o3")),
               top_consent={"Analytics": True}), FORWARDED),
-    row("item-consent-and-top-level-both-allow",
-        batch(keep(ok("o1")), keep(bare("o2")), top_consent={"Analytics": True}), FORWARDED),
-    row("item-consents-under-a-top-level-refusal",
-        batch(drop(FILTERED, bare("o1")), drop(FILTERED, ok("o2")), drop(FILTERED, bare("o3")),
-              top_consent={"Analytics": False}), refused(403, FILTERED, "Analytics")),
+    row("item-consent-overrides-top-level/item-consents",
+        batch(drop(FILTERED, bare("o1")), keep(ok("o2")), drop(FILTERED, bare("o3")),
+              top_consent={"Analytics": False}), FORWARDED),
     row("item-consent-without-top-level",
         batch(keep(ok("o1")), drop(MISSING, bare("o2"))), FORWARDED),
     row("item-consent-{}-is-its-own-and-has-no-preferences",

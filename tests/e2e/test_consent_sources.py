@@ -116,15 +116,15 @@ def test_a_batch_is_filtered_by_integrations_item_by_item_and_counted(gate, upst
         return seg(True, integrations, messageId=mid)
 
     body = batch([item("i-1"), item("i-2", {"Mixpanel": True}), item("i-3", {"Mixpanel": False}),
-                  item("i-4", {"All": False})], integrations={"All": True})
+                  item("i-4", {"All": True})], integrations={"All": False})
     before = stats.counters(gate)
     rid = accesslog.new_id("integrations")
     resp = clients.http1(gate.port, "POST", "/mixpanel/v1/batch", body, accesslog.tag(JSON, rid))
     assert resp.status == 200 and resp.header("x-consent-gate-dropped") == "2", resp
     (req,) = upstream.wait_for_requests(1)
-    # i-1 takes the batch's All: true; i-3 turns Mixpanel off, and so does i-4's own All: false
-    # (read merged or whole; only a receiver that lets the batch's object win reads it on).
-    assert [i["messageId"] for i in json.loads(req.body)["batch"]] == ["i-1", "i-2"]
+    # i-1 takes the batch's All: false; i-3 turns Mixpanel off. i-4's own All: true wins over the
+    # batch's, read merged or whole.
+    assert [i["messageId"] for i in json.loads(req.body)["batch"]] == ["i-2", "i-4"]
     after = stats.counters(gate)
     key = "consent_gate.events_dropped.FILTERED_BY_INTEGRATIONS"
     assert after[key] == before[key] + 2
@@ -133,13 +133,7 @@ def test_a_batch_is_filtered_by_integrations_item_by_item_and_counted(gate, upst
     assert entry.fields["reason"] == "FILTERED_BY_INTEGRATIONS"
     assert entry.fields["destination"] == "Mixpanel"
 
-    # The batch's All: false reaches every item, even one that names Mixpanel itself (receivers
-    # that apply the batch's integrations to every call); every item off: the batch is refused,
-    # and says why.
-    upstream.reset()
-    resp = clients.http1(gate.port, "POST", "/mixpanel/v1/batch",
-                         batch([item("k-1", {"Mixpanel": True})], integrations={"All": False}), JSON)
-    assert_denied(resp, upstream, 403, "FILTERED_BY_INTEGRATIONS")
+    # Every item off: the batch is refused, and says why.
     upstream.reset()
     resp = clients.http1(gate.port, "POST", "/mixpanel/v1/batch",
                          batch([item("j-1"), item("j-2")], integrations={"Mixpanel": False}), JSON)
@@ -192,6 +186,25 @@ RUDDERSTACK = [
 @pytest.mark.parametrize("path, body, headers, expect", RUDDERSTACK)
 def test_rudderstack_consent(envoys, upstream, path, body, headers, expect):
     send(envoys.get("rudderstack"), upstream, path, body, headers, expect)
+
+
+def test_a_batch_level_consent_management_denial_reaches_items(envoys, upstream):
+    """rudder-server's gateway drops a batch's context, Jitsu merges it into each item (the
+    item's own keys winning): an item kept must be allowed by both readings."""
+    envoy = envoys.get("rudderstack")
+    own = encode(event(messageId="own", context={"consentManagement": {"deniedConsentIds": []}}))
+    bare = encode(event(messageId="bare"))
+    body = batch([own, bare], context={"consentManagement": {"deniedConsentIds": ["Advertising"]}})
+    resp = clients.http1(envoy.port, "POST", "/ads/v1/batch", body, JSON)
+    assert resp.status == 200 and resp.header("x-consent-gate-dropped") == "1", resp
+    (req,) = upstream.wait_for_requests(1)
+    assert [i["messageId"] for i in json.loads(req.body)["batch"]] == ["own"]
+    # Under `auto`, the merge gives an item with Segment's shape the batch's other one: both.
+    upstream.reset()
+    seg_item = encode(event({"Advertising": True}, messageId="seg"))
+    body = batch([seg_item], context={"consentManagement": {"deniedConsentIds": []}})
+    resp = clients.http1(envoys.get("auto").port, "POST", "/ads/v1/batch", body, JSON)
+    assert_denied(resp, upstream, 400, "INVALID_EVENT")
 
 
 BOTH = encode(event({"Advertising": True}, context={

@@ -242,8 +242,8 @@ def _attacker_requests(evil: bool) -> list[tuple[Req, int]]:
             ev({"Analytics": False}, n_keys=20),
         )), 200),
         (Req("/ads/v1/batch", encode({
-            "batch": [event(), event({"Advertising": False}), event({"Advertising": True})],
-            "context": {"consent": {"categoryPreferences": _evil_prefs(evil, {"Advertising": True}, 200)}},
+            "batch": [event(), event(), event({"Advertising": True})],
+            "context": {"consent": {"categoryPreferences": _evil_prefs(evil, {"Advertising": False}, 200)}},
         })), 200),
     ]
 
