@@ -347,6 +347,14 @@ pub fn read_event<'a>(
                     facts.readable &= seen.add();
                 }
             }
+            // Facade reads a top-level `options` object as `integrations` (legacy clients):
+            // on a route with a destination, its switches would be read two ways.
+            if at.is_none()
+                && wanted.destination.is_some()
+                && facade_folds(&key.decode(), "options")
+            {
+                facts.readable = false;
+            }
             let field = at.and_then(|i| fields.get(i).copied());
             // Only a body's top level can be a batch envelope.
             if top
@@ -520,6 +528,12 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     // Any key a reader takes for the other shape's (`Consent`, `con\u017fent`).
                     other_present |=
                         other.is_some_and(|name| match_key(&key, &[name]) != KeyMatch::Other);
+                    // Facade reads `context` as the event's options: `context.all: false` turns
+                    // every destination off for it, `context.Mixpanel` is Mixpanel's switch
+                    // when the event has no `integrations`.
+                    if let Some(destination) = wanted.destination {
+                        readable &= !facade_switch(&key.decode(), destination);
+                    }
                     s.skip_value()?;
                 }
             }
@@ -711,8 +725,7 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 // reader stopping at NUL sees only what comes before it.
                 let before_nul = decoded.split('\0').next().unwrap_or_default();
                 readable &= decoded != PROTO
-                    && !facade_folds(&decoded, destination)
-                    && !facade_folds(&decoded, "All")
+                    && !facade_switch(&decoded, destination)
                     && before_nul != destination
                     && before_nul != "All";
                 None
@@ -744,6 +757,13 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
         }
     }
     Ok(readable.then_some(out))
+}
+
+/// Whether Facade takes `key`, on `integrations` or where it falls back to (`context`, a
+/// top-level `options`), for a switch of `destination`: its own entry, `All`, or `providers`
+/// (an object of entries).
+fn facade_switch(key: &str, destination: &str) -> bool {
+    facade_folds(key, destination) || facade_folds(key, "All") || facade_folds(key, "providers")
 }
 
 /// Whether Segment's Facade (`obj-case`), which looks entries up with every character but ASCII

@@ -233,6 +233,48 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             seg(true, r#"{"A_LL":false,"Mixpanel":true}"#),
             Deny(INVALID),
         ),
+        // Where Facade falls back to: `integrations.providers`, a top-level `options`, and
+        // `context` (read as the event's options).
+        (
+            "integrations.providers",
+            &mixpanel,
+            seg(true, r#"{"providers":{"Mixpanel":false}}"#),
+            Deny(INVALID),
+        ),
+        (
+            "a top-level options object",
+            &mixpanel,
+            seg(true, "").replacen(r#"{"type""#, r#"{"options":{"all":false},"type""#, 1),
+            Deny(INVALID),
+        ),
+        (
+            "context.all",
+            &mixpanel,
+            seg(true, "").replacen(r#""context":{"#, r#""context":{"all":false,"#, 1),
+            Deny(INVALID),
+        ),
+        (
+            "context.Mixpanel",
+            &mixpanel,
+            seg(true, "").replacen(r#""context":{"#, r#""context":{"Mixpanel":false,"#, 1),
+            Deny(INVALID),
+        ),
+        (
+            "context keys of every day stay other",
+            &mixpanel,
+            seg(true, "").replacen(
+                r#""context":{"#,
+                r#""context":{"ip":"x","library":{},"page":{},"#,
+                1,
+            ),
+            Allow,
+        ),
+        (
+            "no destination: context.all is just a key",
+            &plain,
+            seg(true, "").replacen(r#""context":{"#, r#""context":{"all":false,"#, 1),
+            Allow,
+        ),
         (
             "other destinations and other keys stay other",
             &mixpanel,
