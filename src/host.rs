@@ -33,8 +33,19 @@ pub struct RequestHeaders {
     pub content_length: Option<String>,
     pub path: String,
     pub authority: String,
-    /// A `sec-gpc` header is exactly `1` (Global Privacy Control: do not sell or share).
+    /// A `sec-gpc` header says `1` (Global Privacy Control: do not sell or share); see
+    /// [`gpc_signal`].
     pub gpc: bool,
+}
+
+/// Whether one `sec-gpc` header line says `1`, as any receiver may read it: HTTP/1 readers take
+/// the value without the spaces and tabs around it (Envoy passes them through from HTTP/2), and a
+/// line is read as the list it joins (`1, 0` is two lines, `1` and `0`): an element that is `1`
+/// counts.
+pub fn gpc_signal(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|element| element.trim_ascii() == b"1")
 }
 
 impl RequestHeaders {
@@ -62,7 +73,7 @@ impl RequestHeaders {
                 b":path" => h.path = value.into_owned(),
                 b":authority" => h.authority = value.into_owned(),
                 // Any line saying `1` counts: a reader of either line must not see a preference.
-                b"sec-gpc" => h.gpc |= value == "1",
+                b"sec-gpc" => h.gpc |= gpc_signal(value.as_bytes()),
                 _ => {}
             }
         }
@@ -209,6 +220,18 @@ pub trait Host {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gpc_line_says_1_as_every_reader_reads_it() {
+        for yes in ["1", " 1", "1 ", "\t1\t", "1, 0", "0,1", "1,1"] {
+            assert!(gpc_signal(yes.as_bytes()), "{yes:?}");
+        }
+        for no in ["", "0", "true", "01", "\"1\"", "1 1", "yes", "1;q=1"] {
+            assert!(!gpc_signal(no.as_bytes()), "{no:?}");
+        }
+        let h = RequestHeaders::from_pairs([(&b"sec-gpc"[..], &b" 1"[..])]);
+        assert!(h.gpc);
+    }
 
     #[test]
     fn write_text_says_where_each_value_is() {

@@ -288,6 +288,20 @@ def test_two_gpc_lines_one_saying_1_withdraw(gate, upstream):
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
 
 
+@pytest.mark.parametrize("value", ["1, 0", "0,1"])
+def test_a_gpc_line_listing_1_withdraws(gate, upstream, value):
+    resp = clients.http1(gate.port, "POST", "/gpc", BOTH_CONSENTED, {**JSON, "sec-gpc": value})
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+
+
+@pytest.mark.parametrize("value", [" 1", "1 ", "\t1"])
+def test_gpc_with_white_space_over_http2_withdraws(gate, upstream, value):
+    """Envoy passes an HTTP/2 value's white space through; HTTP/1 receivers trim it and read 1."""
+    resp = clients.http2(gate.port, "POST", "/gpc", BOTH_CONSENTED, {**JSON, "sec-gpc": value},
+                         validate_headers=False)
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+
+
 def test_a_routes_rule_carries_destination_and_gpc(envoys, upstream):
     envoy = envoys.get("sources_rules")
     send(envoy, upstream, "/any/v1/track", seg(True), JSON, ALLOW)

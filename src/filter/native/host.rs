@@ -9,7 +9,7 @@ use super::abi::{self, EnvoyBuffer, FilterEnvoyPtr, ModuleBuffer, ModuleHttpHead
 use super::PerRoute;
 use crate::config::Config;
 use crate::decision::Reason;
-use crate::host::{Host, HostError, Level, Metric, Record, RequestHeaders};
+use crate::host::{gpc_signal, Host, HostError, Level, Metric, Record, RequestHeaders};
 use crate::metrics::{denied_category_family, dropped_by_reason, Counter};
 use crate::policy::RouteSetting;
 use crate::route_memo::{FlatMetadata, RouteMemo};
@@ -443,7 +443,7 @@ impl Host for NativeHost<'_> {
                 h.content_length = Some(lossy(value));
             }
             // Any line saying `1` counts: a reader of either line must not see a preference.
-            b"sec-gpc" => h.gpc |= value == b"1",
+            b"sec-gpc" => h.gpc |= gpc_signal(value),
             b"content-encoding" => match &mut h.content_encoding {
                 Some(all) => {
                     all.push_str(", ");

@@ -146,16 +146,21 @@ def http2(
     frames: list[bytes] | None = None,
     trailers: dict[str, str] | None = None,
     timeout: float = TIMEOUT,
+    validate_headers: bool = True,
 ) -> Response:
     """One request over HTTP/2 prior knowledge (h2c) on a fresh connection.
 
     The body goes in one DATA frame, or in `frames` (one DATA frame each); `trailers`, if given, end
     the stream after the body. A body-less request without trailers ends the stream with its headers.
+    `validate_headers=False` sends header values the h2 library would refuse (white space around
+    a value), as a hostile client may.
     """
     frames = list(frames) if frames is not None else ([body] if body else [])
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     conn = h2.connection.H2Connection(
-        config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                         validate_outbound_headers=validate_headers,
+                                         normalize_outbound_headers=validate_headers)
     )
     try:
         conn.initiate_connection()
