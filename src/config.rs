@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::event::ConsentFormat;
 use crate::policy::{validate_categories, Match, RoutePolicy};
-use crate::target::{normalize_path, path_readings, split_authority};
+use crate::target::{is_host, is_plain_authority, normalize_path, path_readings, split_authority};
 
 /// What to do with an event that carries no `context.consent.categoryPreferences`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -161,6 +161,11 @@ impl Config {
     pub fn rule_for(&self, target: &RequestTarget) -> RuleMatch<'_> {
         if self.routes.is_empty() {
             return RuleMatch::None;
+        }
+        // An authority that readers split differently may name a gated host to some of them:
+        // where a rule names a host, it is ambiguous, not unmatched.
+        if self.routes.iter().any(|r| r.host.is_some()) && !is_plain_authority(target.authority) {
+            return RuleMatch::Conflicting;
         }
         let host = split_authority(target.authority);
         let needs_path = self.routes.iter().any(|r| r.path_prefix.is_some());
@@ -379,19 +384,7 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
         let (name, port) = split_authority(&text);
         // A DNS name or an IP address, as a request's host can be: anything else (a pattern,
         // a list, a scheme, white space) would match no request, and leave the route ungated.
-        let host_like = if let Some(inner) = name.strip_prefix('[') {
-            inner.strip_suffix(']').is_some_and(|v6| {
-                !v6.is_empty()
-                    && v6
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            })
-        } else {
-            !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        };
+        let host_like = is_host(&name);
         let port = match port {
             None => Some(None),
             Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).map(Some),
@@ -775,6 +768,46 @@ mod tests {
                 route_name: "",
                 authority: "h",
                 path: "/x",
+            }),
+            RuleMatch::Rule(_)
+        ));
+    }
+
+    #[test]
+    fn an_authority_readers_split_differently_is_ambiguous_where_a_rule_names_a_host() {
+        let c =
+            Config::parse(r#"{"routes":[{"host":"gated.example","categories":["A"]}]}"#).unwrap();
+        let rule = |authority| {
+            c.rule_for(&RequestTarget {
+                route_name: "",
+                authority,
+                path: "/v1/track",
+            })
+        };
+        // Express takes each of these for gated.example (it cuts at the first `:`).
+        for odd in [
+            "gated.example:80:80",
+            "gated.example:x",
+            "gated.example:80,other.example",
+            "gated.example:443,other.example",
+            "u@gated.example",
+            "",
+        ] {
+            assert_eq!(rule(odd), RuleMatch::Conflicting, "{odd:?}");
+        }
+        for plain in ["gated.example", "GATED.example.:443", "gated.example:"] {
+            assert!(matches!(rule(plain), RuleMatch::Rule(_)), "{plain:?}");
+        }
+        assert_eq!(rule("other.example:8080"), RuleMatch::None);
+        assert_eq!(rule("[::1]:80"), RuleMatch::None);
+        // Without a host rule the authority is not read at all.
+        let paths =
+            Config::parse(r#"{"routes":[{"path_prefix":"/v1","categories":["A"]}]}"#).unwrap();
+        assert!(matches!(
+            paths.rule_for(&RequestTarget {
+                route_name: "",
+                authority: "gated.example:80:80",
+                path: "/v1/track",
             }),
             RuleMatch::Rule(_)
         ));

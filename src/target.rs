@@ -24,6 +24,32 @@ pub fn split_authority(authority: &str) -> (String, Option<&str>) {
     (host.trim_end_matches('.').to_ascii_lowercase(), port)
 }
 
+/// Whether `host` (as [`split_authority`] gives it) is a DNS name or an IP address: letters,
+/// digits, `-`, `.`, `_`, or an IPv6 address in brackets.
+pub fn is_host(host: &str) -> bool {
+    match host.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']').is_some_and(|v6| {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+    }
+}
+
+/// Whether every reader splits `authority` alike: a host, optionally `:` and a port of digits,
+/// and nothing else. Readers differ on the rest (`host:80:80`, `host:x`, Envoy's join of two
+/// `Host` lines `host:80,other`): Express cuts at the first `:`, others keep the whole value.
+pub fn is_plain_authority(authority: &str) -> bool {
+    !authority.contains('@') && is_host(&split_authority(authority).0)
+}
+
 /// The ways a server may read a request path (query and fragment removed), distinct, in order:
 /// as sent; as Envoy's `normalize_path` and `merge_slashes` give it (RFC 3986: unreserved
 /// characters decoded, dot segments removed, then slashes merged); and as the most lenient server

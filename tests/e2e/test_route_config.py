@@ -18,7 +18,7 @@ import pytest
 
 from harness import accesslog, clients, stats
 from harness.envoy import MODULE
-from harness.checks import assert_allowed, assert_denied, encode, event
+from harness.checks import assert_allowed, assert_denied, assert_untouched, encode, event
 
 JSON = {"content-type": "application/json"}
 DENIED = encode(event({"Advertising": False, "Analytics": False}))
@@ -153,6 +153,27 @@ def test_rules_cannot_be_bypassed_by_spelling(envoys, upstream, normalized, host
     envoy = envoys.get(name, plugin_config="target_rules", envoy_normalization=normalized)
     resp = clients.http1(envoy.port, "POST", path, DENIED, {**JSON, "host": host})
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+
+
+@pytest.mark.parametrize("host", ["api.example.com:80:80", "api.example.com:x"])
+def test_a_host_readers_split_differently_is_refused_under_host_rules(envoys, upstream, host):
+    """Envoy forwards these Host values as they are; Express reads `api.example.com` in each
+    (it cuts at the first `:`), so they may not pass as another host, ungated."""
+    envoy = envoys.get("target_rules_raw", plugin_config="target_rules", envoy_normalization=False)
+    resp = clients.http1(envoy.port, "POST", "/v1/track", DENIED, {**JSON, "host": host})
+    assert_denied(resp, upstream, 400, "INVALID_EVENT")
+
+
+def test_two_host_lines_are_refused_under_host_rules(envoys, upstream):
+    """Envoy joins two Host lines into `api.example.com,other.example`."""
+    envoy = envoys.get("target_rules_raw", plugin_config="target_rules", envoy_normalization=False)
+    head = (b"POST /v1/track HTTP/1.1\r\nhost: api.example.com\r\nhost: other.example\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(DENIED))
+    with clients.RawHttp1(envoy.port) as conn:
+        conn.send(head + DENIED)
+        resp = conn.read_response()
+    assert resp.status in (400, 403), resp
+    assert_untouched(upstream)
 
 
 def test_rules_gate_only_their_target(envoys, upstream):
