@@ -44,6 +44,11 @@ impl Encoding {
         let Some(value) = value else {
             return Some(Encoding::Identity);
         };
+        // A byte beyond ASCII (a lone 0xA0 or 0x85, which a Latin-1 reader trims as white
+        // space) leaves the value to each reader's guess.
+        if !value.is_ascii() {
+            return None;
+        }
         let v = value.trim();
         if v.is_empty() || v.eq_ignore_ascii_case("identity") {
             Some(Encoding::Identity)
@@ -66,6 +71,9 @@ impl Encoding {
         let Some(value) = content_type else {
             return true;
         };
+        if !value.is_ascii() {
+            return false;
+        }
         if value.contains(',') {
             return false;
         }
@@ -350,6 +358,12 @@ mod tests {
             assert!(!Encoding::is_form(Some(other)), "{other}");
         }
         assert!(!Encoding::is_form(None));
+        // Bytes beyond ASCII in either header leave it to each reader's guess: refused.
+        let nbsp = "\u{a0}application/x-www-form-urlencoded";
+        assert!(!Encoding::charset_is_utf8(Some(nbsp)));
+        assert!(!Encoding::charset_is_utf8(Some("application/json\u{fffd}")));
+        assert_eq!(Encoding::from_header(Some("\u{a0}gzip")), None);
+        assert_eq!(Encoding::from_header(Some("gzip\u{85}")), None);
     }
 
     #[test]
