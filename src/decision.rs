@@ -7,7 +7,7 @@ use crate::encoding::{DecodeError, Encoding};
 use crate::event::{read_event, Call, Consent, ConsentFormat, EventFacts, Strategy, Wanted};
 use crate::json::{Invalid, Scanner};
 use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
-use crate::target::{is_unreserved, Endpoint};
+use crate::target::{is_unreserved, percent_decode, Endpoint};
 
 /// Why an event (or a whole request) was not forwarded as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -283,7 +283,8 @@ const EVENT_FIELDS: [&str; 12] = [
 fn form_has_event_fields(text: &str) -> bool {
     text.split(['&', ';']).any(|field| {
         let name = field.split('=').next().unwrap_or_default();
-        let name = form_decode(name);
+        // As form readers decode a name: `+` is a space, `%XX` a byte.
+        let name = percent_decode(&name.replace('+', " "));
         let base = name
             .split(|b| matches!(b, b'[' | b'.'))
             .next()
@@ -293,31 +294,6 @@ fn form_has_event_fields(text: &str) -> bool {
             .iter()
             .any(|f| base.eq_ignore_ascii_case(f.as_bytes()))
     })
-}
-
-/// A form field name as readers decode it: `+` is a space, `%XX` a byte.
-fn form_decode(name: &str) -> Vec<u8> {
-    let bytes = name.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = |at: usize| bytes.get(at).and_then(|h| (*h as char).to_digit(16));
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 enum BodyError {

@@ -178,6 +178,26 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// `text` with every `%XX` escape decoded (a `%` without two hex digits stays as it is).
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let (v, used) = match (
+            c,
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => (h * 16 + l, 3),
+            _ => (c, 1),
+        };
+        out.push(v);
+        i += used;
+    }
+    out
+}
+
 /// The characters RFC 3986 calls unreserved: letters, digits, `-`, `.`, `_`, `~`.
 pub fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
@@ -214,21 +234,10 @@ fn decode_unreserved(path: &str) -> String {
 
 /// Every escape decoded, backslashes as slashes, `;parameters` dropped from each segment.
 fn lenient_decode(path: &str) -> String {
-    let b = path.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let (v, used) = match (
-            c,
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => (h * 16 + l, 3),
-            _ => (c, 1),
-        };
-        out.push(if v == b'\\' { b'/' } else { v });
-        i += used;
-    }
+    let out: Vec<u8> = percent_decode(path)
+        .into_iter()
+        .map(|v| if v == b'\\' { b'/' } else { v })
+        .collect();
     let text = String::from_utf8_lossy(&out).into_owned();
     text.split('/')
         .map(|seg| seg.split(';').next().unwrap_or(""))
