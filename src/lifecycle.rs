@@ -228,6 +228,19 @@ impl Lifecycle {
             judge(&request, &[])
         } else {
             match host.request_body(pending.body_size) {
+                // What the host handed over must be all it buffered: judging less would let
+                // the rest go upstream unjudged.
+                Ok(body) if body.len() != pending.body_size => {
+                    let read = body.len();
+                    host.log(
+                        Level::Error,
+                        &format!(
+                            "read {read} bytes of a {}-byte request body; refusing it",
+                            pending.body_size
+                        ),
+                    );
+                    Judgement::refused(Reason::InternalError)
+                }
                 Ok(body) => judge(&request, &body),
                 Err(e) => {
                     host.log(

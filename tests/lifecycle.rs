@@ -24,6 +24,8 @@ struct Fake {
     metadata: Option<String>,
     body: Vec<u8>,
     fail_body_read: bool,
+    /// The host hands over only this many bytes of the body.
+    short_body_read: Option<usize>,
     fail_body_write: bool,
     // What happened.
     replaced: Option<Vec<u8>>,
@@ -96,7 +98,8 @@ impl Host for Fake {
         if self.fail_body_read {
             return Err(HostError(2));
         }
-        Ok(Cow::Borrowed(&self.body))
+        let n = self.short_body_read.unwrap_or(self.body.len());
+        Ok(Cow::Borrowed(self.body.get(..n).unwrap_or_default()))
     }
 
     fn replace_request_body(&mut self, body: &[u8]) -> Result<(), HostError> {
@@ -474,6 +477,19 @@ fn host_failures_are_refusals_never_forwards() {
         play(&config, &mut host),
         replied(500, Reason::InternalError)
     );
+    // A host that hands over less than it buffered: what was read may pass (here, nothing at
+    // all, which `allow` forwards), but the rest would go upstream unjudged.
+    let allow_missing = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    for read in [0, 10] {
+        let mut host = Fake::post("/v1/track", REFUSED);
+        host.short_body_read = Some(read);
+        assert_eq!(
+            play(&allow_missing, &mut host),
+            replied(500, Reason::InternalError),
+            "{read}"
+        );
+        assert!(host.logs.iter().any(|(_, l)| l.contains("bytes of a")));
+    }
 }
 
 #[test]
