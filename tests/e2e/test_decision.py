@@ -259,6 +259,11 @@ ALWAYS_ALLOW = [
     # The endpoint and the body name different calls: each reader sees another call.
     row("typed-track-on-identify-path", "/ads/v1/identify", event(name="Consent Change"), INVALID),
     row("typed-track-on-short-page-path", "/ads/v1/p", event(name="Consent Change"), INVALID),
+    # Routers that take a format suffix off, or fold `ſ` as Go's EqualFold, route these to
+    # identify and alias.
+    row("typed-track-on-identify-json-path", "/ads/v1/identify.json", event(name="Consent Change"), INVALID),
+    row("typed-track-on-folded-alias-path", "/ads/v1/alia%C5%BF", event(name="Consent Change"), INVALID),
+    row("typed-on-track-json-path", "/ads/v1/track.json", event(name="Consent Change"), ALLOW),
     row("identify-type-on-track-path", "/ads/v1/track", event(type="identify", name="Consent Change"),
         INVALID),
     # RudderStack's gateway sets `type` from these paths: the body's track is not what it reads.
