@@ -11,14 +11,10 @@ fn ads() -> RoutePolicy {
 }
 
 fn run(config: &Config, body: &str) -> Judgement {
-    run_with(config, &ads(), body)
-}
-
-fn run_with(config: &Config, policy: &RoutePolicy, body: &str) -> Judgement {
     judge(
         &Request {
             config,
-            policy,
+            policy: &ads(),
             content_encoding: None,
             path: "/v1/batch",
             gpc: false,
