@@ -805,7 +805,11 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
                         consented |= bit;
                     }
                 }
-                _ => s.skip_value()?,
+                _ => {
+                    // A JavaScript copy of the object takes `__proto__`'s members for its own.
+                    ambiguous |= key.eq_str(PROTO);
+                    s.skip_value()?
+                }
             }
             if !s.object_more()? {
                 break;

@@ -371,6 +371,16 @@ fn a_prototype_key_on_an_object_the_decision_reads_is_invalid() {
             &allow_missing,
             r#"{"type":"track","context":{"consent":{"__proto__":{"categoryPreferences":{"Ads":false}}}}}"#.to_string(),
         ),
+        // Under a granted category too: the copy's own `Ads` would still win, but the object
+        // is one the decision reads, so its prototype is one more reading of it.
+        (
+            &allow_missing,
+            r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"__proto__":{"Ads":false}}}}}"#.to_string(),
+        ),
+        (
+            &allow_missing,
+            r#"{"type":"track","context":{"consent":{"categoryPreferences":{"__pro\u0074o__":{"Ads":true}}}}}"#.to_string(),
+        ),
         (&both, format!(r#"{{"type":"track","context":{{"__proto__":{rudder}}}}}"#)),
         (
             &both,

@@ -248,6 +248,10 @@ MISSING_ALLOWED = [
     row("proto-in-context", "/ads",
         encode(event(context={"__proto__": {"consent": {"categoryPreferences": {"Advertising": False}}}})),
         INVALID),
+    row("proto-in-category-preferences", "/ads",
+        encode(event(context={"consent": {"categoryPreferences": {
+            "Advertising": True, "__proto__": {"Advertising": False}}}})),
+        INVALID),
     row("proto-at-the-top", "/ads",
         encode(event(__proto__={"context": {"consent": {"categoryPreferences": {"Advertising": False}}}})),
         INVALID),
