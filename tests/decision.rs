@@ -552,3 +552,68 @@ fn compressed_events_are_judged_on_their_content() {
         );
     }
 }
+
+#[test]
+fn nesting_counts_from_the_body_itself() {
+    // README row 1: deeper than 512 levels is invalid, counting every object and array around a
+    // value, the event's own included, and empty ones.
+    let config = Config::default();
+    let ads = policy(&["Ads"], Match::All);
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let consent = r#""context":{"consent":{"categoryPreferences":{"Ads":true}}}"#;
+    // (levels around the nested value, the body with `V` for it, the path)
+    let cases = [
+        (
+            2,
+            format!(r#"{{"type":"track","properties":{{"x":V}},{consent}}}"#),
+            "/v1/track",
+        ),
+        (
+            2,
+            r#"{"type":"track","context":{"x":V,"consent":{"categoryPreferences":{"Ads":true}}}}"#
+                .to_string(),
+            "/v1/track",
+        ),
+        (
+            4,
+            format!(r#"{{"batch":[{{"type":"track","properties":{{"x":V}},{consent}}}]}}"#),
+            "/v1/batch",
+        ),
+        // A batch item that is not an event is dropped, not the batch refused.
+        (
+            2,
+            format!(r#"{{"batch":[{{"type":"track",{consent}}},V]}}"#),
+            "/v1/batch",
+        ),
+    ];
+    let body = |template: &String, v: String| template.replacen('V', &v, 1);
+    for (i, (around, template, path)) in cases.iter().enumerate() {
+        let fits = 512 - around;
+        let j = run(
+            &config,
+            &ads,
+            path,
+            None,
+            body(template, nested(fits)).as_bytes(),
+        );
+        let dropped_item = i == 3 && j.dropped == 1 && matches!(j.action, Action::Rewrite(_));
+        assert!(
+            j.action == Action::Forward || dropped_item,
+            "{fits} levels inside {around}, {path}: {:?}",
+            j.reason()
+        );
+        let j = run(
+            &config,
+            &ads,
+            path,
+            None,
+            body(template, nested(fits + 1)).as_bytes(),
+        );
+        assert_eq!(
+            j.action,
+            Action::Reply(Reason::InvalidEvent),
+            "{} levels inside {around}, {path}",
+            fits + 1
+        );
+    }
+}

@@ -182,13 +182,14 @@ fn scalars_and_white_space_meet_every_boundary() {
 
 #[test]
 fn nesting_is_bounded_as_the_reference_bounds_it() {
-    // 512 open containers; a 513th only when it is empty (the reference counts non-empty ones).
+    // 512 containers inside one another, empty ones counted.
     for (depth, inner, ok) in [
+        (511, "", true),
         (512, "1", true),
-        (513, "", true),
-        (513, " ", true),
+        (512, "", true),
+        (513, "", false),
+        (513, " ", false),
         (513, "1", false),
-        (514, "", false),
         (600, "", false),
     ] {
         let text = format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth));
@@ -198,13 +199,60 @@ fn nesting_is_bounded_as_the_reference_bounds_it() {
             "[".repeat(depth - 1),
             "]".repeat(depth - 1)
         );
-        let object_ok = depth <= 513 && inner.trim().is_empty();
+        let object_ok = depth <= 512 && inner.trim().is_empty();
         assert_eq!(
             accepted(&text),
             object_ok,
             "objects: depth {depth} with {inner:?}"
         );
     }
+}
+
+#[test]
+fn a_value_nests_only_as_deep_as_the_containers_around_it_leave_room_for() {
+    // The reading methods' own containers count: inside `{"a":[…]}` two fewer levels are left.
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    for (depth, ok) in [(510, true), (511, false)] {
+        let text = format!("{{\"a\":[1,{}]}}", nested(depth));
+        for after in [0, 1, 8, 34, 144, usize::MAX] {
+            let mut s = Scanner::new(&text);
+            assert!(s.object_start().unwrap());
+            s.key().unwrap();
+            assert!(s.array_start().unwrap());
+            s.skip_value().unwrap();
+            assert!(s.array_more().unwrap());
+            let got = s.skip_value_handing_over_after(after).is_ok();
+            assert_eq!(
+                got, ok,
+                "{depth} levels inside two, handed over after {after}"
+            );
+        }
+    }
+    // Leaving a container gives its level back: after `{"a":[1]}`, 511 levels fit beside it.
+    for (depth, ok) in [(511, true), (512, false)] {
+        let text = format!("[{{\"a\":[1]}},{}]", nested(depth));
+        let mut s = Scanner::new(&text);
+        assert!(s.array_start().unwrap());
+        assert!(s.object_start().unwrap());
+        s.key().unwrap();
+        assert!(s.array_start().unwrap());
+        s.skip_value().unwrap();
+        assert!(!s.array_more().unwrap());
+        assert!(!s.object_more().unwrap());
+        assert!(s.array_more().unwrap());
+        assert_eq!(
+            s.skip_value().is_ok(),
+            ok,
+            "{depth} levels beside a closed object"
+        );
+    }
+    // Entering a container is itself bounded.
+    let text = format!("{}{}", "[".repeat(513), "]".repeat(513));
+    let mut s = Scanner::new(&text);
+    for _ in 0..512 {
+        assert!(s.array_start().unwrap());
+    }
+    assert!(s.array_start().is_err());
 }
 
 /// JSON text with random white space, escapes and nesting.

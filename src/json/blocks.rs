@@ -65,17 +65,20 @@ struct Carry {
     after_value: u64,
 }
 
-/// The open containers' kinds (one bit each, 1 for an object) and their number.
+/// The open containers' kinds (one bit each, 1 for an object), their number, and how many may
+/// be open at once.
 struct Stack {
     kinds: [u64; MAX_DEPTH / 64 + 1],
     depth: usize,
+    room: usize,
 }
 
 impl Stack {
-    fn empty() -> Self {
+    fn empty(room: usize) -> Self {
         Stack {
             kinds: [0; MAX_DEPTH / 64 + 1],
             depth: 0,
+            room: room.min(MAX_DEPTH),
         }
     }
 
@@ -91,15 +94,16 @@ impl Stack {
 
 /// Skips the rest of the containers that are open at `at`, where a value is due (after `[`, a
 /// comma in an array, or a key's colon), read that far token by token: `kinds` holds their kinds
-/// (bit `i` for the `i`-th from the outside, 1 for an object), `depth` their number. Returns where
-/// the outermost one ends.
+/// (bit `i` for the `i`-th from the outside, 1 for an object), `depth` their number, `room` how
+/// many may be open at once (empty ones count). Returns where the outermost one ends.
 pub fn skip_rest(
     buf: &[u8],
     at: usize,
     kinds: &[u64; MAX_DEPTH / 64],
     depth: usize,
+    room: usize,
 ) -> Result<usize, Invalid> {
-    let mut stack = Stack::empty();
+    let mut stack = Stack::empty(room);
     for (to, from) in stack.kinds.iter_mut().zip(kinds) {
         *to = *from;
     }
@@ -128,7 +132,7 @@ pub fn skip_container_everywhere(
     buf: &[u8],
     start: usize,
 ) -> Vec<(&'static str, Result<usize, Invalid>)> {
-    let fresh = || (Stack::empty(), Carry::default());
+    let fresh = || (Stack::empty(MAX_DEPTH), Carry::default());
     let (stack, carry) = fresh();
     #[allow(unused_mut)] // pushed to on x86-64 only
     let mut results = vec![("portable", skip::<Portable>(buf, start, stack, carry))];
@@ -212,10 +216,8 @@ fn skip<S: Simd>(
             let byte = buf.get(base + at as usize).copied().ok_or(Invalid)?;
             if byte == b'{' || byte == b'[' {
                 in_object = byte == b'{';
-                if stack.depth == MAX_DEPTH {
-                    // One level deeper is accepted only for an empty container, as the
-                    // token-by-token reading (which counts non-empty ones) does.
-                    empty_after(buf, base + at as usize)?;
+                if stack.depth >= stack.room {
+                    return Err(Invalid);
                 }
                 let word = stack.kinds.get_mut(stack.depth / 64).ok_or(Invalid)?;
                 let bit = 1u64 << (stack.depth % 64);
@@ -513,7 +515,11 @@ fn scalar_run(run: &[u8]) -> bool {
 /// A number or literal starting at `at` must end where the bytes that can belong to one end.
 #[inline(never)]
 fn scalar_at(buf: &[u8], at: usize) -> Result<(), Invalid> {
-    let mut s = Scanner { buf, pos: at };
+    let mut s = Scanner {
+        buf,
+        pos: at,
+        depth: 0,
+    };
     s.scalar()?;
     match buf.get(s.pos) {
         None
@@ -521,15 +527,6 @@ fn scalar_at(buf: &[u8], at: usize) -> Result<(), Invalid> {
             Ok(())
         }
         Some(_) => Err(Invalid),
-    }
-}
-
-/// The container opened at `at` must close right away (after white space).
-#[cold]
-fn empty_after(buf: &[u8], at: usize) -> Result<(), Invalid> {
-    match (Scanner { buf, pos: at + 1 }).peek_token() {
-        Some(b'}' | b']') => Ok(()),
-        _ => Err(Invalid),
     }
 }
 

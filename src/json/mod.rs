@@ -21,7 +21,8 @@ mod blocks;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Invalid;
 
-/// Deepest nesting accepted inside one skipped value.
+/// Deepest nesting accepted: objects and arrays inside one another, the outermost one included,
+/// empty ones too.
 pub const MAX_DEPTH: usize = 512;
 
 /// How much of a container is read token by token before the rest is read block-wise (natively):
@@ -36,6 +37,10 @@ const ROUNDS_TO_INFINITY: &[u8; 309] = b"179769313486231580793728971405303415079
 pub struct Scanner<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The containers the reading methods are inside (entered by `object_start` or
+    /// `array_start`, left by the `object_more` or `array_more` that reads their end): a value
+    /// skipped in there may nest only as deep as [`MAX_DEPTH`] leaves room for below them.
+    depth: usize,
 }
 
 /// The raw content of a JSON string (between the quotes, escapes not yet decoded).
@@ -259,6 +264,7 @@ impl<'a> Scanner<'a> {
         Scanner {
             buf: text.as_bytes(),
             pos: 0,
+            depth: 0,
         }
     }
 
@@ -305,12 +311,7 @@ impl<'a> Scanner<'a> {
     /// Consumes `{`; returns false for an empty object (its `}` consumed too).
     pub fn object_start(&mut self) -> Result<bool, Invalid> {
         self.eat(b'{')?;
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(false);
-        }
-        Ok(true)
+        self.enter(b'}')
     }
 
     /// Reads a member's key and its colon.
@@ -339,11 +340,21 @@ impl<'a> Scanner<'a> {
     /// Consumes `[`; returns false for an empty array (its `]` consumed too).
     pub fn array_start(&mut self) -> Result<bool, Invalid> {
         self.eat(b'[')?;
+        self.enter(b']')
+    }
+
+    /// Just after a container's opening bracket: false if it is empty (`close` consumed too),
+    /// else the reading is now inside it.
+    fn enter(&mut self, close: u8) -> Result<bool, Invalid> {
+        if self.depth >= MAX_DEPTH {
+            return Err(Invalid);
+        }
         self.skip_ws();
-        if self.peek() == Some(b']') {
+        if self.peek() == Some(close) {
             self.pos += 1;
             return Ok(false);
         }
+        self.depth += 1;
         Ok(true)
     }
 
@@ -363,6 +374,7 @@ impl<'a> Scanner<'a> {
             }
             Some(c) if c == close => {
                 self.pos += 1;
+                self.depth = self.depth.saturating_sub(1);
                 Ok(false)
             }
             _ => Err(Invalid),
@@ -583,6 +595,7 @@ impl<'a> Scanner<'a> {
         let mut s = Scanner {
             buf: self.buf,
             pos: self.pos,
+            depth: self.depth,
         };
         let skipped = s.skip_any(bytes);
         self.pos = s.pos;
@@ -608,6 +621,8 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn skip_any(&mut self, hand_over: usize) -> Result<(), Invalid> {
         let mut open = BitStack::default();
+        // How many containers this value may nest (itself included).
+        let room = MAX_DEPTH.saturating_sub(self.depth);
         #[cfg(not(target_arch = "wasm32"))]
         let start = self.pos;
         #[cfg(target_arch = "wasm32")]
@@ -616,7 +631,7 @@ impl<'a> Scanner<'a> {
             // One value starts here.
             #[cfg(not(target_arch = "wasm32"))]
             if self.pos - start >= hand_over && open.len > 0 {
-                self.pos = blocks::skip_rest(self.buf, self.pos, &open.bits, open.len)?;
+                self.pos = blocks::skip_rest(self.buf, self.pos, &open.bits, open.len, room)?;
                 return Ok(());
             }
             self.skip_ws();
@@ -626,6 +641,9 @@ impl<'a> Scanner<'a> {
                     self.string_rest()?;
                 }
                 Some(b'{') => {
+                    if open.len >= room {
+                        return Err(Invalid);
+                    }
                     self.pos += 1;
                     self.skip_ws();
                     match self.peek() {
@@ -639,6 +657,9 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 Some(b'[') => {
+                    if open.len >= room {
+                        return Err(Invalid);
+                    }
                     self.pos += 1;
                     self.skip_ws();
                     if self.peek() == Some(b']') {
