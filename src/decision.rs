@@ -245,8 +245,11 @@ enum Query {
 }
 
 fn query(path: &str) -> Query {
-    // A fragment (`#`, which clients do not send) counts as part of the query here: it is
-    // not among a write key's characters, so a query that has one is refused.
+    // A fragment (`#`, which clients do not send, and Envoy refuses) is never a write key alone:
+    // some reader may take what follows it for a query.
+    if path.contains('#') {
+        return Query::Other;
+    }
     let Some((_, query)) = path.split_once('?') else {
         return Query::Empty;
     };

@@ -271,6 +271,10 @@ fn a_query_that_may_carry_an_event_is_refused_with_a_body_or_without() {
             "/v1/track?writeKey=k+data",
             "/v1/track?writeKey=k#x?data=e30",
             "/v1/track?#x",
+            // A fragment without a query: some reader may take what follows it for one.
+            "/v1/track#data=e30",
+            "/v1/track#?data=e30",
+            "/v1/track#",
         ] {
             assert_eq!(judge_at(config, path, &track), invalid, "{path}");
             assert_eq!(judge_at(config, path, ""), invalid, "{path}, no body");
