@@ -229,7 +229,7 @@ impl Config {
                 .find(|c| !c.is_ascii_graphic())
             {
                 return Err(format!(
-                    "\"metadata_namespace\" must not hold white space or control characters, got {:?} (with {c:?}): no route's metadata would be found under it",
+                    "\"metadata_namespace\" must be printable ASCII, got {:?} (with {c:?}): white space or a control character would match no route's metadata, and a character beyond ASCII may be the look-alike of a letter",
                     config.metadata_namespace
                 ));
             }
@@ -726,7 +726,8 @@ mod tests {
                 "{text} -> {err}"
             );
         }
-        for bad in [" consent_gate", "consent gate", "consent_gate\t"] {
+        // `consent_gat\u0435` ends in a Cyrillic `е`: it matches no route that says `consent_gate`.
+        for bad in [" consent_gate", "consent gate", "consent_gate\t", "consent_gat\u{435}"] {
             let text = format!(r#"{{"metadata_namespace":{bad:?}}}"#);
             let err = Config::parse(&text).unwrap_err();
             assert!(err.contains("\"metadata_namespace\""), "{text} -> {err}");
