@@ -18,7 +18,9 @@ fn message(reason: Reason) -> &'static str {
             "the event's integrations object turns this destination off"
         }
         Reason::InvalidEvent => "the body is not an event whose consent can be read unambiguously",
-        Reason::BodyTooLarge => "the body is larger than max_body_bytes",
+        Reason::BodyTooLarge => {
+            "the body (raw or decompressed) is larger than max_body_bytes, or its batch holds more than max_batch_items items"
+        }
         Reason::UnsupportedContentEncoding => {
             "the content-encoding is not identity, gzip or deflate, or the content-type names a charset other than utf-8"
         }
