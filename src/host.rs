@@ -38,14 +38,22 @@ pub struct RequestHeaders {
     pub gpc: bool,
 }
 
-/// Whether one `sec-gpc` header line says `1`, as any receiver may read it: HTTP/1 readers take
-/// the value without the spaces and tabs around it (Envoy passes them through from HTTP/2), and a
-/// line is read as the list it joins (`1, 0` is two lines, `1` and `0`): an element that is `1`
-/// counts.
+/// Whether one `sec-gpc` header line says `1`, as any receiver may read it: a line is read as
+/// the list it joins (`1, 0` is two lines, `1` and `0`), and an element that is `1` once what
+/// some reader trims around it is gone counts. Readers trim more than HTTP's spaces and tabs
+/// (Envoy passes those through from HTTP/2): Java's `trim` every byte up to 0x20, Python's
+/// `strip` and JavaScript's `trim` Latin-1's 0x85 and 0xA0 and, on values decoded as UTF-8,
+/// every Unicode space. So every control byte and every byte beyond ASCII is trimmed here.
 pub fn gpc_signal(value: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|element| element.trim_ascii() == b"1")
+    let trimmable = |b: &u8| *b <= 0x20 || *b >= 0x7f;
+    value.split(|b| *b == b',').any(|element| {
+        let start = element.iter().position(|b| !trimmable(b));
+        let end = element.iter().rposition(|b| !trimmable(b));
+        match (start, end) {
+            (Some(start), Some(end)) => element.get(start..=end) == Some(&b"1"[..]),
+            _ => false,
+        }
+    })
 }
 
 impl RequestHeaders {
@@ -226,9 +234,25 @@ mod tests {
         for yes in ["1", " 1", "1 ", "\t1\t", "1, 0", "0,1", "1,1"] {
             assert!(gpc_signal(yes.as_bytes()), "{yes:?}");
         }
-        for no in ["", "0", "true", "01", "\"1\"", "1 1", "yes", "1;q=1"] {
+        // What Java's `trim`, Python's `strip` (Latin-1 or UTF-8) or JavaScript's `trim` take off.
+        for yes in [
+            &b"\xa01"[..],
+            b"1\x85",
+            b"\x0b1\x1f",
+            b"\x001",
+            b"\xc2\xa01",
+            b"\xe2\x80\x831\xe3\x80\x80",
+            b"\xef\xbb\xbf1",
+            b"0,\xa01",
+        ] {
+            assert!(gpc_signal(yes), "{yes:?}");
+        }
+        for no in ["", "0", "true", "01", "\"1\"", "1 1", "yes", "1;q=1", "\u{a0}", "1\u{a0}1"] {
             assert!(!gpc_signal(no.as_bytes()), "{no:?}");
         }
+        // The wasm build reads header values through `from_utf8_lossy`: the same answer.
+        let h = RequestHeaders::from_pairs([(&b"sec-gpc"[..], &b"\xa01"[..])]);
+        assert!(h.gpc);
         let h = RequestHeaders::from_pairs([(&b"sec-gpc"[..], &b" 1"[..])]);
         assert!(h.gpc);
     }

@@ -292,6 +292,19 @@ def test_two_gpc_lines_one_saying_1_withdraw(gate, upstream):
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
 
 
+@pytest.mark.parametrize("value", [b"\xa01", b"1\x85", b"\xc2\xa01", b"\xe3\x80\x801"])
+def test_gpc_with_what_readers_trim_beyond_ascii_withdraws(gate, upstream, value):
+    """Envoy passes bytes beyond ASCII in a header value through; Python's `strip` and
+    JavaScript's `trim` take a no-break space (Latin-1 or UTF-8) or an ideographic space off and
+    read 1."""
+    head = (b"POST /gpc HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+            b"sec-gpc: " + value + b"\r\ncontent-length: %d\r\n\r\n" % len(BOTH_CONSENTED))
+    with clients.RawHttp1(gate.port) as conn:
+        conn.send(head + BOTH_CONSENTED)
+        resp = conn.read_response()
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+
+
 @pytest.mark.parametrize("value", ["1, 0", "0,1"])
 def test_a_gpc_line_listing_1_withdraws(gate, upstream, value):
     resp = clients.http1(gate.port, "POST", "/gpc", BOTH_CONSENTED, {**JSON, "sec-gpc": value})
