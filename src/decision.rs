@@ -188,7 +188,7 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
         };
         &decoded
     };
-    let Ok(text) = std::str::from_utf8(plain) else {
+    let Some(text) = crate::json::utf8(plain) else {
         return Judgement::refused(Reason::InvalidEvent);
     };
     // Receivers that parse the body by its declared type read a form body's `&`-separated

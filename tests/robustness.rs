@@ -66,6 +66,25 @@ proptest! {
     }
 
     #[test]
+    fn utf8_agrees_with_the_standard_check(
+        ascii in prop::collection::vec(0u8..0x80, 0..400),
+        inserts in prop::collection::vec((any::<prop::sample::Index>(), any::<char>(), any::<u8>(), any::<bool>()), 0..6),
+    ) {
+        // Characters beyond ASCII (whole, or cut by the next insert), or stray bytes.
+        let mut bytes = ascii;
+        for (at, c, b, whole) in inserts {
+            let at = at.index(bytes.len() + 1);
+            let mut utf8 = [0; 4];
+            let piece: Vec<u8> = if whole { c.encode_utf8(&mut utf8).as_bytes().to_vec() } else { vec![b] };
+            bytes.splice(at..at, piece);
+        }
+        prop_assert_eq!(
+            consent_gate::json::utf8(&bytes).is_some(),
+            std::str::from_utf8(&bytes).is_ok()
+        );
+    }
+
+    #[test]
     fn judge_never_panics_on_jsonish_text(text in jsonish()) {
         let config = Config::default();
         let p = policy();

@@ -33,6 +33,47 @@ pub const HAND_OVER_AFTER: usize = 192;
 /// The digits of 2^1024 - 2^970, from which a decimal number rounds to an infinite double.
 const ROUNDS_TO_INFINITY: &[u8; 309] = b"179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
 
+/// `bytes` as text if they are UTF-8 (exactly as [`std::str::from_utf8`] decides). A body is
+/// ASCII but for the odd string, so it is checked 64 bytes a step, and only the runs of 64-byte
+/// blocks that hold other bytes go to the standard check (which goes a word at a time, and a word
+/// is 4 bytes in the wasm module).
+pub fn utf8(bytes: &[u8]) -> Option<&str> {
+    let ascii = |at: usize| {
+        bytes
+            .get(at..at + 64)
+            .and_then(|b| <&[u8; 64]>::try_from(b).ok())
+            .map(simd::is_ascii64)
+    };
+    let mut at = 0;
+    while at < bytes.len() {
+        match ascii(at) {
+            Some(true) => at += 64,
+            // Blocks with other bytes, up to the next ASCII block or the end: a character cannot
+            // straddle either edge (ASCII bytes are whole characters).
+            _ => {
+                let mut end = at + 64;
+                loop {
+                    match ascii(end) {
+                        Some(false) => end += 64,
+                        Some(true) => break,
+                        None => {
+                            end = bytes.len();
+                            break;
+                        }
+                    }
+                }
+                let run = bytes.get(at..end)?;
+                std::str::from_utf8(run).ok()?;
+                at = end;
+            }
+        }
+    }
+    // SAFETY: every 64-byte block was checked to be ASCII, and every run between them (and the
+    // tail) to be UTF-8; the runs start and end at ASCII bytes or the input's ends, so the whole
+    // is UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+}
+
 /// A cursor over a JSON text.
 pub struct Scanner<'a> {
     buf: &'a [u8],
@@ -173,6 +214,46 @@ fn find_string_stop_swar(bytes: &[u8]) -> Option<usize> {
 
 /// `stops16(block)`: bit `i` set when `block[i]` is a string-stop byte.
 mod simd {
+    /// Whether 64 bytes are all ASCII.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub fn is_ascii64(block: &[u8; 64]) -> bool {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86-64 baseline; each load reads 16 of the 64 bytes and
+        // allows any alignment.
+        unsafe {
+            let p = block.as_ptr().cast::<__m128i>();
+            let any = _mm_or_si128(
+                _mm_or_si128(_mm_loadu_si128(p), _mm_loadu_si128(p.add(1))),
+                _mm_or_si128(_mm_loadu_si128(p.add(2)), _mm_loadu_si128(p.add(3))),
+            );
+            _mm_movemask_epi8(any) == 0
+        }
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline(always)]
+    pub fn is_ascii64(block: &[u8; 64]) -> bool {
+        use std::arch::wasm32::*;
+        // SAFETY: each load reads 16 of the 64 bytes; v128_load allows any alignment.
+        unsafe {
+            let p = block.as_ptr().cast::<v128>();
+            let any = v128_or(
+                v128_or(v128_load(p), v128_load(p.add(1))),
+                v128_or(v128_load(p.add(2)), v128_load(p.add(3))),
+            );
+            u8x16_bitmask(any) == 0
+        }
+    }
+
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
+    pub fn is_ascii64(block: &[u8; 64]) -> bool {
+        block.is_ascii()
+    }
+
     /// Whether the CPU has AVX2, asked once.
     #[cfg(target_arch = "x86_64")]
     pub fn has_avx2() -> bool {
@@ -915,6 +996,35 @@ mod tests {
             &ones_309,
         ] {
             assert!(valid(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn utf8_is_decided_as_the_standard_check_decides_it() {
+        // Text beyond ASCII (valid, cut, or stray) at every place around the 64-byte steps.
+        let pieces: [&[u8]; 7] = [
+            "é".as_bytes(),
+            "😀".as_bytes(),
+            b"\x80",
+            b"\xc3",
+            b"\xf0\x9f\x98",
+            b"\xed\xa0\x80", // a surrogate's encoding
+            b"\xff",
+        ];
+        for len in [0, 1, 63, 64, 65, 127, 128, 200] {
+            let base = vec![b'a'; len];
+            assert_eq!(utf8(&base), std::str::from_utf8(&base).ok());
+            for at in 0..=len {
+                for piece in pieces {
+                    let mut bytes = base.clone();
+                    bytes.splice(at..at, piece.iter().copied());
+                    assert_eq!(
+                        utf8(&bytes).is_some(),
+                        std::str::from_utf8(&bytes).is_ok(),
+                        "{piece:?} at {at} of {len}"
+                    );
+                }
+            }
         }
     }
 
