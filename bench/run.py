@@ -1132,6 +1132,10 @@ def render_markdown(data: dict) -> str:
                  "in Node's V8 (`bench/v8_scan.mjs`): median of 15 rounds. Natively, objects and arrays are "
                  "skipped 64 bytes at a time with AVX-512 or AVX2 where the CPU has them; the wasm module reads "
                  "token by token (the block-wise reading was slower in both V8s).")
+        if data.get("scan_date"):
+            L.append("")
+            L.append(f"Timed again on {data['scan_date']} (`bench/run.py --scan`), after the full run "
+                     "whose figures the rest of this report gives.")
         L.append("")
         L.append("| case | body | native | in Envoy's V8 | in Node's V8 | Envoy's V8 ÷ native |")
         L.append("|---|---:|---:|---:|---:|---:|")
@@ -1578,6 +1582,7 @@ def main(argv: list[str]) -> int:
         elif "--scan" in argv:
             data = json.loads(RESULTS_JSON.read_text())
             data["scan"] = scan_speeds()
+            data["scan_date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             write_reports(data)
             log(f"timed the decision core again into {RESULTS_JSON.name}; redrew {RESULTS_MD.relative_to(REPO)}")
         elif "--chart" in argv:
