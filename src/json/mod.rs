@@ -212,7 +212,8 @@ fn find_string_stop_swar(bytes: &[u8]) -> Option<usize> {
     tail.iter().position(|&b| is_string_stop(b)).map(|p| at + p)
 }
 
-/// `stops16(block)`: bit `i` set when `block[i]` is a string-stop byte.
+/// `stops16(block)`: bit `i` set when `block[i]` is a string-stop byte; `is_ascii64(block)`: no
+/// byte of the block is beyond ASCII.
 mod simd {
     /// Whether 64 bytes are all ASCII.
     #[cfg(target_arch = "x86_64")]
