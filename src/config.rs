@@ -389,7 +389,8 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
             None => Some(None),
             Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).map(Some),
         };
-        match (host_like && !text.contains('@'), port) {
+        // An empty port (`host:`) reads as none, but was meant to be one: refused, not widened.
+        match (host_like && !text.contains('@') && !text.ends_with(':'), port) {
             (true, Some(port)) => rule.host = Some((name, port)),
             _ => {
                 return Err(format!(
@@ -611,6 +612,8 @@ mod tests {
             "api.segment.io,api2.segment.io",
             "https:api.segment.io",
             "api.segment.io:0",
+            "api.segment.io:",
+            "[::1]:",
             "api.segment.io:65536",
             "api.segment.io:https",
             "user@api.segment.io",

@@ -48,6 +48,8 @@ BAD = [
     # A host no request can have would match nothing and leave its route ungated.
     ({"routes": [{"host": "*.segment.io", "categories": ["A"]}]}, "routes[0].host"),
     ({"routes": [{"host": "api.segment.io:https", "categories": ["A"]}]}, "routes[0].host"),
+    # An empty port reads as none: the rule would gate every port, not the one meant.
+    ({"routes": [{"host": "api.segment.io:", "categories": ["A"]}]}, "routes[0].host"),
     # So would a pattern for a prefix, or a name or namespace with stray white space.
     ({"routes": [{"path_prefix": "/v1/*", "categories": ["A"]}]}, "routes[0].path_prefix"),
     ({"routes": [{"route_name": "ads ", "categories": ["A"]}]}, "routes[0].route_name"),
