@@ -182,7 +182,8 @@ pub enum KeyMatch {
     /// Exactly `names[i]`.
     Exact(usize),
     /// Not one of the names, but some reader takes it for one: case-insensitive matching (see
-    /// [`folds_to`]), a reader that stops at a NUL (`"context\u0000"`), or `__proto__`, whose
+    /// [`folds_to`]), jsoniter's matching by hash (see [`jsoniter_hashes`]), a reader that stops
+    /// at a NUL (`"context\u0000"`), or `__proto__`, whose
     /// members a JavaScript receiver that copies the object with `Object.assign` or a `for…in`
     /// loop inherits as the object's own fields.
     Lookalike,
@@ -193,12 +194,12 @@ pub enum KeyMatch {
 /// The key JavaScript's `Object.assign` and `for…in` copies take for the object's prototype.
 const PROTO: &str = "__proto__";
 
-/// Classifies `key` against `names` (ASCII field names).
+/// Classifies `key` against `names`.
 #[inline(always)]
-pub fn match_key(key: &Str, names: &[&str]) -> KeyMatch {
+pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
     if !key.is_escaped() {
         let raw = key.raw();
-        if let Some(i) = names.iter().position(|n| n.as_bytes() == raw) {
+        if let Some(i) = names.iter().position(|n| n.text.as_bytes() == raw) {
             return KeyMatch::Exact(i);
         }
         if raw == PROTO.as_bytes() {
@@ -206,12 +207,12 @@ pub fn match_key(key: &Str, names: &[&str]) -> KeyMatch {
         }
         if raw.is_ascii() {
             // Most keys: Go's folding is then ASCII case, and a NUL cannot appear unescaped.
-            return match names
+            let folds = names
                 .iter()
-                .position(|n| raw.eq_ignore_ascii_case(n.as_bytes()))
-            {
-                Some(_) => KeyMatch::Lookalike,
-                None => KeyMatch::Other,
+                .any(|n| raw.eq_ignore_ascii_case(n.text.as_bytes()));
+            return match folds || jsoniter_takes(raw, names) {
+                true => KeyMatch::Lookalike,
+                false => KeyMatch::Other,
             };
         }
         return match std::str::from_utf8(raw) {
@@ -220,7 +221,7 @@ pub fn match_key(key: &Str, names: &[&str]) -> KeyMatch {
         };
     }
     let decoded = key.decode();
-    if let Some(i) = names.iter().position(|n| *n == decoded) {
+    if let Some(i) = names.iter().position(|n| n.text == decoded) {
         return KeyMatch::Exact(i);
     }
     if decoded == PROTO {
@@ -230,13 +231,86 @@ pub fn match_key(key: &Str, names: &[&str]) -> KeyMatch {
 }
 
 #[inline(always)]
-fn lookalike(text: &str, names: &[&str]) -> KeyMatch {
+fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
+    if jsoniter_takes(text.as_bytes(), names) {
+        return KeyMatch::Lookalike;
+    }
     // A reader that stops at NUL sees only what comes before it.
     let text = text.split('\0').next().unwrap_or(text);
-    match names.iter().position(|n| folds_to(text, n)) {
+    match names.iter().position(|n| folds_to(text, n.text)) {
         Some(_) => KeyMatch::Lookalike,
         None => KeyMatch::Other,
     }
+}
+
+/// A field name the decision reads (ASCII), with the hashes jsoniter knows it by.
+#[derive(Clone, Copy)]
+pub struct Name {
+    pub text: &'static str,
+    hashes: [u64; 2],
+}
+
+impl Name {
+    pub const fn new(text: &'static str) -> Name {
+        Name {
+            text,
+            hashes: jsoniter_hashes(text.as_bytes()),
+        }
+    }
+}
+
+/// json-iterator/go (jsoniter) decodes a struct of up to ten fields by comparing a 64-bit hash
+/// of each key (its decoded bytes) with each field name's, never the text: to it, a key with a
+/// field's hash is that field, whatever it says, and such keys are found in seconds. The hash
+/// is FNV-1a's steps from FNV-32's basis and prime in 64-bit arithmetic, over the bytes with
+/// ASCII upper case lowered (`[0]`, its default) or as they are (`[1]`, `CaseSensitive`).
+pub const fn jsoniter_hashes(bytes: &[u8]) -> [u64; 2] {
+    const BASIS: u64 = 0x811c_9dc5;
+    const PRIME: u64 = 0x0100_0193;
+    let (mut folded, mut exact) = (BASIS, BASIS);
+    let mut rest = bytes;
+    while let [b, more @ ..] = rest {
+        exact = (exact ^ *b as u64).wrapping_mul(PRIME);
+        folded = (folded ^ b.to_ascii_lowercase() as u64).wrapping_mul(PRIME);
+        rest = more;
+    }
+    [folded, exact]
+}
+
+/// Whether jsoniter takes a key (its decoded bytes) for one of `names`.
+#[inline(never)]
+fn jsoniter_takes(key: &[u8], names: &[Name]) -> bool {
+    // The hash costs a multiplication per byte, one after the other: the keys events carry
+    // most are known not to have any field's hash (a test checks) and are not hashed.
+    if matches!(
+        key,
+        b"userId"
+            | b"anonymousId"
+            | b"messageId"
+            | b"timestamp"
+            | b"originalTimestamp"
+            | b"sentAt"
+            | b"receivedAt"
+            | b"properties"
+            | b"traits"
+            | b"library"
+            | b"page"
+            | b"userAgent"
+            | b"ip"
+            | b"locale"
+            | b"version"
+            | b"name"
+            | b"channel"
+            | b"groupId"
+            | b"previousId"
+            | b"writeKey"
+    ) {
+        return false;
+    }
+    let [folded, exact] = jsoniter_hashes(key);
+    names
+        .iter()
+        .any(|n| n.hashes[0] == folded || n.hashes[1] == exact)
 }
 
 /// Whether some case-insensitive reader would match `key` to the field named `name` (ASCII):
@@ -297,7 +371,13 @@ enum Field {
 
 /// The field names looked for on an object: an item's (or a single event's), a body's top level
 /// (which may be a batch), each with `integrations` on routes that name a destination.
-const NAMES: [&str; 5] = ["context", "type", "event", "batch", "integrations"];
+const NAMES: [Name; 5] = [
+    Name::new("context"),
+    Name::new("type"),
+    Name::new("event"),
+    Name::new("batch"),
+    Name::new("integrations"),
+];
 const FIELDS: [Field; 5] = [
     Field::Context,
     Field::Type,
@@ -305,7 +385,12 @@ const FIELDS: [Field; 5] = [
     Field::Batch,
     Field::Integrations,
 ];
-const ITEM_DEST_NAMES: [&str; 4] = ["context", "type", "event", "integrations"];
+const ITEM_DEST_NAMES: [Name; 4] = [
+    Name::new("context"),
+    Name::new("type"),
+    Name::new("event"),
+    Name::new("integrations"),
+];
 const ITEM_DEST_FIELDS: [Field; 4] = [
     Field::Context,
     Field::Type,
@@ -323,7 +408,7 @@ pub fn read_event<'a>(
 ) -> Result<EventFacts, Invalid> {
     let mut facts = EventFacts::EMPTY;
     let top = batch_items.is_some();
-    let (names, fields): (&[&str], &[Field]) = match (top, wanted.destination.is_some()) {
+    let (names, fields): (&[Name], &[Field]) = match (top, wanted.destination.is_some()) {
         (false, false) => (&NAMES[..3], &FIELDS[..3]),
         (false, true) => (&ITEM_DEST_NAMES, &ITEM_DEST_FIELDS),
         (true, false) => (&NAMES[..4], &FIELDS[..4]),
@@ -446,7 +531,7 @@ fn read_items<'a>(
 /// `Ok(None)`: the object is unreadable (not an object, or the field is ambiguous).
 fn read_one_field<T>(
     s: &mut Scanner,
-    name: &str,
+    name: Name,
     absent: T,
     mut read_field: impl FnMut(&mut Scanner) -> Result<Option<T>, Invalid>,
 ) -> Result<Option<T>, Invalid> {
@@ -482,10 +567,12 @@ fn read_one_field<T>(
 /// The consent shapes the format reads from `context`: (Segment's, RudderStack's).
 /// `Ok(None)`: `context`, or a consent key in it, is there but unreadable.
 fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Consent)>, Invalid> {
-    let names: &[&str] = match wanted.format {
-        ConsentFormat::Segment => &["consent"],
-        ConsentFormat::Rudderstack => &["consentManagement"],
-        ConsentFormat::Auto => &["consent", "consentManagement"],
+    const CONSENT: Name = Name::new("consent");
+    const CONSENT_MANAGEMENT: Name = Name::new("consentManagement");
+    let names: &[Name] = match wanted.format {
+        ConsentFormat::Segment => &[CONSENT],
+        ConsentFormat::Rudderstack => &[CONSENT_MANAGEMENT],
+        ConsentFormat::Auto => &[CONSENT, CONSENT_MANAGEMENT],
     };
     if s.peek_token() != Some(b'{') {
         s.skip_value()?;
@@ -496,8 +583,8 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
     // that `on_missing_consent: allow` does not take an event that carries consent the format
     // cannot read for one that carries none.
     let other = match wanted.format {
-        ConsentFormat::Segment => Some("consentManagement"),
-        ConsentFormat::Rudderstack => Some("consent"),
+        ConsentFormat::Segment => Some(CONSENT_MANAGEMENT),
+        ConsentFormat::Rudderstack => Some(CONSENT),
         ConsentFormat::Auto => None,
     };
     let mut other_present = false;
@@ -509,7 +596,7 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
             match match_key(&key, names) {
                 KeyMatch::Exact(i) => {
                     readable &= seen.get_mut(i).is_some_and(Seen::add);
-                    let read = if names.get(i) == Some(&"consent") {
+                    let read = if names.get(i).is_some_and(|n| n.text == CONSENT.text) {
                         read_consent(s, wanted.categories)?.map(|c| (c, true))
                     } else {
                         read_consent_management(s, wanted.categories)?.map(|c| (c, false))
@@ -554,9 +641,12 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
 
 /// Segment's `consent` object. `Ok(None)`: unreadable.
 fn read_consent(s: &mut Scanner, categories: &[String]) -> Result<Option<Consent>, Invalid> {
-    read_one_field(s, "categoryPreferences", Consent::NoPreferences, |s| {
-        Ok(read_preferences(s, categories)?.map(|consented| Consent::Preferences { consented }))
-    })
+    read_one_field(
+        s,
+        Name::new("categoryPreferences"),
+        Consent::NoPreferences,
+        |s| Ok(read_preferences(s, categories)?.map(|consented| Consent::Preferences { consented })),
+    )
 }
 
 /// RudderStack's `consentManagement` object, read as rudder-server reads it (its Go struct, so
@@ -568,11 +658,11 @@ fn read_consent_management(
     s: &mut Scanner,
     categories: &[String],
 ) -> Result<Option<Consent>, Invalid> {
-    const NAMES: [&str; 4] = [
-        "deniedConsentIds",
-        "allowedConsentIds",
-        "provider",
-        "resolutionStrategy",
+    const NAMES: [Name; 4] = [
+        Name::new("deniedConsentIds"),
+        Name::new("allowedConsentIds"),
+        Name::new("provider"),
+        Name::new("resolutionStrategy"),
     ];
     if s.peek_token() != Some(b'{') {
         s.skip_value()?;
@@ -897,6 +987,100 @@ mod tests {
             consent(r#"{"context":{"consent":{"version":2}}}"#),
             Some(Consent::NoPreferences)
         );
+    }
+
+    /// Keys with jsoniter's hash of a field name, found by lattice reduction, each checked to
+    /// decode as that field with json-iterator/go 1.1.12 (a one-field struct tagged with the
+    /// name): `exact` under `CaseSensitive`; `folded` under its default, which matches by hash
+    /// the structs whose names are all lower case (the camelCase ones collide all the same).
+    #[test]
+    fn a_key_with_a_fields_jsoniter_hash_is_a_lookalike() {
+        let keys: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/support/jsoniter_keys.json")).unwrap();
+        let mut checked = 0;
+        for (mode, which) in [("folded", 0), ("exact", 1)] {
+            for (name, key) in keys[mode].as_object().unwrap() {
+                let key = key.as_str().unwrap();
+                let field = Name::new(Box::leak(name.clone().into_boxed_str()));
+                assert_ne!(key, name);
+                assert_eq!(
+                    jsoniter_hashes(key.as_bytes())[which],
+                    field.hashes[which],
+                    "{mode} {name}"
+                );
+                let literal = serde_json::to_string(key).unwrap();
+                let read = Scanner::new(&literal).string().unwrap();
+                assert_eq!(match_key(&read, &[field]), KeyMatch::Lookalike, "{name}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 24);
+        // Their neighbours, and ordinary keys, are other keys.
+        let other = |key: &str| match_key(&Scanner::new(key).string().unwrap(), &NAMES);
+        for key in [
+            r#""userId""#,
+            r#""messageId""#,
+            r#""properties""#,
+            r#""contexts""#,
+        ] {
+            assert_eq!(other(key), KeyMatch::Other, "{key}");
+        }
+        let near = serde_json::to_string(&format!("{}x", keys["folded"]["type"].as_str().unwrap()));
+        assert_eq!(other(&near.unwrap()), KeyMatch::Other);
+    }
+
+    #[test]
+    fn the_keys_not_hashed_have_no_fields_jsoniter_hash() {
+        let names = [
+            "context",
+            "type",
+            "event",
+            "batch",
+            "integrations",
+            "consent",
+            "consentManagement",
+            "categoryPreferences",
+            "deniedConsentIds",
+            "allowedConsentIds",
+            "provider",
+            "resolutionStrategy",
+        ];
+        let all: Vec<Name> = names.iter().map(|n| Name::new(n)).collect();
+        let mut skipped = 0;
+        for key in [
+            "userId",
+            "anonymousId",
+            "messageId",
+            "timestamp",
+            "originalTimestamp",
+            "sentAt",
+            "receivedAt",
+            "properties",
+            "traits",
+            "library",
+            "page",
+            "userAgent",
+            "ip",
+            "locale",
+            "version",
+            "name",
+            "channel",
+            "groupId",
+            "previousId",
+            "writeKey",
+        ] {
+            let [folded, exact] = jsoniter_hashes(key.as_bytes());
+            assert!(
+                all.iter()
+                    .all(|n| n.hashes[0] != folded && n.hashes[1] != exact),
+                "{key}"
+            );
+            assert!(!jsoniter_takes(key.as_bytes(), &all));
+            skipped += 1;
+        }
+        // Any other spelling is hashed.
+        assert!(jsoniter_takes(b"userID", &[Name::new("userid")]));
+        assert_eq!(skipped, 20);
     }
 
     #[test]

@@ -269,6 +269,19 @@ fn unreadable_items_are_dropped_and_unreadable_batches_refused() {
     assert_eq!(kept_ids(out), vec!["ok"]);
     assert_eq!(j.dropped_by_reason[Reason::InvalidEvent.index()], 1);
 
+    // A key json-iterator/go takes for `consent` (tests/support/jsoniter_keys.json): the item
+    // is read two ways, and dropped.
+    let keys: Value = serde_json::from_str(include_str!("support/jsoniter_keys.json")).unwrap();
+    let mut twice = item("twice", Some(json!({"Advertising": true})));
+    twice["context"][keys["folded"]["consent"].as_str().unwrap()] =
+        json!({"categoryPreferences": {"Advertising": false}});
+    let body = json!({"batch": [item("ok", Some(json!({"Advertising": true}))), twice]});
+    let j = run(&Config::default(), &body.to_string());
+    let Action::Rewrite(out) = &j.action else {
+        panic!("{:?}", j.action)
+    };
+    assert_eq!(kept_ids(out), vec!["ok"]);
+
     for unreadable in [
         r#"{"batch":{}}"#,
         r#"{"batch":[],"batch":[]}"#,

@@ -401,6 +401,113 @@ fn a_prototype_key_on_an_object_the_decision_reads_is_invalid() {
 }
 
 #[test]
+fn a_key_jsoniter_takes_for_a_field_the_decision_reads_is_invalid() {
+    // json-iterator/go matches the fields of a small struct by a hash of each key, and takes
+    // the last: after the field itself, a key with its hash (tests/support/jsoniter_keys.json)
+    // is a second reading of it, here the one that refuses.
+    let keys: serde_json::Value =
+        serde_json::from_str(include_str!("support/jsoniter_keys.json")).unwrap();
+    let segment = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let ads = policy(&["Ads"], Match::All);
+    let granted = r#"{"consent":{"categoryPreferences":{"Ads":true}}}"#;
+    let mut checked = 0;
+    for mode in ["folded", "exact"] {
+        for (name, key) in keys[mode].as_object().unwrap() {
+            let key = serde_json::to_string(key).unwrap();
+            let managed = |more: &str| {
+                format!(
+                    r#"{{"type":"track","context":{{"consentManagement":{{"deniedConsentIds":[]{more}}}}}}}"#
+                )
+            };
+            let (config, path, body) = match name.as_str() {
+                "context" => (
+                    &segment,
+                    "/v1/track",
+                    format!(
+                        r#"{{"type":"track","context":{granted},{key}:{{"consent":{{"categoryPreferences":{{"Ads":false}}}}}}}}"#
+                    ),
+                ),
+                "type" => (
+                    &segment,
+                    "/v1/track",
+                    format!(
+                        r#"{{"type":"track","context":{granted},{key}:"identify","traits":{{"email":"e@example.com"}}}}"#
+                    ),
+                ),
+                "event" => (
+                    &segment,
+                    "/v1/track",
+                    format!(
+                        r#"{{"type":"track","event":"Order Completed","context":{granted},{key}:"Consent Change"}}"#
+                    ),
+                ),
+                "batch" => (
+                    &segment,
+                    "/v1/batch",
+                    format!(
+                        r#"{{"batch":[{{"type":"track","context":{granted}}}],{key}:[{{"type":"track"}}]}}"#
+                    ),
+                ),
+                // Read only on routes that name a destination (tests/consent_sources.rs).
+                "integrations" => continue,
+                "consent" => (
+                    &segment,
+                    "/v1/track",
+                    format!(
+                        r#"{{"type":"track","context":{{"consent":{{"categoryPreferences":{{"Ads":true}}}},{key}:{{"categoryPreferences":{{"Ads":false}}}}}}}}"#
+                    ),
+                ),
+                "categoryPreferences" => (
+                    &segment,
+                    "/v1/track",
+                    format!(
+                        r#"{{"type":"track","context":{{"consent":{{"categoryPreferences":{{"Ads":true}},{key}:{{"Ads":false}}}}}}}}"#
+                    ),
+                ),
+                "consentManagement" => (
+                    &rudder,
+                    "/v1/track",
+                    format!(
+                        r#"{{"type":"track","context":{{"consentManagement":{{"deniedConsentIds":[]}},{key}:{{"deniedConsentIds":["Ads"]}}}}}}"#
+                    ),
+                ),
+                "deniedConsentIds" => {
+                    (&rudder, "/v1/track", managed(&format!(r#",{key}:["Ads"]"#)))
+                }
+                "allowedConsentIds" => (&rudder, "/v1/track", managed(&format!(r#",{key}:{{}}"#))),
+                "provider" => (
+                    &rudder,
+                    "/v1/track",
+                    managed(&format!(r#",{key}:"custom""#)),
+                ),
+                "resolutionStrategy" => (&rudder, "/v1/track", managed(&format!(r#",{key}:"or""#))),
+                other => panic!("no body for {other}"),
+            };
+            // With another key in its place (none, in a batch's envelope), it is forwarded.
+            let plain = match name.as_str() {
+                "batch" => body.replace(&format!(r#",{key}:[{{"type":"track"}}]"#), ""),
+                _ => body.replace(&format!("{key}:"), r#""x":"#),
+            };
+            assert_ne!(plain, body);
+            assert_eq!(
+                run(config, &ads, path, None, plain.as_bytes()).action,
+                Action::Forward,
+                "{plain}"
+            );
+            let j = run(config, &ads, path, None, body.as_bytes());
+            assert_eq!(
+                j.action,
+                Action::Reply(Reason::InvalidEvent),
+                "{mode} {name}: {body}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 22);
+}
+
+#[test]
 fn a_batch_envelope_carries_only_what_batching_clients_send() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);

@@ -9,6 +9,9 @@ Every row is one HTTP/1.1 POST with Content-Length; an allowed row must reach th
 byte-identical with its headers, a denied row must not reach it at all.
 """
 
+import json
+from pathlib import Path
+
 import pytest
 
 from harness import clients
@@ -191,6 +194,37 @@ DUPLICATES = [
 
 @pytest.mark.parametrize("path, body, expect", DUPLICATES)
 def test_duplicate_keys_are_rejected(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
+
+
+# json-iterator/go matches a small struct's fields by a 64-bit hash of each key and keeps the last:
+# keys with a field's hash (found by lattice reduction, checked with jsoniter 1.1.12; `folded` for
+# its default, `exact` for CaseSensitive) after the field itself are a second reading of it.
+JSONITER_KEYS = json.loads((Path(__file__).parents[1] / "support" / "jsoniter_keys.json").read_text())
+
+
+def jsoniter_rows():
+    refused = {"consent": {"categoryPreferences": {"Advertising": False}}}
+    for mode, keys in JSONITER_KEYS.items():
+        key = {name: json.dumps(k) for name, k in keys.items()}
+        granted = encode(event({"Advertising": True}))[:-1]
+        yield row(f"{mode}/context", "/ads", granted + b"," + key["context"].encode() + b":" +
+                  encode(refused) + b"}", INVALID)
+        yield row(f"{mode}/type", "/ads", granted + b"," + key["type"].encode() + b':"identify"}', INVALID)
+        yield row(f"{mode}/event", "/ads", granted + b"," + key["event"].encode() + b':"Consent Change"}',
+                  INVALID)
+        yield row(f"{mode}/consent", "/ads", encode(event(context={
+            "consent": {"categoryPreferences": {"Advertising": True}},
+            keys["consent"]: refused["consent"]})), INVALID)
+        yield row(f"{mode}/categoryPreferences", "/ads", encode(event(consent={
+            "categoryPreferences": {"Advertising": True},
+            keys["categoryPreferences"]: {"Advertising": False}})), INVALID)
+    # The same bodies with an ordinary key in its place are forwarded.
+    yield row("control", "/ads", encode(event({"Advertising": True}))[:-1] + b',"extra":"identify"}', ALLOW)
+
+
+@pytest.mark.parametrize("path, body, expect", list(jsoniter_rows()))
+def test_a_key_jsoniter_takes_for_a_field_is_rejected(gate, upstream, path, body, expect):
     run(gate, upstream, path, body, expect)
 
 
