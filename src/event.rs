@@ -210,7 +210,8 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
             let folds = names
                 .iter()
                 .any(|n| raw.eq_ignore_ascii_case(n.text.as_bytes()));
-            return match folds || jsoniter_takes(raw, names) {
+            let taken = folds || read_as_a_name(raw, names);
+            return match taken {
                 true => KeyMatch::Lookalike,
                 false => KeyMatch::Other,
             };
@@ -230,17 +231,91 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
     lookalike(&decoded, names)
 }
 
-#[inline(always)]
+/// The rarer keys (escaped, or not ASCII).
+#[inline(never)]
 fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
     if jsoniter_takes(text.as_bytes(), names) {
         return KeyMatch::Lookalike;
     }
     // A reader that stops at NUL sees only what comes before it.
     let text = text.split('\0').next().unwrap_or(text);
-    match names.iter().position(|n| folds_to(text, n.text)) {
-        Some(_) => KeyMatch::Lookalike,
-        None => KeyMatch::Other,
+    // As it is, without the ASCII characters key converters drop, and before a path separator
+    // (see [`loosely_named`]).
+    let head = text.split(['.', '[']).next().unwrap_or(text);
+    let spellings = [text.to_string(), loose(text), loose(head)];
+    match names
+        .iter()
+        .any(|n| spellings.iter().any(|s| folds_to(s, n.text)))
+    {
+        true => KeyMatch::Lookalike,
+        false => KeyMatch::Other,
     }
+}
+
+/// `text` without the ASCII characters that are not letters or digits.
+fn loose(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_ascii() || c.is_ascii_alphanumeric())
+        .collect()
+}
+
+/// Whether a key (ASCII) is another spelling of one of `names` to a key converter or binding
+/// layer, or a path to one to a path getter. Converters and binders map other spellings onto a
+/// field: Django REST's camel-case parser, `humps` and `camelcase-keys` turn `category_preferences`
+/// and `type_` into `categoryPreferences` and `type` (the last spelling wins), pydantic's
+/// `populate_by_name`, marshmallow and Jackson's `@JsonAlias` take both. lodash's `_.get(event,
+/// "context.consent…")` reads a key spelled as the whole path before the nested field. So: the
+/// key's letters and digits, or those before its first `.` or `[`, spell a name in any case.
+fn loosely_named(key: &[u8], names: &[Name]) -> bool {
+    fn spells(part: &[u8], name: &str) -> bool {
+        let mut letters = part.iter().filter(|b| b.is_ascii_alphanumeric());
+        name.bytes()
+            .all(|n| letters.next().is_some_and(|b| b.eq_ignore_ascii_case(&n)))
+            && letters.next().is_none()
+    }
+    let head = key
+        .split(|b| matches!(b, b'.' | b'['))
+        .next()
+        .unwrap_or(key);
+    names
+        .iter()
+        .any(|n| spells(key, n.text) || spells(head, n.text))
+}
+
+/// Whether a reader beyond those that fold case takes an ASCII key for one of `names`.
+#[inline(never)]
+fn read_as_a_name(key: &[u8], names: &[Name]) -> bool {
+    !common_key(key) && (jsoniter_takes(key, names) || loosely_named(key, names))
+}
+
+/// The keys events carry most: none of them has any field's jsoniter hash or spelling (a test
+/// checks), so they skip those checks (the hash costs a multiplication per byte, one after the
+/// other).
+#[inline(always)]
+fn common_key(key: &[u8]) -> bool {
+    matches!(
+        key,
+        b"userId"
+            | b"anonymousId"
+            | b"messageId"
+            | b"timestamp"
+            | b"originalTimestamp"
+            | b"sentAt"
+            | b"receivedAt"
+            | b"properties"
+            | b"traits"
+            | b"library"
+            | b"page"
+            | b"userAgent"
+            | b"ip"
+            | b"locale"
+            | b"version"
+            | b"name"
+            | b"channel"
+            | b"groupId"
+            | b"previousId"
+            | b"writeKey"
+    )
 }
 
 /// A field name the decision reads (ASCII), with the hashes jsoniter knows it by.
@@ -278,35 +353,7 @@ pub const fn jsoniter_hashes(bytes: &[u8]) -> [u64; 2] {
 }
 
 /// Whether jsoniter takes a key (its decoded bytes) for one of `names`.
-#[inline(never)]
 fn jsoniter_takes(key: &[u8], names: &[Name]) -> bool {
-    // The hash costs a multiplication per byte, one after the other: the keys events carry
-    // most are known not to have any field's hash (a test checks) and are not hashed.
-    if matches!(
-        key,
-        b"userId"
-            | b"anonymousId"
-            | b"messageId"
-            | b"timestamp"
-            | b"originalTimestamp"
-            | b"sentAt"
-            | b"receivedAt"
-            | b"properties"
-            | b"traits"
-            | b"library"
-            | b"page"
-            | b"userAgent"
-            | b"ip"
-            | b"locale"
-            | b"version"
-            | b"name"
-            | b"channel"
-            | b"groupId"
-            | b"previousId"
-            | b"writeKey"
-    ) {
-        return false;
-    }
     let [folded, exact] = jsoniter_hashes(key);
     names
         .iter()
@@ -1029,23 +1076,25 @@ mod tests {
         assert_eq!(other(&near.unwrap()), KeyMatch::Other);
     }
 
+    /// Every field name the decision reads.
+    const ALL_NAMES: [&str; 12] = [
+        "context",
+        "type",
+        "event",
+        "batch",
+        "integrations",
+        "consent",
+        "consentManagement",
+        "categoryPreferences",
+        "deniedConsentIds",
+        "allowedConsentIds",
+        "provider",
+        "resolutionStrategy",
+    ];
+
     #[test]
-    fn the_keys_not_hashed_have_no_fields_jsoniter_hash() {
-        let names = [
-            "context",
-            "type",
-            "event",
-            "batch",
-            "integrations",
-            "consent",
-            "consentManagement",
-            "categoryPreferences",
-            "deniedConsentIds",
-            "allowedConsentIds",
-            "provider",
-            "resolutionStrategy",
-        ];
-        let all: Vec<Name> = names.iter().map(|n| Name::new(n)).collect();
+    fn the_common_keys_skip_checks_they_would_pass() {
+        let all: Vec<Name> = ALL_NAMES.iter().map(|n| Name::new(n)).collect();
         let mut skipped = 0;
         for key in [
             "userId",
@@ -1069,18 +1118,64 @@ mod tests {
             "previousId",
             "writeKey",
         ] {
-            let [folded, exact] = jsoniter_hashes(key.as_bytes());
-            assert!(
-                all.iter()
-                    .all(|n| n.hashes[0] != folded && n.hashes[1] != exact),
-                "{key}"
-            );
-            assert!(!jsoniter_takes(key.as_bytes(), &all));
+            assert!(common_key(key.as_bytes()), "{key}");
+            assert!(!jsoniter_takes(key.as_bytes(), &all), "{key}");
+            assert!(!loosely_named(key.as_bytes(), &all), "{key}");
             skipped += 1;
         }
-        // Any other spelling is hashed.
+        // Any other spelling is checked.
+        assert!(!common_key(b"userID"));
         assert!(jsoniter_takes(b"userID", &[Name::new("userid")]));
         assert_eq!(skipped, 20);
+    }
+
+    #[test]
+    fn other_spellings_and_paths_of_a_field_are_lookalikes() {
+        let key = |text: &str| match_key(&Scanner::new(text).string().unwrap(), &NAMES);
+        let consent = [Name::new("consent"), Name::new("categoryPreferences")];
+        let in_consent = |text: &str| match_key(&Scanner::new(text).string().unwrap(), &consent);
+        for text in [
+            r#""type_""#,
+            r#""_type""#,
+            r#""$type""#,
+            r#""Event_""#,
+            r#""con-text""#,
+            r#""con text""#,
+            r#""context.consent""#,
+            r#""context.consent.categoryPreferences.Advertising""#,
+            r#""context[consent]""#,
+            r#""Context.x""#,
+            r#""type.x""#,
+            r#""b.a.t.c.h""#,
+            r#"".type""#,
+            r#""c\u006fntext_""#,
+            r#""\u0130ntegrations.x""#,
+        ] {
+            assert_eq!(key(text), KeyMatch::Lookalike, "{text}");
+        }
+        for text in [
+            r#""category_preferences""#,
+            r#""category-preferences""#,
+            r#""CATEGORY_PREFERENCES""#,
+            r#""categoryPreferences.Advertising""#,
+            r#""consent.categoryPreferences""#,
+            r#""con\u017f_ent""#,
+            "\"con\u{17f}ent_\"",
+        ] {
+            assert_eq!(in_consent(text), KeyMatch::Lookalike, "{text}");
+        }
+        // Keys that merely start or end like a field are other keys.
+        for text in [
+            r#""types""#,
+            r#""event_id""#,
+            r#""eventName""#,
+            r#""contexts.x""#,
+            r#""x.context""#,
+            r#""my_context""#,
+            r#""batch_size""#,
+        ] {
+            assert_eq!(key(text), KeyMatch::Other, "{text}");
+        }
     }
 
     #[test]

@@ -508,6 +508,63 @@ fn a_key_jsoniter_takes_for_a_field_the_decision_reads_is_invalid() {
 }
 
 #[test]
+fn another_spelling_or_a_path_of_a_field_is_invalid() {
+    // Key converters and binding layers map other spellings onto a field and keep the last
+    // (Django REST's camel-case parser, humps, camelcase-keys; pydantic's populate_by_name with
+    // extra fields dumped, marshmallow, Jackson's @JsonAlias), and path getters (lodash's
+    // `_.get`, get-value) read a key spelled as the path. Each body here was read so, with its
+    // refusal, by such a reader; with the look-alike renamed, it is forwarded.
+    let segment = Config::default();
+    let allow = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let rudder_allow =
+        Config::parse(r#"{"consent_format":"rudderstack","on_missing_consent":"allow"}"#).unwrap();
+    let allow_listed = Config::parse(r#"{"always_allow_events":["Consent Change"]}"#).unwrap();
+    let ads = policy(&["Advertising"], Match::All);
+    let mixpanel = policy(&["Advertising"], Match::All)
+        .with_extras("", Some("Mixpanel".into()), None)
+        .unwrap();
+    let granted = r#""context":{"consent":{"categoryPreferences":{"Advertising":true}}}"#;
+    let cases: [(&Config, &RoutePolicy, &str, String, &str); 18] = [
+        (&segment, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true},"category_preferences":{"Advertising":false}}}}"#.into(), "category_preferences"),
+        (&segment, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true},"category-preferences":{"Advertising":false}}}}"#.into(), "category-preferences"),
+        (&rudder, &ads, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"denied_consent_ids":["Advertising"]}}}"#.into(), "denied_consent_ids"),
+        (&rudder, &ads, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[]},"consent_management":{"deniedConsentIds":["Advertising"]}}}"#.into(), "consent_management"),
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"context_":{{"consent":{{"categoryPreferences":{{"Advertising":false}}}}}}}}"#), "context_"),
+        (&allow_listed, &ads, "/v1/track", r#"{"type":"track","event":"Consent Change","event_":"Order Completed"}"#.into(), "event_"),
+        (&allow_listed, &ads, "/v1/track", r#"{"type":"track","event":"Consent Change","type_":"identify","traits":{"email":"a@b.c"}}"#.into(), "type_"),
+        (&allow, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"category_preferences":{"Advertising":false}}}}"#.into(), "category_preferences"),
+        (&rudder_allow, &ads, "/v1/track", r#"{"type":"track","context":{"consent_management":{"denied_consent_ids":["Advertising"]}}}"#.into(), "consent_management"),
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"context.consent.categoryPreferences.Advertising":false}}"#), "context.consent.categoryPreferences.Advertising"),
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"context.consent.categoryPreferences":{{"Advertising":false}}}}"#), "context.consent.categoryPreferences"),
+        (&rudder, &ads, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[]}},"context.consentManagement.deniedConsentIds":["Advertising"]}"#.into(), "context.consentManagement.deniedConsentIds"),
+        (&segment, &mixpanel, "/v1/track", format!(r#"{{"type":"track",{granted},"integrations":{{"All":true}},"integrations.Mixpanel":false}}"#), "integrations.Mixpanel"),
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"context[consent]":{{"categoryPreferences":{{"Advertising":false}}}}}}"#), "context[consent]"),
+        (&allow, &ads, "/v1/track", r#"{"type":"track","context.consent":{"categoryPreferences":{"Advertising":false}}}"#.into(), "context.consent"),
+        (&allow, &ads, "/v1/track", r#"{"type":"track","context":{"consent.categoryPreferences":{"Advertising":false}}}"#.into(), "consent.categoryPreferences"),
+        (&allow, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences.Advertising":false}}}"#.into(), "categoryPreferences.Advertising"),
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"$context":{{"consent":{{"categoryPreferences":{{"Advertising":false}}}}}}}}"#), "$context"),
+    ];
+    for (config, policy, path, body, lookalike) in cases {
+        let j = run(config, policy, path, None, body.as_bytes());
+        assert_eq!(j.action, Action::Reply(Reason::InvalidEvent), "{body}");
+        let renamed = body.replace(&format!("\"{lookalike}\""), r#""extra""#);
+        assert_ne!(renamed, body);
+        let j = run(config, policy, path, None, renamed.as_bytes());
+        assert_eq!(j.action, Action::Forward, "{renamed}");
+    }
+    // In a batch, the item is dropped.
+    let batch = format!(
+        r#"{{"batch":[{{"type":"track","messageId":"a",{granted}}},{{"type":"track","messageId":"b",{granted},"context.consent.categoryPreferences.Advertising":false}}]}}"#
+    );
+    let j = run(&segment, &ads, "/v1/batch", None, batch.as_bytes());
+    let Action::Rewrite(out) = &j.action else {
+        panic!("{:?}", j.action)
+    };
+    assert!(!String::from_utf8_lossy(out).contains(r#""messageId":"b""#));
+}
+
+#[test]
 fn a_batch_envelope_carries_only_what_batching_clients_send() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);

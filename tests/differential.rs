@@ -1,6 +1,7 @@
 //! Differential, natively: for generated bodies built to be read two ways, whatever `judge`
 //! forwards must be read alike by every reference reader (tests/support/readers.rs: last and
-//! first key wins, case-insensitive keys with the kind taken from the endpoint, NUL-stopping keys),
+//! first key wins, case-insensitive keys with the kind taken from the endpoint, NUL-stopping keys,
+//! a key converter's field names in any spelling),
 //! and every item any of them reads must be one the route allows. Bodies carry Segment's and
 //! RudderStack's consent shapes and `integrations`; each seed also picks the plugin's
 //! `consent_format`, the route's match mode and destination, and a `Sec-GPC: 1` signal. The end-to-end twin
@@ -47,7 +48,7 @@ impl Gen {
         if !self.rng.chance(self.hostility) {
             return format!("\"{key}\"");
         }
-        match self.rng.below(8) {
+        match self.rng.below(10) {
             0 => format!("\"{}{}\"", key[..1].to_uppercase(), &key[1..]),
             1 => format!("\"{}\"", key.to_uppercase()),
             2 => format!("\"{}\"", key.replacen('s', "\u{17f}", 1)),
@@ -55,6 +56,18 @@ impl Gen {
             4 => format!("\"{key}\\u0000\""),
             5 => format!("\"{}\"", key.replacen('i', "\u{131}", 1)),
             6 => format!("\"{}\"", key.replacen('i', "\\u0130", 1)),
+            // What a key converter takes for the name: snake case, a trailing underscore.
+            7 => {
+                let snake: String = key
+                    .chars()
+                    .flat_map(|c| match c.is_ascii_uppercase() {
+                        true => vec!['_', c.to_ascii_lowercase()],
+                        false => vec![c],
+                    })
+                    .collect();
+                format!("\"{snake}\"")
+            }
+            8 => format!("\"{key}_\""),
             _ => {
                 let i = self.rng.below(key.len());
                 format!(

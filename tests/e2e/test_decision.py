@@ -228,6 +228,34 @@ def test_a_key_jsoniter_takes_for_a_field_is_rejected(gate, upstream, path, body
     run(gate, upstream, path, body, expect)
 
 
+# Key converters and binding layers take other spellings of a field for it (camelcase-keys,
+# humps, Django REST's camel-case parser, pydantic's populate_by_name, Jackson's @JsonAlias), and
+# path getters (lodash's `_.get`) a key spelled as the path to it.
+GRANTED = encode(event({"Advertising": True}))[:-1]
+SPELLINGS = [
+    row("category_preferences", "/ads", encode(event(consent={
+        "categoryPreferences": {"Advertising": True},
+        "category_preferences": {"Advertising": False}})), INVALID),
+    row("category-preferences", "/ads", encode(event(consent={
+        "categoryPreferences": {"Advertising": True},
+        "category-preferences": {"Advertising": False}})), INVALID),
+    row("context_", "/ads", GRANTED + b',"context_":' + encode(
+        {"consent": {"categoryPreferences": {"Advertising": False}}}) + b"}", INVALID),
+    row("type_", "/ads", GRANTED + b',"type_":"identify"}', INVALID),
+    row("dotted-path", "/ads", GRANTED + b',"context.consent.categoryPreferences.Advertising":false}',
+        INVALID),
+    row("dotted-path-in-consent", "/ads", encode(event(consent={
+        "categoryPreferences": {"Advertising": True},
+        "categoryPreferences.Advertising": False})), INVALID),
+    row("ordinary-keys-with-separators", "/ads", GRANTED + b',"event_id":"e1","message_id":"m1"}', ALLOW),
+]
+
+
+@pytest.mark.parametrize("path, body, expect", SPELLINGS)
+def test_another_spelling_or_a_path_of_a_field_is_rejected(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
+
+
 # ---- the body must be exactly one JSON object ---------------------------------------------------
 
 VALID = encode(event({"Advertising": True}))

@@ -1,8 +1,10 @@
 //! Reference readers for differential checks (native tests and fuzz targets): how receivers other
 //! than the filter read a forwarded body. Parsed by serde_json into a tree that keeps every key
-//! (repeats and all), then read four ways: exact keys with the last or the first repeat winning
+//! (repeats and all), then read five ways: exact keys with the last or the first repeat winning
 //! (Python, Node), case-insensitive matching as Go's (and, wider, jsoniter's, Java's, .NET's) with
-//! the last winning, and a reader whose keys stop at NUL.
+//! the last winning, a reader whose keys stop at NUL, and a key converter's (camelcase-keys,
+//! humps, Django REST's camel-case parser): field names spelled with any separators and case, the
+//! last winning.
 //! The endpoint decides the kind for the Go reader (`/batch`, `/b`, `/import`; `/track`, `/t`,
 //! ...); elsewhere, and for every other reader, a `batch` key does.
 //!
@@ -79,13 +81,15 @@ pub enum Reader {
     FirstWins,
     Folding,
     StopsAtNul,
+    Converting,
 }
 
-pub const READERS: [Reader; 4] = [
+pub const READERS: [Reader; 5] = [
     Reader::LastWins,
     Reader::FirstWins,
     Reader::Folding,
     Reader::StopsAtNul,
+    Reader::Converting,
 ];
 
 /// Case-insensitive field matching for an ASCII field name: Go's `encoding/json` (written from
@@ -110,12 +114,33 @@ fn folding_matches(key: &str, name: &str) -> bool {
     folded == name.to_ascii_lowercase()
 }
 
+/// A key converter's matching for an ASCII field name: `category_preferences`,
+/// `category-preferences` and `CATEGORY_PREFERENCES` all become `categoryPreferences`, `type_`
+/// becomes `type` (separators dropped, case ignored, as Go's folding for the other letters).
+fn converting_matches(key: &str, name: &str) -> bool {
+    let letters: String = key
+        .chars()
+        .filter(|c| !c.is_ascii() || c.is_ascii_alphanumeric())
+        .collect();
+    folding_matches(&letters, name)
+}
+
 impl Reader {
     fn matches(self, key: &str, name: &str) -> bool {
         match self {
             Reader::LastWins | Reader::FirstWins => key == name,
             Reader::Folding => folding_matches(key, name),
             Reader::StopsAtNul => key.split('\0').next() == Some(name),
+            Reader::Converting => converting_matches(key, name),
+        }
+    }
+
+    /// How this reader matches map keys (category names, destination names): exactly, except
+    /// that a reader stopping at NUL stops there too.
+    fn for_map_keys(self) -> Reader {
+        match self {
+            Reader::Folding | Reader::Converting => Reader::LastWins,
+            r => r,
         }
     }
 
@@ -241,11 +266,7 @@ fn entries(r: Reader, integrations: &Node, destination: &str) -> (Option<Kind>, 
         return (Some(Kind::Other), Some(Kind::Other));
     }
     // Destination names are map keys: exact, except to a reader that stops at NUL.
-    let keys = if r == Reader::Folding {
-        Reader::LastWins
-    } else {
-        r
-    };
+    let keys = r.for_map_keys();
     (
         kind(keys.get(integrations, destination)),
         kind(keys.get(integrations, "All")),
@@ -284,14 +305,7 @@ fn item(r: Reader, event: &Node, top: Option<&Node>, route: &Route) -> ItemReadi
             r.get(c, "categoryPreferences").map(|prefs| {
                 categories
                     .iter()
-                    .map(|cat| {
-                        let key_reader = if r == Reader::Folding {
-                            Reader::LastWins
-                        } else {
-                            r
-                        };
-                        key_reader.get(prefs, cat) == Some(&Node::Bool(true))
-                    })
+                    .map(|cat| r.for_map_keys().get(prefs, cat) == Some(&Node::Bool(true)))
                     .collect()
             })
         });
