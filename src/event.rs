@@ -210,7 +210,7 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
             let folds = names
                 .iter()
                 .any(|n| raw.eq_ignore_ascii_case(n.text.as_bytes()));
-            let taken = folds || read_as_a_name(raw, names);
+            let taken = folds || (!common_key(raw) && read_as_a_name(raw, names));
             return match taken {
                 true => KeyMatch::Lookalike,
                 false => KeyMatch::Other,
@@ -273,6 +273,10 @@ fn loosely_named(key: &[u8], names: &[Name]) -> bool {
             .all(|n| letters.next().is_some_and(|b| b.eq_ignore_ascii_case(&n)))
             && letters.next().is_none()
     }
+    // Letters and digits only: the caller has compared them in any case.
+    if key.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
     let head = key
         .split(|b| matches!(b, b'.' | b'['))
         .next()
@@ -282,40 +286,47 @@ fn loosely_named(key: &[u8], names: &[Name]) -> bool {
         .any(|n| spells(key, n.text) || spells(head, n.text))
 }
 
-/// Whether a reader beyond those that fold case takes an ASCII key for one of `names`.
+/// Whether a reader beyond those that fold case takes an ASCII key (not a [`common_key`]) for
+/// one of `names`.
 #[inline(never)]
 fn read_as_a_name(key: &[u8], names: &[Name]) -> bool {
-    !common_key(key) && (jsoniter_takes(key, names) || loosely_named(key, names))
+    jsoniter_takes(key, names) || loosely_named(key, names)
 }
 
-/// The keys events carry most: none of them has any field's jsoniter hash or spelling (a test
-/// checks), so they skip those checks (the hash costs a multiplication per byte, one after the
-/// other).
+/// The keys events carry most: none of them has any other field's jsoniter hash or spelling (a
+/// test checks; `integrations` is matched exactly first where it is a field), so they skip those
+/// checks (the hash costs a multiplication per byte, one after the other). One candidate per
+/// length and first and last byte, so that a key costs one comparison.
 #[inline(always)]
 fn common_key(key: &[u8]) -> bool {
-    matches!(
-        key,
-        b"userId"
-            | b"anonymousId"
-            | b"messageId"
-            | b"timestamp"
-            | b"originalTimestamp"
-            | b"sentAt"
-            | b"receivedAt"
-            | b"properties"
-            | b"traits"
-            | b"library"
-            | b"page"
-            | b"userAgent"
-            | b"ip"
-            | b"locale"
-            | b"version"
-            | b"name"
-            | b"channel"
-            | b"groupId"
-            | b"previousId"
-            | b"writeKey"
-    )
+    let (Some(first), Some(last)) = (key.first(), key.last()) else {
+        return false;
+    };
+    let candidate: &[u8] = match (key.len(), first, last) {
+        (2, b'i', b'p') => b"ip",
+        (4, b'p', b'e') => b"page",
+        (4, b'n', b'e') => b"name",
+        (6, b'u', b'd') => b"userId",
+        (6, b's', b't') => b"sentAt",
+        (6, b't', b's') => b"traits",
+        (6, b'l', b'e') => b"locale",
+        (7, b'l', b'y') => b"library",
+        (7, b'v', b'n') => b"version",
+        (7, b'c', b'l') => b"channel",
+        (7, b'g', b'd') => b"groupId",
+        (8, b'w', b'y') => b"writeKey",
+        (9, b'm', b'd') => b"messageId",
+        (9, b't', b'p') => b"timestamp",
+        (9, b'u', b't') => b"userAgent",
+        (10, b'p', b's') => b"properties",
+        (10, b'p', b'd') => b"previousId",
+        (10, b'r', b't') => b"receivedAt",
+        (11, b'a', b'd') => b"anonymousId",
+        (12, b'i', b's') => b"integrations",
+        (17, b'o', b'p') => b"originalTimestamp",
+        _ => return false,
+    };
+    key == candidate
 }
 
 /// A field name the decision reads (ASCII), with the hashes jsoniter knows it by.
@@ -1117,16 +1128,21 @@ mod tests {
             "groupId",
             "previousId",
             "writeKey",
+            "integrations",
         ] {
             assert!(common_key(key.as_bytes()), "{key}");
-            assert!(!jsoniter_takes(key.as_bytes(), &all), "{key}");
-            assert!(!loosely_named(key.as_bytes(), &all), "{key}");
+            // Against every other field: a key that is a field's name is matched exactly first.
+            let others: Vec<Name> = all.iter().copied().filter(|n| n.text != key).collect();
+            assert!(!jsoniter_takes(key.as_bytes(), &others), "{key}");
+            assert!(!loosely_named(key.as_bytes(), &others), "{key}");
             skipped += 1;
         }
         // Any other spelling is checked.
-        assert!(!common_key(b"userID"));
+        for other in ["userID", "userid", "user_Id", "pages", "ia", "properties_"] {
+            assert!(!common_key(other.as_bytes()), "{other}");
+        }
         assert!(jsoniter_takes(b"userID", &[Name::new("userid")]));
-        assert_eq!(skipped, 20);
+        assert_eq!(skipped, 21);
     }
 
     #[test]
