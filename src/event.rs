@@ -239,51 +239,98 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
     }
     // A reader that stops at NUL sees only what comes before it.
     let text = text.split('\0').next().unwrap_or(text);
-    // As it is, without the ASCII characters key converters drop, and before a path separator
-    // (see [`loosely_named`]).
-    let head = text.split(['.', '[']).next().unwrap_or(text);
-    let spellings = [text.to_string(), loose(text), loose(head)];
     match names
         .iter()
-        .any(|n| spellings.iter().any(|s| folds_to(s, n.text)))
+        .any(|n| folds_to(text, n.text) || spelled(text, n.text))
     {
         true => KeyMatch::Lookalike,
         false => KeyMatch::Other,
     }
 }
 
-/// `text` without the ASCII characters that are not letters or digits.
-fn loose(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_ascii() || c.is_ascii_alphanumeric())
-        .collect()
+/// Whether a key is another spelling of `name` to a key converter or binding layer, or a path to
+/// it to a path getter. Converters and binders map other spellings onto a field: Django REST's
+/// camel-case parser, humps, camelcase-keys, change-case and lodash's `camelCase` turn
+/// `category_preferences`, `category\u{a0}preferences` and `type_` into `categoryPreferences` and
+/// `type` (the last spelling wins), pydantic's `populate_by_name`, marshmallow and Jackson's
+/// `@JsonAlias` take both. lodash's `_.get(event, "context.consent…")` reads a key spelled as the
+/// whole path before the nested field, and `_.set` builds the path from such a key. So: the
+/// key's [`spelling`], or that of its first path segment, is the name in any case.
+fn spelled(key: &str, name: &str) -> bool {
+    spelling(key).eq_ignore_ascii_case(name)
+        || spelling(&first_segment(key)).eq_ignore_ascii_case(name)
 }
 
-/// Whether a key (ASCII) is another spelling of one of `names` to a key converter or binding
-/// layer, or a path to one to a path getter. Converters and binders map other spellings onto a
-/// field: Django REST's camel-case parser, `humps` and `camelcase-keys` turn `category_preferences`
-/// and `type_` into `categoryPreferences` and `type` (the last spelling wins), pydantic's
-/// `populate_by_name`, marshmallow and Jackson's `@JsonAlias` take both. lodash's `_.get(event,
-/// "context.consent…")` reads a key spelled as the whole path before the nested field. So: the
-/// key's letters and digits, or those before its first `.` or `[`, spell a name in any case.
-fn loosely_named(key: &[u8], names: &[Name]) -> bool {
-    fn spells(part: &[u8], name: &str) -> bool {
-        let mut letters = part.iter().filter(|b| b.is_ascii_alphanumeric());
-        name.bytes()
-            .all(|n| letters.next().is_some_and(|b| b.eq_ignore_ascii_case(&n)))
-            && letters.next().is_none()
+/// What of a key can spell an ASCII name, as key converters read it: ASCII letters and digits,
+/// Latin letters as lodash's `deburr` gives them, and the letters readers fold onto ASCII ones
+/// (see [`folds_to`]); everything else (separators, white space, marks, other scripts) dropped.
+fn spelling(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        match c {
+            c if c.is_ascii_alphanumeric() => out.push(c),
+            '\u{212A}' => out.push('k'),
+            c => out.push_str(deburred(c)),
+        }
     }
+    out
+}
+
+/// A Latin-1 Supplement or Latin Extended-A letter as lodash's `deburr` writes it in ASCII, in
+/// lower case (`Ý` and `ý` are `y`, `ø` is `o`, `ß` is `ss`, `ſ` is `s`, `ı` and `İ` are `i`);
+/// empty for anything else.
+fn deburred(c: char) -> &'static str {
+    match c {
+        '\u{149}' => "\x27n",
+        '\u{c0}'..='\u{c5}' | '\u{e0}'..='\u{e5}' | '\u{100}'..='\u{105}' => "a",
+        '\u{c6}' | '\u{e6}' => "ae",
+        '\u{c7}' | '\u{e7}' | '\u{106}'..='\u{10d}' => "c",
+        '\u{d0}' | '\u{f0}' | '\u{10e}'..='\u{111}' => "d",
+        '\u{c8}'..='\u{cb}' | '\u{e8}'..='\u{eb}' | '\u{112}'..='\u{11b}' => "e",
+        '\u{11c}'..='\u{123}' => "g",
+        '\u{124}'..='\u{127}' => "h",
+        '\u{cc}'..='\u{cf}' | '\u{ec}'..='\u{ef}' | '\u{128}'..='\u{131}' => "i",
+        '\u{132}'..='\u{133}' => "ij",
+        '\u{134}'..='\u{135}' => "j",
+        '\u{136}'..='\u{138}' => "k",
+        '\u{139}'..='\u{142}' => "l",
+        '\u{d1}' | '\u{f1}' | '\u{143}'..='\u{148}' | '\u{14a}'..='\u{14b}' => "n",
+        '\u{d2}'..='\u{d6}' | '\u{d8}' | '\u{f2}'..='\u{f6}' | '\u{f8}' | '\u{14c}'..='\u{151}' => {
+            "o"
+        }
+        '\u{152}'..='\u{153}' => "oe",
+        '\u{154}'..='\u{159}' => "r",
+        '\u{15a}'..='\u{161}' | '\u{17f}' => "s",
+        '\u{df}' => "ss",
+        '\u{162}'..='\u{167}' => "t",
+        '\u{de}' | '\u{fe}' => "th",
+        '\u{d9}'..='\u{dc}' | '\u{f9}'..='\u{fc}' | '\u{168}'..='\u{173}' => "u",
+        '\u{174}'..='\u{175}' => "w",
+        '\u{dd}' | '\u{fd}' | '\u{ff}' | '\u{176}'..='\u{178}' => "y",
+        '\u{179}'..='\u{17e}' => "z",
+        _ => "",
+    }
+}
+
+/// The first segment of a key read as a path, as lodash's `stringToPath` reads it: segments end
+/// at `.`, `[` and `]`, quotes around one are dropped, and so are backslashes.
+fn first_segment(key: &str) -> String {
+    key.split(['.', '[', ']', '"', '\''])
+        .find(|s| !s.is_empty())
+        .unwrap_or_default()
+        .replace('\\', "")
+}
+
+/// [`spelled`] for an ASCII key (unescaped: no backslash).
+fn loosely_named(key: &[u8], names: &[Name]) -> bool {
     // Letters and digits only: the caller has compared them in any case.
     if key.iter().all(u8::is_ascii_alphanumeric) {
         return false;
     }
-    let head = key
-        .split(|b| matches!(b, b'.' | b'['))
-        .next()
-        .unwrap_or(key);
-    names
-        .iter()
-        .any(|n| spells(key, n.text) || spells(head, n.text))
+    let Ok(key) = std::str::from_utf8(key) else {
+        return false;
+    };
+    names.iter().any(|n| spelled(key, n.text))
 }
 
 /// Whether a reader beyond those that fold case takes an ASCII key (not a [`common_key`]) for
@@ -1166,6 +1213,20 @@ mod tests {
             r#"".type""#,
             r#""c\u006fntext_""#,
             r#""\u0130ntegrations.x""#,
+            // Separators, white space and marks beyond ASCII, accented letters (key converters).
+            r#""type\u00a0""#,
+            r#""con\u3000text""#,
+            r#""t\u00fdpe""#,
+            r#""ty\u0301pe""#,
+            "\"\u{167}ype\"",
+            "\"c\u{f8}ntext\"",
+            r#""ev\u0113nt""#,
+            // lodash's path grammar (`_.get`, `_.set`).
+            r#""[context].consent.categoryPreferences.Advertising""#,
+            r#""[\"context\"][\"consent\"]""#,
+            r#""['context'].consent""#,
+            r#""context]consent]categoryPreferences.Advertising""#,
+            r#""[\"con\\text\"].consent""#,
         ] {
             assert_eq!(key(text), KeyMatch::Lookalike, "{text}");
         }
@@ -1176,6 +1237,10 @@ mod tests {
             r#""categoryPreferences.Advertising""#,
             r#""consent.categoryPreferences""#,
             r#""con\u017f_ent""#,
+            r#""category\u00a0preferences""#,
+            r#""category\u2010preferences""#,
+            r#""category\uff3fpreferences""#,
+            r#""category\u00a0Preferences""#,
             "\"con\u{17f}ent_\"",
         ] {
             assert_eq!(in_consent(text), KeyMatch::Lookalike, "{text}");
@@ -1189,6 +1254,9 @@ mod tests {
             r#""x.context""#,
             r#""my_context""#,
             r#""batch_size""#,
+            r#""x[context]""#,
+            r#""cont\u0435xt""#,
+            r#""\u043a\u043e\u043d\u0442\u0435\u043a\u0441\u0442""#,
         ] {
             assert_eq!(key(text), KeyMatch::Other, "{text}");
         }

@@ -525,7 +525,7 @@ fn another_spelling_or_a_path_of_a_field_is_invalid() {
         .with_extras("", Some("Mixpanel".into()), None)
         .unwrap();
     let granted = r#""context":{"consent":{"categoryPreferences":{"Advertising":true}}}"#;
-    let cases: [(&Config, &RoutePolicy, &str, String, &str); 18] = [
+    let cases: [(&Config, &RoutePolicy, &str, String, &str); 23] = [
         (&segment, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true},"category_preferences":{"Advertising":false}}}}"#.into(), "category_preferences"),
         (&segment, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true},"category-preferences":{"Advertising":false}}}}"#.into(), "category-preferences"),
         (&rudder, &ads, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"denied_consent_ids":["Advertising"]}}}"#.into(), "denied_consent_ids"),
@@ -544,6 +544,13 @@ fn another_spelling_or_a_path_of_a_field_is_invalid() {
         (&allow, &ads, "/v1/track", r#"{"type":"track","context":{"consent.categoryPreferences":{"Advertising":false}}}"#.into(), "consent.categoryPreferences"),
         (&allow, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences.Advertising":false}}}"#.into(), "categoryPreferences.Advertising"),
         (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"$context":{{"consent":{{"categoryPreferences":{{"Advertising":false}}}}}}}}"#), "$context"),
+        // Separators beyond ASCII and accented letters (humps, change-case, lodash's camelCase),
+        // and lodash's path grammar (`_.set` building the object from each key).
+        (&segment, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true},"category\u00a0preferences":{"Advertising":false}}}}"#.into(), r"category\u00a0preferences"),
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"t\u00fdpe":"identify"}}"#), r"t\u00fdpe"),
+        (&rudder, &ads, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"denied\u00a0consent\u00a0ids":["Advertising"]}}}"#.into(), r"denied\u00a0consent\u00a0ids"),
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"[context].consent.categoryPreferences.Advertising":false}}"#), "[context].consent.categoryPreferences.Advertising"),
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"context]consent]categoryPreferences.Advertising":false}}"#), "context]consent]categoryPreferences.Advertising"),
     ];
     for (config, policy, path, body, lookalike) in cases {
         let j = run(config, policy, path, None, body.as_bytes());

@@ -247,6 +247,12 @@ SPELLINGS = [
     row("dotted-path-in-consent", "/ads", encode(event(consent={
         "categoryPreferences": {"Advertising": True},
         "categoryPreferences.Advertising": False})), INVALID),
+    row("no-break-space-separator", "/ads", encode(event(consent={
+        "categoryPreferences": {"Advertising": True},
+        "category\u00a0preferences": {"Advertising": False}})), INVALID),
+    row("accented-letter", "/ads", GRANTED + b',"t\\u00fdpe":"identify"}', INVALID),
+    row("lodash-bracket-path", "/ads",
+        GRANTED + b',"[context].consent.categoryPreferences.Advertising":false}', INVALID),
     row("ordinary-keys-with-separators", "/ads", GRANTED + b',"event_id":"e1","message_id":"m1"}', ALLOW),
 ]
 

@@ -114,14 +114,12 @@ fn folding_matches(key: &str, name: &str) -> bool {
     folded == name.to_ascii_lowercase()
 }
 
-/// A key converter's matching for an ASCII field name: `category_preferences`,
-/// `category-preferences` and `CATEGORY_PREFERENCES` all become `categoryPreferences`, `type_`
-/// becomes `type` (separators dropped, case ignored, as Go's folding for the other letters).
+/// A key converter's matching for an ASCII field name (change-case's: any character that is not
+/// a Unicode letter or digit separates words): `category_preferences`, `category-preferences`,
+/// `category\u{a0}preferences` and `CATEGORY_PREFERENCES` all become `categoryPreferences`,
+/// `type_` becomes `type` (case ignored as Go's folding does).
 fn converting_matches(key: &str, name: &str) -> bool {
-    let letters: String = key
-        .chars()
-        .filter(|c| !c.is_ascii() || c.is_ascii_alphanumeric())
-        .collect();
+    let letters: String = key.chars().filter(|c| c.is_alphanumeric()).collect();
     folding_matches(&letters, name)
 }
 
