@@ -237,12 +237,12 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
     if jsoniter_takes(text.as_bytes(), names) {
         return KeyMatch::Lookalike;
     }
-    // A reader that stops at NUL sees only what comes before it.
-    let text = text.split('\0').next().unwrap_or(text);
-    match names
-        .iter()
-        .any(|n| folds_to(text, n.text) || spelled(text, n.text))
-    {
+    // A reader that stops at NUL sees only what comes before it; a key converter drops the NUL
+    // with the other characters that are not letters or digits.
+    let before_nul = text.split('\0').next().unwrap_or(text);
+    match names.iter().any(|n| {
+        folds_to(before_nul, n.text) || spelled(text, n.text) || spelled(before_nul, n.text)
+    }) {
         true => KeyMatch::Lookalike,
         false => KeyMatch::Other,
     }
@@ -1227,6 +1227,10 @@ mod tests {
             r#""['context'].consent""#,
             r#""context]consent]categoryPreferences.Advertising""#,
             r#""[\"con\\text\"].consent""#,
+            // A NUL is dropped by a key converter like any separator.
+            r#""con\u0000text""#,
+            r#""\u0000context""#,
+            r#""t\u0000ype""#,
         ] {
             assert_eq!(key(text), KeyMatch::Lookalike, "{text}");
         }

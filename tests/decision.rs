@@ -525,7 +525,7 @@ fn another_spelling_or_a_path_of_a_field_is_invalid() {
         .with_extras("", Some("Mixpanel".into()), None)
         .unwrap();
     let granted = r#""context":{"consent":{"categoryPreferences":{"Advertising":true}}}"#;
-    let cases: [(&Config, &RoutePolicy, &str, String, &str); 23] = [
+    let cases: [(&Config, &RoutePolicy, &str, String, &str); 26] = [
         (&segment, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true},"category_preferences":{"Advertising":false}}}}"#.into(), "category_preferences"),
         (&segment, &ads, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true},"category-preferences":{"Advertising":false}}}}"#.into(), "category-preferences"),
         (&rudder, &ads, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"denied_consent_ids":["Advertising"]}}}"#.into(), "denied_consent_ids"),
@@ -551,6 +551,10 @@ fn another_spelling_or_a_path_of_a_field_is_invalid() {
         (&rudder, &ads, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"denied\u00a0consent\u00a0ids":["Advertising"]}}}"#.into(), r"denied\u00a0consent\u00a0ids"),
         (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"[context].consent.categoryPreferences.Advertising":false}}"#), "[context].consent.categoryPreferences.Advertising"),
         (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"context]consent]categoryPreferences.Advertising":false}}"#), "context]consent]categoryPreferences.Advertising"),
+        // A NUL inside the name is dropped like any separator.
+        (&segment, &ads, "/v1/track", format!(r#"{{"type":"track",{granted},"con\u0000text":{{"consent":{{"categoryPreferences":{{"Advertising":false}}}}}}}}"#), r"con\u0000text"),
+        (&allow_listed, &ads, "/v1/track", r#"{"type":"track","event":"Consent Change","t\u0000ype":"identify","traits":{"email":"a@b.c"}}"#.into(), r"t\u0000ype"),
+        (&rudder, &ads, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"denied\u0000ConsentIds":["Advertising"]}}}"#.into(), r"denied\u0000ConsentIds"),
     ];
     for (config, policy, path, body, lookalike) in cases {
         let j = run(config, policy, path, None, body.as_bytes());

@@ -56,7 +56,7 @@ impl Gen {
             4 => format!("\"{key}\\u0000\""),
             5 => format!("\"{}\"", key.replacen('i', "\u{131}", 1)),
             6 => format!("\"{}\"", key.replacen('i', "\\u0130", 1)),
-            // What a key converter takes for the name: snake case, a trailing separator.
+            // What a key converter takes for the name: snake case, a separator anywhere.
             7 => {
                 let snake: String = key
                     .chars()
@@ -67,7 +67,11 @@ impl Gen {
                     .collect();
                 format!("\"{snake}\"")
             }
-            8 => format!("\"{key}{}\"", self.rng.pick(&["_", "\\u00a0", "\u{3000}"])),
+            8 => {
+                let at = self.rng.below(key.len() + 1);
+                let separator = self.rng.pick(&["_", "\\u00a0", "\u{3000}", "\\u0000"]);
+                format!("\"{}{separator}{}\"", &key[..at], &key[at..])
+            }
             _ => {
                 let i = self.rng.below(key.len());
                 format!(

@@ -253,6 +253,8 @@ SPELLINGS = [
     row("accented-letter", "/ads", GRANTED + b',"t\\u00fdpe":"identify"}', INVALID),
     row("lodash-bracket-path", "/ads",
         GRANTED + b',"[context].consent.categoryPreferences.Advertising":false}', INVALID),
+    row("nul-inside-the-name", "/ads", GRANTED + b',"con\\u0000text":' + encode(
+        {"consent": {"categoryPreferences": {"Advertising": False}}}) + b"}", INVALID),
     row("ordinary-keys-with-separators", "/ads", GRANTED + b',"event_id":"e1","message_id":"m1"}', ALLOW),
 ]
 
