@@ -240,8 +240,11 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
     // A reader that stops at NUL sees only what comes before it; a key converter drops the NUL
     // with the other characters that are not letters or digits.
     let before_nul = text.split('\0').next().unwrap_or(text);
+    let cut = before_nul.len() < text.len();
     match names.iter().any(|n| {
-        folds_to(before_nul, n.text) || spelled(text, n.text) || spelled(before_nul, n.text)
+        folds_to(before_nul, n.text)
+            || spelled(text, n.text)
+            || (cut && spelled(before_nul, n.text))
     }) {
         true => KeyMatch::Lookalike,
         false => KeyMatch::Other,
@@ -281,7 +284,7 @@ fn spelling(key: &str) -> String {
 /// empty for anything else.
 fn deburred(c: char) -> &'static str {
     match c {
-        '\u{149}' => "\x27n",
+        '\u{149}' => "'n",
         '\u{c0}'..='\u{c5}' | '\u{e0}'..='\u{e5}' | '\u{100}'..='\u{105}' => "a",
         '\u{c6}' | '\u{e6}' => "ae",
         '\u{c7}' | '\u{e7}' | '\u{106}'..='\u{10d}' => "c",
