@@ -976,8 +976,10 @@ fn facade_folds(key: &str, name: &str) -> bool {
 }
 
 /// The consented bits; `Ok(None)` for a non-object or a required category given twice.
-/// Category keys are exact in every reader (they are map keys), so only exact repeats count,
-/// and a key that a NUL-stopping reader would read as a required category.
+/// Category keys are exact map keys (another case is another category), but cJSON's
+/// `cJSON_GetObjectItem` finds a key without ASCII case and takes the first it finds: a key that
+/// is a required category in another case, before the exact key, is a repeat to it. So is a key
+/// that a NUL-stopping reader would read as a required category.
 fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, Invalid> {
     if s.peek_token() != Some(b'{') {
         s.skip_value()?;
@@ -985,6 +987,8 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
     }
     let mut consented = 0u64;
     let mut seen = 0u64;
+    // Required categories given in another case before their exact key.
+    let mut recased_first = 0u64;
     let mut ambiguous = false;
     if s.object_start()? {
         loop {
@@ -1006,6 +1010,9 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
                 _ => {
                     // A JavaScript copy of the object takes `__proto__`'s members for its own.
                     ambiguous |= key.eq_str(PROTO);
+                    if let Some(i) = recased_position(&key, categories) {
+                        recased_first |= 1u64.checked_shl(i as u32).unwrap_or(0) & !seen;
+                    }
                     s.skip_value()?
                 }
             }
@@ -1014,7 +1021,18 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
             }
         }
     }
+    ambiguous |= recased_first & seen != 0;
     Ok(if ambiguous { None } else { Some(consented) })
+}
+
+/// The required category that `key` (not one exactly) is in another case to cJSON, if any: its
+/// decoded bytes equal without ASCII case.
+#[inline(never)] // rare: most keys are of another length
+fn recased_position(key: &Str, categories: &[String]) -> Option<usize> {
+    let decoded = key.decode();
+    categories
+        .iter()
+        .position(|c| decoded.eq_ignore_ascii_case(c))
 }
 
 /// For an escaped key holding a NUL: the category its text before the NUL names, if any.
@@ -1081,6 +1099,43 @@ mod tests {
             consent(r#"{"context":{"consent":{"categoryPreferences":{"A":{"x":[true]}}}}}"#),
             p(0)
         );
+    }
+
+    #[test]
+    fn a_required_category_in_another_case_before_its_exact_key_is_a_repeat() {
+        let read = |prefs: &str| {
+            let body = format!(r#"{{"context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#);
+            let f = facts(&body, &["Advertising", "Publicit\u{e9}"]).unwrap();
+            f.readable.then_some(f.consent)
+        };
+        let p = |consented| Some(Consent::Preferences { consented });
+        // Alone, or after the exact key, another case is another category (cJSON finds the
+        // exact key first).
+        assert_eq!(read(r#"{"advertising":true}"#), p(0));
+        assert_eq!(
+            read(r#"{"ADVERTISING":false,"Publicit\u00e9":true}"#),
+            p(0b10)
+        );
+        assert_eq!(read(r#"{"Advertising":true,"ADVERTISING":false}"#), p(1));
+        // Before it, whatever the values: cJSON reads that one.
+        for prefs in [
+            r#"{"advertising":false,"Advertising":true}"#,
+            r#"{"aDVERTISING":true,"Other":1,"Advertising":true}"#,
+            r#"{"\u0061dvertising":{},"Adv\u0065rtising":true}"#,
+            r#"{"PUBLICIT\u00e9":false,"Publicit\u00e9":true}"#,
+        ] {
+            assert_eq!(read(prefs), None, "{prefs}");
+        }
+        // cJSON folds ASCII letters only; other keys are other categories.
+        assert_eq!(
+            read(r#"{"adverti\u017fing":false,"Advertising":true}"#),
+            p(1)
+        );
+        assert_eq!(
+            read(r#"{"PUBLICIT\u00c9":false,"Publicit\u00e9":true}"#),
+            p(0b10)
+        );
+        assert_eq!(read(r#"{"Advertisings":false,"Advertising":true}"#), p(1));
     }
 
     #[test]

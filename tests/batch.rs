@@ -258,29 +258,39 @@ fn reject_mode_refuses_the_whole_batch_on_any_denial() {
 
 #[test]
 fn unreadable_items_are_dropped_and_unreadable_batches_refused() {
-    let dup = format!(
-        r#"{{"batch":[{},{{"type":"track","messageId":"dup","context":{{"consent":{{"categoryPreferences":{{"Advertising":false,"Advertising":true}}}}}}}}]}}"#,
-        item("ok", Some(json!({"Advertising": true})))
-    );
-    let j = run(&Config::default(), &dup);
-    let Action::Rewrite(out) = &j.action else {
-        panic!("{:?}", j.action)
+    // Each body: an item "ok" and one read two ways, which is dropped as INVALID_EVENT.
+    let kept = |body: &str| {
+        let j = run(&Config::default(), body);
+        let Action::Rewrite(out) = &j.action else {
+            panic!("{:?}", j.action)
+        };
+        assert_eq!(j.dropped_by_reason[Reason::InvalidEvent.index()], 1);
+        kept_ids(out)
     };
-    assert_eq!(kept_ids(out), vec!["ok"]);
-    assert_eq!(j.dropped_by_reason[Reason::InvalidEvent.index()], 1);
+    let with_ok = |other: &str| {
+        format!(
+            r#"{{"batch":[{},{other}]}}"#,
+            item("ok", Some(json!({"Advertising": true})))
+        )
+    };
+    let dup = with_ok(
+        r#"{"type":"track","messageId":"dup","context":{"consent":{"categoryPreferences":{"Advertising":false,"Advertising":true}}}}"#,
+    );
+    assert_eq!(kept(&dup), vec!["ok"]);
 
-    // A key json-iterator/go takes for `consent` (tests/support/jsoniter_keys.json): the item
-    // is read two ways, and dropped.
+    // A key json-iterator/go takes for `consent` (tests/support/jsoniter_keys.json).
     let keys: Value = serde_json::from_str(include_str!("support/jsoniter_keys.json")).unwrap();
     let mut twice = item("twice", Some(json!({"Advertising": true})));
     twice["context"][keys["folded"]["consent"].as_str().unwrap()] =
         json!({"categoryPreferences": {"Advertising": false}});
-    let body = json!({"batch": [item("ok", Some(json!({"Advertising": true}))), twice]});
-    let j = run(&Config::default(), &body.to_string());
-    let Action::Rewrite(out) = &j.action else {
-        panic!("{:?}", j.action)
-    };
-    assert_eq!(kept_ids(out), vec!["ok"]);
+    assert_eq!(kept(&with_ok(&twice.to_string())), vec!["ok"]);
+
+    // The category in another case before its exact key: cJSON's lookup, which ignores ASCII
+    // case, reads the refusal.
+    let recased = with_ok(
+        r#"{"type":"track","messageId":"recased","context":{"consent":{"categoryPreferences":{"advertising":false,"Advertising":true}}}}"#,
+    );
+    assert_eq!(kept(&recased), vec!["ok"]);
 
     for unreadable in [
         r#"{"batch":{}}"#,

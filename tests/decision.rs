@@ -96,6 +96,11 @@ fn single_event_decision_table() {
         ("duplicate category (false then true)", &deny, &ads, event(r#"{"Advertising":false,"Advertising":true}"#), Deny(INVALID, 400)),
         ("duplicate category (true then false)", &deny, &ads, event(r#"{"Advertising":true,"Advertising":false}"#), Deny(INVALID, 400)),
         ("duplicate category via escape", &deny, &ads, event(r#"{"Advertising":false,"\u0041dvertising":true}"#), Deny(INVALID, 400)),
+        // cJSON's `cJSON_GetObjectItem` finds a key without ASCII case, the first one: here
+        // `advertising`, and reads the refusal.
+        ("category in another case before its exact key", &deny, &ads, event(r#"{"advertising":false,"Advertising":true}"#), Deny(INVALID, 400)),
+        ("category in another case before its exact key, both true", &deny, &ads, event(r#"{"ADVERTISING":true,"Analytics":true,"Advertising":true}"#), Deny(INVALID, 400)),
+        ("another case of a category no route requires", &deny, &ads, event(r#"{"analytics":false,"Analytics":false,"Advertising":true}"#), Allow),
         ("duplicate categoryPreferences", &deny, &ads,
             r#"{"context":{"consent":{"categoryPreferences":{"Advertising":false},"categoryPreferences":{"Advertising":true}}}}"#.into(), Deny(INVALID, 400)),
         ("duplicate consent", &deny, &ads,

@@ -1,7 +1,7 @@
 //! Differential, natively: for generated bodies built to be read two ways, whatever `judge`
 //! forwards must be read alike by every reference reader (tests/support/readers.rs: last and
 //! first key wins, case-insensitive keys with the kind taken from the endpoint, NUL-stopping keys,
-//! a key converter's field names in any spelling),
+//! a key converter's field names in any spelling, cJSON's lookup without ASCII case, the first key),
 //! and every item any of them reads must be one the route allows. Bodies carry Segment's and
 //! RudderStack's consent shapes and `integrations`; each seed also picks the plugin's
 //! `consent_format`, the route's match mode and destination, and a `Sec-GPC: 1` signal. The end-to-end twin
@@ -13,7 +13,36 @@ mod readers;
 use consent_gate::config::Config;
 use consent_gate::decision::{judge, Action, Request};
 use consent_gate::policy::{Match, RoutePolicy};
-use readers::{read, Judge, Reader, Reading, Route, READERS};
+use readers::{read, ItemReading, Judge, Reader, Reading, Route, READERS};
+
+/// Whether `reader` reads the body as the first reader does. A reader that finds category keys
+/// without case takes a lone `"advertising": true` for the `Advertising` consent the filter does
+/// not count (row 10: another category): it may read more consent than the others, never less.
+fn reads_alike(reader: Reader, reading: &Option<Reading>, first: &Option<Reading>) -> bool {
+    let (Reader::IgnoresCase, Some(reading), Some(first)) = (reader, reading, first) else {
+        return reading == first;
+    };
+    let without_consent = |i: &ItemReading| ItemReading {
+        consent: None,
+        ..i.clone()
+    };
+    reading.batch == first.batch
+        && reading.items.len() == first.items.len()
+        && reading
+            .items
+            .iter()
+            .zip(&first.items)
+            .all(|(mine, theirs)| {
+                let at_least = match (&mine.consent, &theirs.consent) {
+                    (Some(Some(mine)), Some(Some(theirs))) => {
+                        mine.len() == theirs.len()
+                            && mine.iter().zip(theirs).all(|(m, t)| *m || !*t)
+                    }
+                    (mine, theirs) => mine == theirs,
+                };
+                at_least && without_consent(mine) == without_consent(theirs)
+            })
+}
 
 /// SplitMix64: a small deterministic generator, so a failure names its seed.
 struct Rng(u64);
@@ -157,10 +186,13 @@ impl Gen {
     fn preferences(&mut self) -> String {
         let mut members = Vec::new();
         for cat in ["Advertising", "Analytics", "advertising", "Functional"] {
-            if self
-                .rng
-                .chance(if cat.starts_with('A') { 0.9 } else { 0.3 })
-            {
+            // `advertising` beside `Advertising` makes the event unreadable: not too often.
+            let p = match cat {
+                "Advertising" | "Analytics" => 0.9,
+                "advertising" => 0.2,
+                _ => 0.3,
+            };
+            if self.rng.chance(p) {
                 let v = *self.rng.pick(&[
                     "true", "true", "true", "true", "true", "false", "\"true\"", "null",
                 ]);
@@ -300,7 +332,7 @@ const ENDPOINTS: [(&str, Option<&str>); 8] = [
 fn whatever_is_forwarded_reads_alike_and_is_allowed() {
     let formats = ["segment", "rudderstack", "auto"];
     let (mut forwarded, mut refused) = (0, 0);
-    for seed in 0..30_000u64 {
+    for seed in 0..34_000u64 {
         let mut g = Gen {
             rng: Rng(seed),
             hostility: 0.0,
@@ -374,9 +406,9 @@ fn whatever_is_forwarded_reads_alike_and_is_allowed() {
             "seed {seed}: forwarded a body that is not JSON"
         );
         for (reader, reading) in &readings {
-            assert_eq!(
-                reading, first,
-                "seed {seed}: {reader:?} reads {path} {body} differently"
+            assert!(
+                reads_alike(*reader, reading, first),
+                "seed {seed}: {reader:?} reads {path} {body} differently: {reading:?}, not {first:?}"
             );
             for item in &reading.as_ref().unwrap().items {
                 assert!(

@@ -119,6 +119,10 @@ VALUES_AND_KEYS = [
     row("value-yes", "/ads", event({"Advertising": "yes"}), denied("Advertising")),
     row("key-lower-case", "/ads", event({"advertising": True}), denied("Advertising")),
     row("key-upper-case", "/ads", event({"ADVERTISING": True}), denied("Advertising")),
+    # cJSON's cJSON_GetObjectItem finds keys without ASCII case and takes the first: a refusal
+    # to it. After the exact key, another case is another category (cJSON finds the exact one).
+    row("key-other-case-before-exact", "/ads", event({"advertising": False, "Advertising": True}), INVALID),
+    row("key-other-case-after-exact", "/ads", event({"Advertising": True, "ADVERTISING": False}), ALLOW),
     row("key-leading-space", "/ads", event({" Advertising": True}), denied("Advertising")),
     row("key-trailing-space", "/ads", event({"Advertising ": True}), denied("Advertising")),
     row("key-display-name", "/ads", event({"Advertising Cookies": True}), denied("Advertising")),

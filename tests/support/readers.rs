@@ -82,14 +82,17 @@ pub enum Reader {
     Folding,
     StopsAtNul,
     Converting,
+    /// cJSON's `cJSON_GetObjectItem`: every key found without ASCII case, the first that matches.
+    IgnoresCase,
 }
 
-pub const READERS: [Reader; 5] = [
+pub const READERS: [Reader; 6] = [
     Reader::LastWins,
     Reader::FirstWins,
     Reader::Folding,
     Reader::StopsAtNul,
     Reader::Converting,
+    Reader::IgnoresCase,
 ];
 
 /// Case-insensitive field matching for an ASCII field name: Go's `encoding/json` (written from
@@ -130,11 +133,13 @@ impl Reader {
             Reader::Folding => folding_matches(key, name),
             Reader::StopsAtNul => key.split('\0').next() == Some(name),
             Reader::Converting => converting_matches(key, name),
+            Reader::IgnoresCase => key.eq_ignore_ascii_case(name),
         }
     }
 
     /// How this reader matches map keys (category names, destination names): exactly, except
-    /// that a reader stopping at NUL stops there too.
+    /// that a reader stopping at NUL stops there too, and cJSON's `cJSON_GetObjectItem` finds
+    /// every key without ASCII case.
     fn for_map_keys(self) -> Reader {
         match self {
             Reader::Folding | Reader::Converting => Reader::LastWins,
@@ -150,7 +155,7 @@ impl Reader {
             .filter(|(k, _)| self.matches(k, name))
             .map(|(_, v)| v);
         let found = match self {
-            Reader::FirstWins => hits.next(),
+            Reader::FirstWins | Reader::IgnoresCase => hits.next(),
             _ => hits.next_back(),
         };
         // `null` reads as absent everywhere.
@@ -299,7 +304,8 @@ fn item(r: Reader, event: &Node, top: Option<&Node>, route: &Route) -> ItemReadi
         .or(inherited)
         .filter(|_| route.segment)
         .map(|c| {
-            // Category keys are exact map keys in every reader except one that stops at NUL.
+            // Category keys are exact map keys in every reader except one that stops at NUL and
+            // one that ignores case.
             r.get(c, "categoryPreferences").map(|prefs| {
                 categories
                     .iter()
