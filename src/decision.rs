@@ -150,7 +150,7 @@ pub struct Request<'r> {
     pub path: &'r str,
     /// The request carries `Sec-GPC: 1`.
     pub gpc: bool,
-    /// The body is declared a form (`content-type: application/x-www-form-urlencoded`).
+    /// Some receiver reads the body as a form ([`Encoding::is_form`]).
     pub form: bool,
 }
 
@@ -279,10 +279,12 @@ const EVENT_FIELDS: [&str; 12] = [
     "data",
 ];
 
-/// Whether a form reader (Express's `urlencoded()`, Go's `ParseForm`, Flask's `request.form`)
-/// finds one of [`EVENT_FIELDS`] in `text`: fields split at `&` (and at `;`, as older readers
-/// did), each name `+`- and percent-decoded, up to its first `[` or `.` (`batch[0][type]`,
-/// `context.consent`), compared without case.
+/// Whether a form reader (Express's `urlencoded()`, Go's `ParseForm`, Flask's `request.form`,
+/// PHP, Rack) finds one of [`EVENT_FIELDS`] in `text`: fields split at `&` (and at `;`, as older
+/// readers did), each name `+`- and percent-decoded, up to its first `[` or `.`
+/// (`batch[0][type]`, `context.consent`), compared without case, or, for a name made of ASCII
+/// letters, digits, `_`, `-` and spaces, spelled as key converters spell it (`user_id`,
+/// `_type`: see `event::spelled`; a JSON body's first "name" is JSON, not a spelling).
 fn form_has_event_fields(text: &str) -> bool {
     text.split(['&', ';']).any(|field| {
         let name = field.split('=').next().unwrap_or_default();
@@ -293,9 +295,13 @@ fn form_has_event_fields(text: &str) -> bool {
             .next()
             .unwrap_or_default();
         let base = base.trim_ascii();
-        EVENT_FIELDS
+        let identifier = base
             .iter()
-            .any(|f| base.eq_ignore_ascii_case(f.as_bytes()))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' '));
+        EVENT_FIELDS.iter().any(|f| {
+            base.eq_ignore_ascii_case(f.as_bytes())
+                || (identifier && crate::event::spelled(&String::from_utf8_lossy(base), f))
+        })
     })
 }
 

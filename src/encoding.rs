@@ -97,15 +97,20 @@ impl Encoding {
         })
     }
 
-    /// Whether the body is declared a form (`application/x-www-form-urlencoded`): receivers
-    /// that parse the body by its declared type read form fields from it, not JSON.
+    /// Whether some receiver reads the body as a form (`&`-separated fields, not JSON): its
+    /// media type is `application/x-www-form-urlencoded` as PHP reads it (cut at the first `;`,
+    /// `,` or white space, so `application/x-www-form-urlencoded x` is one), or the request has
+    /// no media type at all (Rack reads a POST without one, or with an empty one, as a form).
     pub fn is_form(content_type: Option<&str>) -> bool {
-        content_type.is_some_and(|value| {
-            let media = value.split(';').next().unwrap_or_default();
-            media
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        let Some(value) = content_type else {
+            return true;
+        };
+        let media = value
+            .trim_start()
+            .split([';', ',', ' ', '\t'])
+            .next()
+            .unwrap_or_default();
+        media.is_empty() || media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
     }
 
     /// Decompresses `raw`; the result never exceeds `limit` bytes (memory stays bounded even
@@ -346,18 +351,27 @@ mod tests {
             "application/x-www-form-urlencoded",
             "Application/X-WWW-Form-Urlencoded; charset=utf-8",
             " application/x-www-form-urlencoded ;x=y",
+            // PHP cuts the media type at white space or `,` too.
+            "application/x-www-form-urlencoded x",
+            "application/x-www-form-urlencoded\tjson",
+            "application/x-www-form-urlencoded,application/json",
+            // Rack reads a POST without a media type as a form.
+            "",
+            "  ",
+            "; charset=utf-8",
         ] {
-            assert!(Encoding::is_form(Some(form)), "{form}");
+            assert!(Encoding::is_form(Some(form)), "{form:?}");
         }
+        assert!(Encoding::is_form(None));
         for other in [
             "application/json",
             "text/plain",
             "multipart/form-data; boundary=x",
             "application/x-www-form-urlencoded-x",
+            "application/json x-www-form-urlencoded",
         ] {
             assert!(!Encoding::is_form(Some(other)), "{other}");
         }
-        assert!(!Encoding::is_form(None));
         // Bytes beyond ASCII in either header leave it to each reader's guess: refused.
         let nbsp = "\u{a0}application/x-www-form-urlencoded";
         assert!(!Encoding::charset_is_utf8(Some(nbsp)));

@@ -343,6 +343,12 @@ fn a_form_body_is_refused_when_a_form_reader_finds_event_fields_in_it() {
         ";anonymousId=a",
         "&batch[0][type]=identify",
         "&data=eyJ0eXBlIjoiaWRlbnRpZnkifQ",
+        // Spelled as a Ruby or Python receiver names its fields (see row 2's spellings).
+        "&user_id=u1",
+        "&anonymous_id=a",
+        "&_type=identify",
+        "&Anonymous-Id=a",
+        "&previous%20id=p",
     ] {
         let body = hiding(tail);
         assert_eq!(

@@ -427,7 +427,7 @@ def test_unsupported_encoding_on_an_ungated_route_passes(gate, upstream):
          path="/open/v1/batch")
 
 
-# A body declared a form: Express's urlencoded(), Go's ParseForm and Flask's request.form read
+# A body declared a form: Express's urlencoded(), Go's ParseForm, Flask's request.form, PHP and Rack read
 # its `&`-separated fields, not its JSON. A consented event whose string hides
 # `&type=identify&userId=…&traits[email]=…` is, to them, an identify with an email and no
 # consent.
@@ -444,6 +444,21 @@ def test_a_form_body_hiding_event_fields_is_refused(gate, upstream):
          INVALID)
     # Declared JSON, it is the consented event to every reader.
     post(gate, upstream, HIDING, JSON, ALLOW)
+
+
+def test_a_body_some_receiver_reads_as_a_form_is_held_to_the_form_rule(gate, upstream):
+    """PHP cuts the media type at white space or `,` as well as `;`; Rack reads a POST with no
+    media type as a form. Field names are also read as a Ruby or Python receiver names them."""
+    for headers in ({"content-type": "application/x-www-form-urlencoded x"},
+                    {"content-type": "application/x-www-form-urlencoded\tjson"},
+                    {"content-type": ""},
+                    {}):
+        post(gate, upstream, HIDING, headers, INVALID)
+    snake = encode(ev("f3", {"Analytics": True}, properties={"p": "&user_id=u1&anonymous_id=a"}))
+    post(gate, upstream, snake, FORM, INVALID)
+    # With no media type, a consented event whose strings hold no field name passes.
+    body = encode(ev("f4", {"Analytics": True}, properties={"url": "https://shop.example/?a=1&b=2"}))
+    post(gate, upstream, body, {}, ALLOW)
 
 
 def test_a_json_body_declared_a_form_passes_without_hidden_fields(gate, upstream):
