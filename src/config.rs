@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use crate::event::ConsentFormat;
 use crate::policy::{validate_categories, Match, RoutePolicy};
-use crate::target::{is_host, is_plain_authority, normalize_path, path_readings, split_authority};
+use crate::target::{
+    is_host, is_plain_authority, normalize_path, router_readings, split_authority,
+};
 
 /// What to do with an event that carries no `context.consent.categoryPreferences`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -155,7 +157,7 @@ impl RouteRule {
 
 impl Config {
     /// The rule that gates `target`: the first that matches. The path is tried in every form a
-    /// destination may read it (see [`path_readings`]), and the host without case, port or
+    /// destination may read or route it (see [`router_readings`]), and the host without case, port or
     /// trailing dot, so that no spelling of a gated path passes ungated. Readings that fall
     /// under different rules make the request ambiguous.
     pub fn rule_for(&self, target: &RequestTarget) -> RuleMatch<'_> {
@@ -170,7 +172,7 @@ impl Config {
         let host = split_authority(target.authority);
         let needs_path = self.routes.iter().any(|r| r.path_prefix.is_some());
         let readings = if needs_path {
-            path_readings(target.path)
+            router_readings(target.path)
         } else {
             vec![String::new()]
         };
@@ -671,6 +673,39 @@ mod tests {
         }
         assert!(!gated("api.example.org", "/v1/track"));
         assert!(!gated("api.example.com", "/v1/identify"));
+    }
+
+    #[test]
+    fn rules_gate_the_paths_routers_fold_or_take_a_format_suffix_off() {
+        let c = Config::parse(
+            r#"{"routes":[{"path_prefix":"/v1/track/","categories":["A"]},
+                          {"path_prefix":"/v1/identify","categories":["A"]},
+                          {"path_prefix":"/seg/","categories":["A"]}]}"#,
+        )
+        .unwrap();
+        let gated = |path| {
+            let t = RequestTarget {
+                route_name: "",
+                authority: "h",
+                path,
+            };
+            matches!(c.rule_for(&t), RuleMatch::Rule(_))
+        };
+        for path in [
+            "/v1/track",
+            "/v1/track.json",
+            "/v1/TRACK.json?x=1",
+            "/v1/trac%E2%84%AA",
+            "/v1/%C4%B1dentify",
+            "/v1/%C4%B0DENTIFY.xml",
+            "/%C5%BFeg/v1/track",
+            "/seg",
+        ] {
+            assert!(gated(path), "{path}");
+        }
+        for path in ["/v1/tracks", "/v1/page.json", "/v1/.track", "/segment/x"] {
+            assert!(!gated(path), "{path}");
+        }
     }
 
     #[test]

@@ -72,6 +72,53 @@ pub fn path_readings(path: &str) -> Vec<String> {
     readings
 }
 
+/// The paths a router may route `path` on: each of [`path_readings`]; each of those with the
+/// letters that case-insensitive routers fold onto ASCII ones so folded (Go's `EqualFold`: `ſ`
+/// and the Kelvin sign; .NET's `OrdinalIgnoreCase` and Java's `equalsIgnoreCase`: `ı`, `İ`);
+/// and each with a format suffix taken off its last segment, as Rails' `(.:format)` and older
+/// Spring take it (`/v1/track.json` is `/v1/track`). Distinct, in that order.
+pub fn router_readings(path: &str) -> Vec<String> {
+    let mut readings = path_readings(path);
+    for i in 0..readings.len() {
+        let Some(reading) = readings.get(i) else {
+            break;
+        };
+        if reading.is_ascii() && !last_segment(reading).contains('.') {
+            continue; // the usual path: nothing to fold, no suffix
+        }
+        let folded = fold_to_ascii(reading);
+        let bare = without_format_suffix(&folded);
+        for r in [folded.clone(), bare] {
+            if !readings.contains(&r) {
+                readings.push(r);
+            }
+        }
+    }
+    readings
+}
+
+/// `path` with `ſ`, `ı`, `İ` and the Kelvin sign written as the ASCII letters routers fold them
+/// onto.
+fn fold_to_ascii(path: &str) -> String {
+    path.chars()
+        .map(|c| match c {
+            '\u{017F}' => 's',
+            '\u{212A}' => 'k',
+            '\u{0131}' | '\u{0130}' => 'i',
+            c => c,
+        })
+        .collect()
+}
+
+/// `path` with its last segment cut at its first `.` (a segment that is all suffix stays).
+fn without_format_suffix(path: &str) -> String {
+    let (head, last) = path.rsplit_once('/').unwrap_or(("", path));
+    match last.split_once('.') {
+        Some((stem, _)) if !stem.is_empty() => format!("{head}/{stem}"),
+        _ => path.to_string(),
+    }
+}
+
 /// The path without its query and fragment.
 fn path_only(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or("")

@@ -143,6 +143,9 @@ TARGETS = [
     ("api.example.com", "/v1/%74rack"),
     ("api.example.com", "/%76%31/track"),
     ("api.example.com", "/V1/TRACK"),
+    # Go's EqualFold folds the Kelvin sign onto `k` (a case-insensitive Go router routes it).
+    ("api.example.com", "/v1/trac%E2%84%AA"),
+    ("api.example.com", "/v1/TRAC%E2%84%AA.json"),
 ]
 
 
