@@ -11,6 +11,7 @@ use crate::host::{Host, Level, Metric, Record, RequestHeaders};
 use crate::metrics::Counter;
 use crate::policy::{RoutePolicy, RouteSetting};
 use crate::reply;
+use crate::target::moves_when_decoded;
 
 /// The response header that tells the client how many batch items were dropped.
 pub const DROPPED_HEADER: &str = "x-consent-gate-dropped";
@@ -310,6 +311,30 @@ impl Lifecycle {
 /// first matching `routes` rule (which needs the request headers: they are read into `headers`
 /// then, to be read only once), then `on_unconfigured_route`.
 fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHeaders>) -> Route {
+    let route = gate(config, host, headers);
+    let Route::Ungated(..) = route else {
+        return route;
+    };
+    // Envoy chose this ungated route on the path as sent; a destination that decodes `%2F`
+    // before it resolves dot segments may serve a gated one (`/open/..%2fads/v1/track`).
+    let path_moves = match headers {
+        Some(h) => moves_when_decoded(&h.path),
+        None => match host.request_headers() {
+            Ok(h) => moves_when_decoded(&headers.insert(h).path),
+            Err(_) => {
+                host.log(Level::Error, "cannot read the request headers");
+                return Route::Refused(Reason::InternalError);
+            }
+        },
+    };
+    match path_moves {
+        true => Route::Refused(Reason::InvalidEvent),
+        false => route,
+    }
+}
+
+/// The route's policy, from its setting or a `routes` rule.
+fn gate(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHeaders>) -> Route {
     match host.route_setting(config) {
         Ok(RouteSetting::Gated(policy)) => return Route::Gated(policy),
         Ok(RouteSetting::Exempt) => return Route::Ungated("exempt", Counter::RequestsExempt),

@@ -72,6 +72,20 @@ pub fn path_readings(path: &str) -> Vec<String> {
     readings
 }
 
+/// Whether a server that decodes every escape (`%2F`, `%5C`), takes `\` for `/` or drops
+/// `;parameters` before it resolves dot segments serves another path than the one Envoy routed
+/// on: in its RFC 3986 normal form (Envoy's `normalize_path`), the path has a dot segment once
+/// so decoded (`/open/..%2fads/v1/track` is `/ads/v1/track` to nginx).
+pub fn moves_when_decoded(path: &str) -> bool {
+    let plain = path_only(path);
+    if is_plain(plain) {
+        return false;
+    }
+    lenient_decode(&normalize_path(plain))
+        .split('/')
+        .any(|seg| seg == "." || seg == "..")
+}
+
 /// The paths a router may route `path` on: each of [`path_readings`]; each of those with the
 /// letters that case-insensitive routers fold onto ASCII ones so folded (Go's `EqualFold`: `ſ`
 /// and the Kelvin sign; .NET's `OrdinalIgnoreCase` and Java's `equalsIgnoreCase`: `ı`, `İ`);
@@ -351,6 +365,33 @@ mod tests {
         assert_eq!(h("api.example.com:"), ("api.example.com".into(), None));
         assert_eq!(h("api.example.com.:"), ("api.example.com".into(), None));
         assert_eq!(h("[::1]:"), ("[::1]".into(), None));
+    }
+
+    #[test]
+    fn tells_a_path_that_moves_once_its_escapes_are_decoded() {
+        for moves in [
+            "/open/..%2fads/v1/track",
+            "/open/..%2Fads",
+            "/open/..%5cads",
+            "/open/..\\ads",
+            "/open/..;/ads",
+            "/open/.%2e%2fads",
+            "/open/%2e%2e%2fads?x=1",
+            "/open/x%2f..%2f..%2fads",
+        ] {
+            assert!(moves_when_decoded(moves), "{moves}");
+        }
+        for stays in [
+            "/v1/track",
+            "/x/../v1/track",
+            "/%2e%2e/v1/track",
+            "/v1%2ftrack",
+            "/projects/group%2Fname/events",
+            "/v1/track;jsessionid=1",
+            "/v1/track?next=/../x",
+        ] {
+            assert!(!moves_when_decoded(stays), "{stays}");
+        }
     }
 
     #[test]

@@ -405,6 +405,31 @@ fn ungated_and_exempt_requests_are_counted_and_recorded() {
 }
 
 #[test]
+fn an_ungated_path_that_a_decoding_server_reads_as_another_path_is_refused() {
+    // Envoy routes `/open/..%2fads/v1/track` on `/open` (ungated); nginx decodes `%2F` before
+    // it resolves the dot segment, and serves `/ads/v1/track`.
+    let config = Config::default();
+    for path in [
+        "/open/..%2fads/v1/track",
+        "/open/..%5Cads/v1/track",
+        "/open/..;/ads",
+    ] {
+        for metadata in [None, Some(r#"{"exempt":true}"#)] {
+            let mut host = Fake::post(path, REFUSED).metadata(metadata);
+            assert_eq!(
+                play(&config, &mut host),
+                replied(400, Reason::InvalidEvent),
+                "{path} {metadata:?}"
+            );
+            assert!(host.replaced.is_none());
+        }
+    }
+    // Escapes that move nothing pass as before.
+    let mut host = Fake::post("/open/group%2Fname/v1/track", REFUSED).metadata(None);
+    assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+}
+
+#[test]
 fn unconfigured_routes_can_be_refused() {
     let config = Config::parse(r#"{"on_unconfigured_route":"deny"}"#).unwrap();
     let mut host = Fake::post("/v1/track", CONSENTED).metadata(None);

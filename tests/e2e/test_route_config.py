@@ -105,6 +105,19 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
     assert accesslog.wait_for(gate, rid).decision == "exempt"
 
 
+@pytest.mark.parametrize("path", ["/open/..%2fads/v1/track", "/exempt/..%5Cads/v1/track",
+                                  "/open/x/..%2F..%2fads/v1/track"])
+def test_an_ungated_path_a_decoding_server_reads_as_a_gated_one_is_refused(gate, upstream, path):
+    """Envoy routes these on `/open` or `/exempt` (it keeps `%2F` and `%5C` as they are); nginx
+    decodes them before it resolves the dot segments, and serves `/ads/v1/track`."""
+    resp = clients.http1(gate.port, "POST", path, DENIED, JSON)
+    assert_denied(resp, upstream, 400, "INVALID_EVENT")
+    # The same route, with a path that moves nowhere, is ungated as before.
+    upstream.reset()
+    resp = clients.http1(gate.port, "POST", "/open/a%2Fb/v1/track", DENIED, JSON)
+    assert_allowed(resp, upstream, DENIED)
+
+
 def test_unconfigured_routes_refused_when_every_route_must_carry_a_policy(envoys, upstream):
     envoy = envoys.get("unconfigured_deny")
     resp = clients.http1(envoy.port, "POST", "/open/v1/track", ALLOWED, JSON)
