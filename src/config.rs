@@ -694,6 +694,8 @@ mod tests {
         for path in [
             "/v1/track",
             "/v1/track.json",
+            "/v1/track.json/",
+            "/v1/track.json//",
             "/v1/TRACK.json?x=1",
             "/v1/trac%E2%84%AA",
             "/v1/%C4%B1dentify",

@@ -281,28 +281,51 @@ const EVENT_FIELDS: [&str; 12] = [
 
 /// Whether a form reader (Express's `urlencoded()`, Go's `ParseForm`, Flask's `request.form`,
 /// PHP, Rack) finds one of [`EVENT_FIELDS`] in `text`: fields split at `&` (and at `;`, as older
-/// readers did), each name `+`- and percent-decoded, up to its first `[` or `.`
-/// (`batch[0][type]`, `context.consent`), compared without case, or, for a name made of ASCII
-/// letters, digits, `_`, `-` and spaces, spelled as key converters spell it (`user_id`,
-/// `_type`: see `event::spelled`; a JSON body's first "name" is JSON, not a spelling).
+/// readers did), each name `+`- and percent-decoded, then read as each reader names it (see
+/// [`form_names`]) and compared without case, or, unless it is JSON text (a `{` or `"` in it),
+/// spelled as key converters spell it (`user_id`, `_type`: see `event::spelled`).
 fn form_has_event_fields(text: &str) -> bool {
     text.split(['&', ';']).any(|field| {
         let name = field.split('=').next().unwrap_or_default();
         // As form readers decode a name: `+` is a space, `%XX` a byte.
         let name = percent_decode(&name.replace('+', " "));
-        let base = name
-            .split(|b| matches!(b, b'[' | b'.'))
-            .next()
-            .unwrap_or_default();
-        let base = base.trim_ascii();
-        let identifier = base
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' '));
-        EVENT_FIELDS.iter().any(|f| {
-            base.eq_ignore_ascii_case(f.as_bytes())
-                || (identifier && crate::event::spelled(&String::from_utf8_lossy(base), f))
+        let json = name.iter().any(|b| matches!(b, b'{' | b'"'));
+        form_names(&name).iter().any(|base| {
+            let base = base.trim_ascii();
+            EVENT_FIELDS.iter().any(|f| {
+                base.eq_ignore_ascii_case(f.as_bytes())
+                    || (!json && crate::event::spelled(&String::from_utf8_lossy(base), f))
+            })
         })
     })
+}
+
+/// The top-level names form readers take a decoded field name for: up to its first `[` or `.`
+/// (`batch[0][type]`, `context.consent`: Express's qs, Go, Flask), cut at a NUL (C strings);
+/// Rack's, past any leading `[` and `]` up to the next one (`[type]`, `]type`: qs reads a
+/// leading `[type]` alike); and PHP's, up to a `[` that a `]` closes. (PHP also turns `.`,
+/// spaces and an unclosed `[` into `_`: `user.id` and `user[id` are `user_id`, which the
+/// spelling of the name as it is finds too.)
+fn form_names(name: &[u8]) -> [&[u8]; 3] {
+    fn cut(text: &[u8], stop: fn(&u8) -> bool) -> &[u8] {
+        text.split(stop).next().unwrap_or_default()
+    }
+    let name = cut(name, |b| *b == 0);
+    let plain = cut(name, |b| matches!(b, b'[' | b'.'));
+    let start = name
+        .iter()
+        .position(|b| !matches!(b, b'[' | b']'))
+        .unwrap_or(name.len());
+    let rack = cut(name.get(start..).unwrap_or_default(), |b| {
+        matches!(b, b'[' | b']')
+    });
+    let php = match name.iter().position(|b| *b == b'[') {
+        Some(at) if name.get(at..).is_some_and(|r| r.contains(&b']')) => {
+            name.get(..at).unwrap_or_default()
+        }
+        _ => name,
+    };
+    [plain, rack, php]
 }
 
 enum BodyError {

@@ -259,6 +259,7 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
 /// `@JsonAlias` take both. lodash's `_.get(event, "context.consent…")` reads a key spelled as the
 /// whole path before the nested field, and `_.set` builds the path from such a key. So: the
 /// key's [`spelling`], or that of its first path segment, is the name in any case.
+#[inline(never)] // one copy for keys and form field names (the wasm module's size)
 pub fn spelled(key: &str, name: &str) -> bool {
     spelling(key).eq_ignore_ascii_case(name)
         || spelling(&first_segment(key)).eq_ignore_ascii_case(name)
@@ -1026,13 +1027,12 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
 }
 
 /// The required category that `key` (not one exactly) is in another case to cJSON, if any: its
-/// decoded bytes equal without ASCII case.
+/// decoded bytes up to a NUL (where cJSON's C string ends) equal without ASCII case.
 #[inline(never)] // rare: most keys are of another length
 fn recased_position(key: &Str, categories: &[String]) -> Option<usize> {
     let decoded = key.decode();
-    categories
-        .iter()
-        .position(|c| decoded.eq_ignore_ascii_case(c))
+    let text = decoded.split('\0').next().unwrap_or_default();
+    categories.iter().position(|c| text.eq_ignore_ascii_case(c))
 }
 
 /// For an escaped key holding a NUL: the category its text before the NUL names, if any.
@@ -1120,6 +1120,8 @@ mod tests {
         // Before it, whatever the values: cJSON reads that one.
         for prefs in [
             r#"{"advertising":false,"Advertising":true}"#,
+            r#"{"advertising\u0000":false,"Advertising":true}"#,
+            r#"{"ADVERTISING\u0000x":false,"Advertising":true}"#,
             r#"{"aDVERTISING":true,"Other":1,"Advertising":true}"#,
             r#"{"\u0061dvertising":{},"Adv\u0065rtising":true}"#,
             r#"{"PUBLICIT\u00e9":false,"Publicit\u00e9":true}"#,

@@ -312,11 +312,11 @@ impl Lifecycle {
 /// then, to be read only once), then `on_unconfigured_route`.
 fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHeaders>) -> Route {
     let route = gate(config, host, headers);
-    let Route::Ungated(..) = route else {
+    if let Route::Refused(_) = route {
         return route;
-    };
-    // Envoy chose this ungated route on the path as sent; a destination that decodes `%2F`
-    // before it resolves dot segments may serve a gated one (`/open/..%2fads/v1/track`).
+    }
+    // Envoy chose this route on the path as sent; a destination that decodes `%2F` before it
+    // resolves dot segments may serve another route's handler (`/open/..%2fads/v1/track`).
     let path_moves = match headers {
         Some(h) => moves_when_decoded(&h.path),
         None => match host.request_headers() {

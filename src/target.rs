@@ -124,9 +124,11 @@ fn fold_to_ascii(path: &str) -> String {
         .collect()
 }
 
-/// `path` with its last segment cut at its first `.` (a segment that is all suffix stays).
+/// `path` with its last segment (trailing slashes aside, as [`Endpoint::of_path`] reads it) cut
+/// at its first `.` (a segment that is all suffix stays).
 fn without_format_suffix(path: &str) -> String {
-    let (head, last) = path.rsplit_once('/').unwrap_or(("", path));
+    let trimmed = path.trim_end_matches('/');
+    let (head, last) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
     match last.split_once('.') {
         Some((stem, _)) if !stem.is_empty() => format!("{head}/{stem}"),
         _ => path.to_string(),

@@ -349,6 +349,21 @@ fn a_form_body_is_refused_when_a_form_reader_finds_event_fields_in_it() {
         "&_type=identify",
         "&Anonymous-Id=a",
         "&previous%20id=p",
+        // PHP's names: `.` and spaces are `_`, an unclosed `[` is `_`, a NUL ends the name.
+        "&user.id=u1",
+        "&user[id=u1",
+        "&.type=identify",
+        "&%20.type=identify",
+        "&type%00x=identify",
+        // Rack's and qs's: leading brackets dropped.
+        "&[type]=identify",
+        "&%5Btype%5D=identify",
+        "&]type=identify",
+        "&[[user_id=u1",
+        // Any name that is not JSON text, spelled as converters spell it.
+        "&~type=identify",
+        "&t%C3%BDpe=identify",
+        "&user~id=u1",
     ] {
         let body = hiding(tail);
         assert_eq!(

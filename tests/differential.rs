@@ -13,36 +13,7 @@ mod readers;
 use consent_gate::config::Config;
 use consent_gate::decision::{judge, Action, Request};
 use consent_gate::policy::{Match, RoutePolicy};
-use readers::{read, ItemReading, Judge, Reader, Reading, Route, READERS};
-
-/// Whether `reader` reads the body as the first reader does. A reader that finds category keys
-/// without case takes a lone `"advertising": true` for the `Advertising` consent the filter does
-/// not count (row 10: another category): it may read more consent than the others, never less.
-fn reads_alike(reader: Reader, reading: &Option<Reading>, first: &Option<Reading>) -> bool {
-    let (Reader::IgnoresCase, Some(reading), Some(first)) = (reader, reading, first) else {
-        return reading == first;
-    };
-    let without_consent = |i: &ItemReading| ItemReading {
-        consent: None,
-        ..i.clone()
-    };
-    reading.batch == first.batch
-        && reading.items.len() == first.items.len()
-        && reading
-            .items
-            .iter()
-            .zip(&first.items)
-            .all(|(mine, theirs)| {
-                let at_least = match (&mine.consent, &theirs.consent) {
-                    (Some(Some(mine)), Some(Some(theirs))) => {
-                        mine.len() == theirs.len()
-                            && mine.iter().zip(theirs).all(|(m, t)| *m || !*t)
-                    }
-                    (mine, theirs) => mine == theirs,
-                };
-                at_least && without_consent(mine) == without_consent(theirs)
-            })
-}
+use readers::{read, reads_alike, Judge, Reader, Reading, Route, READERS};
 
 /// SplitMix64: a small deterministic generator, so a failure names its seed.
 struct Rng(u64);

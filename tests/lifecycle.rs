@@ -405,7 +405,7 @@ fn ungated_and_exempt_requests_are_counted_and_recorded() {
 }
 
 #[test]
-fn an_ungated_path_that_a_decoding_server_reads_as_another_path_is_refused() {
+fn a_path_that_a_decoding_server_reads_as_another_path_is_refused() {
     // Envoy routes `/open/..%2fads/v1/track` on `/open` (ungated); nginx decodes `%2F` before
     // it resolves the dot segment, and serves `/ads/v1/track`.
     let config = Config::default();
@@ -427,6 +427,10 @@ fn an_ungated_path_that_a_decoding_server_reads_as_another_path_is_refused() {
     // Escapes that move nothing pass as before.
     let mut host = Fake::post("/open/group%2Fname/v1/track", REFUSED).metadata(None);
     assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+    // On a gated route too: the route it was judged under is not the handler that serves it.
+    let mut host = Fake::post("/zzz/..%2fads/v1/track", CONSENTED);
+    assert_eq!(play(&config, &mut host), replied(400, Reason::InvalidEvent));
+    assert!(host.replaced.is_none());
 }
 
 #[test]

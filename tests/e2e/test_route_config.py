@@ -106,10 +106,11 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
 
 
 @pytest.mark.parametrize("path", ["/open/..%2fads/v1/track", "/exempt/..%5Cads/v1/track",
-                                  "/open/x/..%2F..%2fads/v1/track"])
-def test_an_ungated_path_a_decoding_server_reads_as_a_gated_one_is_refused(gate, upstream, path):
-    """Envoy routes these on `/open` or `/exempt` (it keeps `%2F` and `%5C` as they are); nginx
-    decodes them before it resolves the dot segments, and serves `/ads/v1/track`."""
+                                  "/open/x/..%2F..%2fads/v1/track", "/zzz/..%2fads/v1/track"])
+def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstream, path):
+    """Envoy routes these on `/open`, `/exempt` or the catch-all `/` (gated on Analytics only:
+    it keeps `%2F` and `%5C` as they are); nginx decodes them before it resolves the dot
+    segments, and serves `/ads/v1/track`."""
     resp = clients.http1(gate.port, "POST", path, DENIED, JSON)
     assert_denied(resp, upstream, 400, "INVALID_EVENT")
     # The same route, with a path that moves nowhere, is ungated as before.
