@@ -1028,8 +1028,20 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
 
 /// The required category that `key` (not one exactly) is in another case to cJSON, if any: its
 /// decoded bytes up to a NUL (where cJSON's C string ends) equal without ASCII case.
-#[inline(never)] // rare: most keys are of another length
+#[inline(always)]
 fn recased_position(key: &Str, categories: &[String]) -> Option<usize> {
+    if key.is_escaped() {
+        return recased_escaped_position(key, categories);
+    }
+    // Unescaped, a key holds no NUL: one comparison of lengths for most categories.
+    let raw = key.raw();
+    categories
+        .iter()
+        .position(|c| raw.eq_ignore_ascii_case(c.as_bytes()))
+}
+
+#[inline(never)] // rare: escaped keys
+fn recased_escaped_position(key: &Str, categories: &[String]) -> Option<usize> {
     let decoded = key.decode();
     let text = decoded.split('\0').next().unwrap_or_default();
     categories.iter().position(|c| text.eq_ignore_ascii_case(c))
