@@ -702,6 +702,7 @@ mod tests {
             "/v1/%C4%B0DENTIFY.xml",
             "/%C5%BFeg/v1/track",
             "/seg",
+            "/x/..%252fseg/v1/track",
         ] {
             assert!(gated(path), "{path}");
         }

@@ -282,14 +282,17 @@ const EVENT_FIELDS: [&str; 12] = [
 /// Whether a form reader (Express's `urlencoded()`, Go's `ParseForm`, Flask's `request.form`,
 /// PHP, Rack) finds one of [`EVENT_FIELDS`] in `text`: fields split at `&` (and at `;`, as older
 /// readers did), each name `+`- and percent-decoded, then read as each reader names it (see
-/// [`form_names`]) and compared without case, or, unless it is JSON text (a `{` or `"` in it),
-/// spelled as key converters spell it (`user_id`, `_type`: see `event::spelled`).
+/// [`form_names`]) and compared without case, or spelled as key converters spell it
+/// (`user_id`, `_type`, `%22type`: see `event::spelled`).
 fn form_has_event_fields(text: &str) -> bool {
-    text.split(['&', ';']).any(|field| {
+    // The first field of a JSON body starts with the JSON itself (`{"batch":[…`): not a name
+    // any converter spells.
+    let json_start = text.trim_start().starts_with('{');
+    text.split(['&', ';']).enumerate().any(|(at, field)| {
         let name = field.split('=').next().unwrap_or_default();
         // As form readers decode a name: `+` is a space, `%XX` a byte.
         let name = percent_decode(&name.replace('+', " "));
-        let json = name.iter().any(|b| matches!(b, b'{' | b'"'));
+        let json = at == 0 && json_start;
         form_names(&name).iter().any(|base| {
             let base = base.trim_ascii();
             EVENT_FIELDS.iter().any(|f| {

@@ -98,10 +98,13 @@ impl Encoding {
     }
 
     /// Whether some receiver reads the body as a form (`&`-separated fields, not JSON): its
-    /// media type is `application/x-www-form-urlencoded` as PHP reads it (cut at the first `;`,
-    /// `,` or white space, so `application/x-www-form-urlencoded x` is one), or the request has
-    /// no media type at all (Rack reads a POST without one, or with an empty one, as a form).
+    /// media type, as PHP reads it (cut at the first `;`, `,` or white space, so
+    /// `application/x-www-form-urlencoded x` is one), holds `application/x-www-form-urlencoded`
+    /// (Fastify's parsers match by substring: `…urlencoded-x`, `…urlencoded+json`), or the
+    /// request has no media type at all (Rack reads a POST without one, or with an empty one,
+    /// as a form).
     pub fn is_form(content_type: Option<&str>) -> bool {
+        const FORM: &[u8] = b"application/x-www-form-urlencoded";
         let Some(value) = content_type else {
             return true;
         };
@@ -110,7 +113,11 @@ impl Encoding {
             .split([';', ',', ' ', '\t'])
             .next()
             .unwrap_or_default();
-        media.is_empty() || media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        media.is_empty()
+            || media
+                .as_bytes()
+                .windows(FORM.len())
+                .any(|w| w.eq_ignore_ascii_case(FORM))
     }
 
     /// Decompresses `raw`; the result never exceeds `limit` bytes (memory stays bounded even
@@ -355,6 +362,10 @@ mod tests {
             "application/x-www-form-urlencoded x",
             "application/x-www-form-urlencoded\tjson",
             "application/x-www-form-urlencoded,application/json",
+            // Fastify's form parser matches the media type by substring.
+            "application/x-www-form-urlencoded-x",
+            "application/x-www-form-urlencoded+json",
+            "x-application/x-www-form-urlencoded",
             // Rack reads a POST without a media type as a form.
             "",
             "  ",
@@ -367,7 +378,6 @@ mod tests {
             "application/json",
             "text/plain",
             "multipart/form-data; boundary=x",
-            "application/x-www-form-urlencoded-x",
             "application/json x-www-form-urlencoded",
         ] {
             assert!(!Encoding::is_form(Some(other)), "{other}");

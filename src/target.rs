@@ -63,8 +63,11 @@ pub fn path_readings(path: &str) -> Vec<String> {
     }
     let rfc = merge_slashes(&remove_dot_segments(&decode_unreserved(path)));
     let lenient = remove_dot_segments(&merge_slashes(&lenient_decode(path)));
+    // A proxy that decodes the path and hands it on to a server that decodes it again
+    // (nginx's `proxy_pass …$uri`): `%252F` is a `/` to the second.
+    let twice = remove_dot_segments(&merge_slashes(&lenient_decode_hops(path)));
     let mut readings = vec![sent];
-    for r in [rfc, lenient] {
+    for r in [rfc, lenient, twice] {
         if !readings.contains(&r) {
             readings.push(r);
         }
@@ -81,9 +84,34 @@ pub fn moves_when_decoded(path: &str) -> bool {
     if is_plain(plain) {
         return false;
     }
-    lenient_decode(&normalize_path(plain))
-        .split('/')
-        .any(|seg| seg == "." || seg == "..")
+    // Decoded once by the destination, or again by each proxy before it (`%252F`).
+    let mut text = normalize_path(plain);
+    for _ in 0..DECODING_HOPS {
+        text = lenient_decode(&text);
+        if text.split('/').any(|seg| seg == "." || seg == "..") {
+            return true;
+        }
+        if !text.contains('%') {
+            break;
+        }
+    }
+    false
+}
+
+/// How many servers in a row may decode a path (a proxy, then the destination, and two more
+/// for good measure).
+const DECODING_HOPS: usize = 4;
+
+/// [`lenient_decode`] as each of [`DECODING_HOPS`] servers in a row would apply it.
+fn lenient_decode_hops(path: &str) -> String {
+    let mut text = lenient_decode(path);
+    for _ in 1..DECODING_HOPS {
+        if !text.contains('%') {
+            break;
+        }
+        text = lenient_decode(&text);
+    }
+    text
 }
 
 /// The paths a router may route `path` on: each of [`path_readings`]; each of those with the
@@ -380,6 +408,10 @@ mod tests {
             "/open/.%2e%2fads",
             "/open/%2e%2e%2fads?x=1",
             "/open/x%2f..%2f..%2fads",
+            // Decoded by a proxy, then by the server behind it.
+            "/zzz/..%252fads/v1/track",
+            "/zzz/%252e%252e/ads/v1/track",
+            "/zzz/..%25252fads",
         ] {
             assert!(moves_when_decoded(moves), "{moves}");
         }

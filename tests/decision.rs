@@ -364,6 +364,9 @@ fn a_form_body_is_refused_when_a_form_reader_finds_event_fields_in_it() {
         "&~type=identify",
         "&t%C3%BDpe=identify",
         "&user~id=u1",
+        "&%22type=identify",
+        "&%7Btraits[email]=x",
+        "&type%22=identify",
     ] {
         let body = hiding(tail);
         assert_eq!(
