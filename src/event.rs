@@ -979,8 +979,9 @@ fn facade_folds(key: &str, name: &str) -> bool {
 /// The consented bits; `Ok(None)` for a non-object or a required category given twice.
 /// Category keys are exact map keys (another case is another category), but cJSON's
 /// `cJSON_GetObjectItem` finds a key without ASCII case and takes the first it finds: a key that
-/// is a required category in another case, before the exact key, is a repeat to it. So is a key
-/// that a NUL-stopping reader would read as a required category.
+/// is a required category in another case, before the exact key and with another answer (`true`
+/// or not), is a repeat to it. So is a key that a NUL-stopping reader would read as a required
+/// category.
 fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, Invalid> {
     if s.peek_token() != Some(b'{') {
         s.skip_value()?;
@@ -988,8 +989,10 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
     }
     let mut consented = 0u64;
     let mut seen = 0u64;
-    // Required categories given in another case before their exact key.
+    // Required categories given in another case before their exact key (what cJSON finds
+    // first), and which of those first other cases say `true`.
     let mut recased_first = 0u64;
+    let mut recased_true = 0u64;
     let mut ambiguous = false;
     if s.object_start()? {
         loop {
@@ -1011,10 +1014,18 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
                 _ => {
                     // A JavaScript copy of the object takes `__proto__`'s members for its own.
                     ambiguous |= key.eq_str(PROTO);
-                    if let Some(i) = recased_position(&key, categories) {
-                        recased_first |= 1u64.checked_shl(i as u32).unwrap_or(0) & !seen;
+                    let first_recased = recased_position(&key, categories)
+                        .and_then(|i| 1u64.checked_shl(i as u32))
+                        .filter(|bit| (seen | recased_first) & bit == 0);
+                    match first_recased {
+                        Some(bit) => {
+                            recased_first |= bit;
+                            if s.value_is_true()? {
+                                recased_true |= bit;
+                            }
+                        }
+                        None => s.skip_value()?,
                     }
-                    s.skip_value()?
                 }
             }
             if !s.object_more()? {
@@ -1022,7 +1033,8 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
             }
         }
     }
-    ambiguous |= recased_first & seen != 0;
+    // cJSON reads the other case: a repeat unless it says what the exact key says.
+    ambiguous |= recased_first & seen & (recased_true ^ consented) != 0;
     Ok(if ambiguous { None } else { Some(consented) })
 }
 
@@ -1129,17 +1141,21 @@ mod tests {
             p(0b10)
         );
         assert_eq!(read(r#"{"Advertising":true,"ADVERTISING":false}"#), p(1));
-        // Before it, whatever the values: cJSON reads that one.
+        // Before it, cJSON reads that one: a repeat when it says otherwise.
         for prefs in [
             r#"{"advertising":false,"Advertising":true}"#,
             r#"{"advertising\u0000":false,"Advertising":true}"#,
             r#"{"ADVERTISING\u0000x":false,"Advertising":true}"#,
-            r#"{"aDVERTISING":true,"Other":1,"Advertising":true}"#,
+            r#"{"aDVERTISING":false,"Other":1,"ADVERTISING":true,"Advertising":true}"#,
             r#"{"\u0061dvertising":{},"Adv\u0065rtising":true}"#,
             r#"{"PUBLICIT\u00e9":false,"Publicit\u00e9":true}"#,
+            r#"{"advertising":true,"Advertising":false}"#,
         ] {
             assert_eq!(read(prefs), None, "{prefs}");
         }
+        // The same answer from both: every reader reads it alike.
+        assert_eq!(read(r#"{"advertising":true,"Advertising":true}"#), p(1));
+        assert_eq!(read(r#"{"ADVERTISING":"no","Advertising":false}"#), p(0));
         // cJSON folds ASCII letters only; other keys are other categories.
         assert_eq!(
             read(r#"{"adverti\u017fing":false,"Advertising":true}"#),

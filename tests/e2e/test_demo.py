@@ -157,6 +157,47 @@ def test_demo_config_exports_reasons_and_categories_as_prometheus_labels(upstrea
         envoy.stop()
 
 
+def readme_header_mutation() -> dict:
+    """The README's header_mutation filter (RudderStack's consent shape), parsed from its YAML."""
+    text = (REPO / "README.md").read_text()
+    (snippet,) = re.findall(r"```yaml\n(http_filters:\n- name: envoy.filters.http.header_mutation.*?)```",
+                            text, re.S)
+    filters = yaml.safe_load(snippet)["http_filters"]
+    return filters[0]
+
+
+def test_readme_header_mutation_lets_a_form_declared_json_batch_through(upstream, tmp_path):
+    """RudderStack's Node client declares its JSON batches a form: with a URL holding `&type=` in
+    a property, the form rule refuses it; declared JSON before the filter (the README's
+    header_mutation), it is judged as JSON and the destination is told it is JSON."""
+    require_module()
+    body = json.dumps({"batch": [
+        {"type": "track", "event": "Product Viewed", "messageId": "r1",
+         "properties": {"url": "https://shop.example.com/search?q=shoes&type=sneaker"},
+         "context": {"consent": {"categoryPreferences": {"Analytics": True, "Functional": True}}}},
+    ]}).encode()
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    for mutated in (False, True):
+        upstream.reset()
+        config = demo_config(upstream.port, tmp_path / f"access-{mutated}.log")
+        if mutated:
+            hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            hcm["http_filters"].insert(0, readme_header_mutation())
+        envoy = Envoy(f"demo-{mutated}", tmp_path, config)
+        envoy.start()
+        try:
+            resp = clients.http1(envoy.port, "POST", "/analytics/v1/batch", body, form)
+        finally:
+            envoy.stop()
+        if not mutated:
+            assert resp.status == 400 and not upstream.requests, resp
+            continue
+        assert resp.status == 200, resp
+        (received,) = upstream.requests
+        assert received.body == body
+        assert received.header("content-type") == "application/json", received
+
+
 # --- envoy/run_demo.py (`make run`) -------------------------------------------------------------
 
 
