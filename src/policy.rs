@@ -192,6 +192,15 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
         if names.get(..i).is_some_and(|before| before.contains(c)) {
             return Err(format!("repeats the category \"{c}\""));
         }
+        // cJSON's lookup finds a key without ASCII case: to it, both names read one key.
+        if let Some(other) = names
+            .get(..i)
+            .and_then(|before| before.iter().find(|b| b.eq_ignore_ascii_case(c)))
+        {
+            return Err(format!(
+                "names the categories \"{other}\" and \"{c}\", which differ only in case (a reader that finds keys without case reads them as one)"
+            ));
+        }
     }
     Ok(())
 }
@@ -288,6 +297,10 @@ mod tests {
             ),
             (r#"{"categories":[]}"#, "\"categories\" is empty"),
             (r#"{"categories":["A","A"]}"#, "repeats the category \"A\""),
+            (
+                r#"{"categories":["Ads","ADS"]}"#,
+                "\"Ads\" and \"ADS\", which differ only in case",
+            ),
             (r#"{"category":""}"#, "empty category name"),
             (r#"{"category":"A","categories":["B"]}"#, "both"),
             (

@@ -108,7 +108,9 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
 @pytest.mark.parametrize("path", ["/open/..%2fads/v1/track", "/exempt/..%5Cads/v1/track",
                                   "/open/x/..%2F..%2fads/v1/track", "/zzz/..%2fads/v1/track",
                                   # Decoded by a proxy, then again by the server behind it.
-                                  "/zzz/..%252fads/v1/track", "/open/..%252fads/v1/track"])
+                                  "/zzz/..%252fads/v1/track", "/open/..%252fads/v1/track",
+                                  # A single dot: Envoy routes on `/.%2Fads`, nginx serves `/ads`.
+                                  "/.%2Fads/v1/track"])
 def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstream, path):
     """Envoy routes these on `/open`, `/exempt` or the catch-all `/` (gated on Analytics only:
     it keeps `%2F` and `%5C` as they are); nginx decodes them before it resolves the dot
