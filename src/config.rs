@@ -157,9 +157,9 @@ impl RouteRule {
 
 impl Config {
     /// The rule that gates `target`: the first that matches. The path is tried in every form a
-    /// destination may read or route it (see [`router_readings`]), and the host without case, port or
-    /// trailing dot, so that no spelling of a gated path passes ungated. Readings that fall
-    /// under different rules make the request ambiguous.
+    /// destination may read or route it (see [`router_readings`]), and the host without case,
+    /// port or trailing dot, so that no spelling of a gated path passes ungated. Readings that
+    /// fall under different rules make the request ambiguous.
     pub fn rule_for(&self, target: &RequestTarget) -> RuleMatch<'_> {
         if self.routes.is_empty() {
             return RuleMatch::None;

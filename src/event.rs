@@ -259,7 +259,6 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
 /// `@JsonAlias` take both. lodash's `_.get(event, "context.consent…")` reads a key spelled as the
 /// whole path before the nested field, and `_.set` builds the path from such a key. So: the
 /// key's [`spelling`], or that of its first path segment, is the name in any case.
-#[inline(never)] // one copy for keys and form field names (the wasm module's size)
 pub fn spelled(key: &str, name: &str) -> bool {
     spelling(key).eq_ignore_ascii_case(name)
         || spelling(&first_segment(key)).eq_ignore_ascii_case(name)

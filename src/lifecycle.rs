@@ -307,9 +307,9 @@ impl Lifecycle {
     }
 }
 
-/// The route's policy: its own setting first (metadata or per-route configuration), then the
-/// first matching `routes` rule (which needs the request headers: they are read into `headers`
-/// then, to be read only once), then `on_unconfigured_route`.
+/// The route's policy (see [`gate`]), unless the path is one that a decoding server reads as
+/// another route's: then the request is refused, on every route. The request headers are read
+/// into `headers` for it, to be read only once.
 fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHeaders>) -> Route {
     let route = gate(config, host, headers);
     if let Route::Refused(_) = route {
@@ -333,7 +333,9 @@ fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHead
     }
 }
 
-/// The route's policy, from its setting or a `routes` rule.
+/// The route's policy: its own setting first (metadata or per-route configuration), then the
+/// first matching `routes` rule (which needs the request headers: they are read into `headers`
+/// then, to be read only once), then `on_unconfigured_route`.
 fn gate(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHeaders>) -> Route {
     match host.route_setting(config) {
         Ok(RouteSetting::Gated(policy)) => return Route::Gated(policy),

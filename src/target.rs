@@ -84,35 +84,36 @@ pub fn moves_when_decoded(path: &str) -> bool {
     if is_plain(plain) {
         return false;
     }
-    // Decoded once by the destination, or again by each proxy before it (`%252F`).
-    let mut text = normalize_path(plain);
-    for _ in 0..DECODING_HOPS {
-        text = lenient_decode(&text);
-        // `/a/.%2Fb` is `/a/b` to nginx, which a route for `/a/b` matches and Envoy's did not.
-        if text.split('/').any(|seg| seg == "." || seg == "..") {
-            return true;
-        }
-        if !text.contains('%') {
-            break;
-        }
-    }
-    false
+    // Decoded once by the destination, or again by each proxy before it (`%252F`). `/a/.%2Fb`
+    // is `/a/b` to nginx, which a route for `/a/b` matches and Envoy's did not.
+    decodings(&normalize_path(plain))
+        .iter()
+        .any(|text| text.split('/').any(|seg| seg == "." || seg == ".."))
 }
 
 /// How many servers in a row may decode a path (a proxy, then the destination, and two more
 /// for good measure).
 const DECODING_HOPS: usize = 4;
 
-/// [`lenient_decode`] as each of [`DECODING_HOPS`] servers in a row would apply it.
-fn lenient_decode_hops(path: &str) -> String {
-    let mut text = lenient_decode(path);
-    for _ in 1..DECODING_HOPS {
-        if !text.contains('%') {
-            break;
+/// `path` as each of up to [`DECODING_HOPS`] servers in a row reads it, each decoding what the
+/// one before handed on ([`lenient_decode`]), while escapes are left.
+fn decodings(path: &str) -> Vec<String> {
+    let mut out = vec![lenient_decode(path)];
+    while out.len() < DECODING_HOPS {
+        match out.last() {
+            Some(text) if text.contains('%') => {
+                let next = lenient_decode(text);
+                out.push(next);
+            }
+            _ => break,
         }
-        text = lenient_decode(&text);
     }
-    text
+    out
+}
+
+/// [`lenient_decode`] as the last of [`DECODING_HOPS`] servers in a row reads it.
+fn lenient_decode_hops(path: &str) -> String {
+    decodings(path).pop().unwrap_or_default()
 }
 
 /// The paths a router may route `path` on: each of [`path_readings`]; each of those with the
