@@ -7,7 +7,7 @@ use crate::encoding::{DecodeError, Encoding};
 use crate::event::{read_event, Call, Consent, ConsentFormat, EventFacts, Strategy, Wanted};
 use crate::json::{Invalid, Scanner};
 use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
-use crate::target::{is_unreserved, percent_decode, Endpoint};
+use crate::target::{hides_a_query, is_unreserved, percent_decode, Endpoint};
 
 /// Why an event (or a whole request) was not forwarded as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -246,8 +246,8 @@ enum Query {
 
 fn query(path: &str) -> Query {
     // A fragment (`#`, which clients do not send, and Envoy refuses) is never a write key alone:
-    // some reader may take what follows it for a query.
-    if path.contains('#') {
+    // some reader may take what follows it for a query; nor is a query hidden in `%3F`.
+    if path.contains('#') || hides_a_query(path) {
         return Query::Other;
     }
     let Some((_, query)) = path.split_once('?') else {
@@ -285,19 +285,26 @@ const EVENT_FIELDS: [&str; 12] = [
 /// [`form_names`]) and compared without case, or spelled as key converters spell it
 /// (`user_id`, `_type`, `%22type`: see `event::spelled`).
 fn form_has_event_fields(text: &str) -> bool {
-    // The first field of a JSON body starts with the JSON itself (`{"batch":[…`): not a name
-    // any converter spells.
+    // The first field of a JSON body starts with the JSON itself (`{"batch":[…`): once a `:`
+    // is in it, not a name any converter spells (`{"type=…`, before any `:`, is one).
     let json_start = text.trim_start().starts_with('{');
     text.split(['&', ';']).enumerate().any(|(at, field)| {
-        let name = field.split('=').next().unwrap_or_default();
-        // As form readers decode a name: `+` is a space, `%XX` a byte.
-        let name = percent_decode(&name.replace('+', " "));
-        let json = at == 0 && json_start;
-        form_names(&name).iter().any(|base| {
-            let base = base.trim_ascii();
-            EVENT_FIELDS.iter().any(|f| {
-                base.eq_ignore_ascii_case(f.as_bytes())
-                    || (!json && crate::event::spelled(&String::from_utf8_lossy(base), f))
+        let raw = field
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .replace('+', " ");
+        let json = at == 0 && json_start && raw.contains(':');
+        // As form readers decode a name: `+` is a space, `%XX` a byte; qs keeps a name whose
+        // escapes are not UTF-8 (`%batch`) as it is.
+        let decoded = percent_decode(&raw);
+        [decoded.as_slice(), raw.as_bytes()].iter().any(|name| {
+            form_names(name).iter().any(|base| {
+                let base = base.trim_ascii();
+                EVENT_FIELDS.iter().any(|f| {
+                    base.eq_ignore_ascii_case(f.as_bytes())
+                        || (!json && crate::event::spelled(&String::from_utf8_lossy(base), f))
+                })
             })
         })
     })
@@ -306,14 +313,14 @@ fn form_has_event_fields(text: &str) -> bool {
 /// The top-level names form readers take a decoded field name for: up to its first `[` or `.`
 /// (`batch[0][type]`, `context.consent`: Express's qs, Go, Flask), cut at a NUL (C strings);
 /// Rack's, past any leading `[` and `]` up to the next one (`[type]`, `]type`: qs reads a
-/// leading `[type]` alike); and PHP's, up to a `[` that a `]` closes. (PHP also turns `.`,
-/// spaces and an unclosed `[` into `_`: `user.id` and `user[id` are `user_id`, which the
-/// spelling of the name as it is finds too.)
-fn form_names(name: &[u8]) -> [&[u8]; 3] {
+/// leading `[type]` alike); PHP's, up to a `[` that a `]` closes (PHP also turns `.`, spaces
+/// and an unclosed `[` into `_`: `user.id` and `user[id` are `user_id`, which the spelling of
+/// the name as it is finds too); and the whole name, NUL and all.
+fn form_names(whole: &[u8]) -> [&[u8]; 4] {
     fn cut(text: &[u8], stop: fn(&u8) -> bool) -> &[u8] {
         text.split(stop).next().unwrap_or_default()
     }
-    let name = cut(name, |b| *b == 0);
+    let name = cut(whole, |b| *b == 0);
     let plain = cut(name, |b| matches!(b, b'[' | b'.'));
     let start = name
         .iter()
@@ -328,7 +335,8 @@ fn form_names(name: &[u8]) -> [&[u8]; 3] {
         }
         _ => name,
     };
-    [plain, rack, php]
+    // A key converter drops a NUL with other separators (`%00type` is `type` to lodash).
+    [plain, rack, php, whole]
 }
 
 enum BodyError {

@@ -11,7 +11,7 @@ use crate::host::{Host, Level, Metric, Record, RequestHeaders};
 use crate::metrics::Counter;
 use crate::policy::{RoutePolicy, RouteSetting};
 use crate::reply;
-use crate::target::moves_when_decoded;
+use crate::target::{hides_a_query, moves_when_decoded};
 
 /// The response header that tells the client how many batch items were dropped.
 pub const DROPPED_HEADER: &str = "x-consent-gate-dropped";
@@ -316,11 +316,13 @@ fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHead
         return route;
     }
     // Envoy chose this route on the path as sent; a destination that decodes `%2F` before it
-    // resolves dot segments may serve another route's handler (`/open/..%2fads/v1/track`).
+    // resolves dot segments may serve another route's handler (`/open/..%2fads/v1/track`), and
+    // one behind a decoding proxy may find a query in `%3F` (`/v1/track%3Fdata=…`).
+    let misread = |path: &str| moves_when_decoded(path) || hides_a_query(path);
     let path_moves = match headers {
-        Some(h) => moves_when_decoded(&h.path),
+        Some(h) => misread(&h.path),
         None => match host.request_headers() {
-            Ok(h) => moves_when_decoded(&headers.insert(h).path),
+            Ok(h) => misread(&headers.insert(h).path),
             Err(_) => {
                 host.log(Level::Error, "cannot read the request headers");
                 return Route::Refused(Reason::InternalError);

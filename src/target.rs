@@ -91,6 +91,24 @@ pub fn moves_when_decoded(path: &str) -> bool {
         .any(|text| text.split('/').any(|seg| seg == "." || seg == ".."))
 }
 
+/// Whether a server that decodes the path before it splits off the query (a proxy handing on
+/// its decoded `$uri`) finds a query or a fragment in it: `%3F` or `%23`, escaped once or more.
+/// Envoy routes `/v1/track%3Fdata=…` as a path; the destination behind such a proxy reads
+/// `/v1/track` and an event in `data`.
+pub fn hides_a_query(path: &str) -> bool {
+    let mut text = path_only(path).to_string();
+    for _ in 0..DECODING_HOPS {
+        if !text.contains('%') {
+            return false;
+        }
+        text = String::from_utf8_lossy(&percent_decode(&text)).into_owned();
+        if text.contains(['?', '#']) {
+            return true;
+        }
+    }
+    false
+}
+
 /// How many servers in a row may decode a path (a proxy, then the destination, and two more
 /// for good measure).
 const DECODING_HOPS: usize = 4;
@@ -420,6 +438,23 @@ mod tests {
             "/projects/.%2Fa/v1/track",
         ] {
             assert!(moves_when_decoded(moves), "{moves}");
+        }
+        for hides in [
+            "/v1/track%3F",
+            "/v1/pixel/track%3Fdata=e30",
+            "/v1/track%23x",
+            "/v1/t%253Fx",
+        ] {
+            assert!(hides_a_query(hides), "{hides}");
+        }
+        for plain in [
+            "/v1/track",
+            "/v1/track?data=x",
+            "/v1/a%2Fb",
+            "/v1/%25",
+            "/v1/100%",
+        ] {
+            assert!(!hides_a_query(plain), "{plain}");
         }
         for stays in [
             "/v1/track",

@@ -280,6 +280,10 @@ fn a_query_that_may_carry_an_event_is_refused_with_a_body_or_without() {
             "/v1/track#data=e30",
             "/v1/track#?data=e30",
             "/v1/track#",
+            // A query in `%3F`: a proxy that hands on its decoded path makes it one.
+            "/v1/pixel/track%3Fdata=eyJ0eXBlIjoidHJhY2sifQ",
+            "/v1/track%253Fdata=e30",
+            "/v1/track%23data=e30",
         ] {
             assert_eq!(judge_at(config, path, &track), invalid, "{path}");
             assert_eq!(judge_at(config, path, ""), invalid, "{path}, no body");
@@ -367,6 +371,10 @@ fn a_form_body_is_refused_when_a_form_reader_finds_event_fields_in_it() {
         "&%22type=identify",
         "&%7Btraits[email]=x",
         "&type%22=identify",
+        // A NUL first, escapes that are not UTF-8 (qs keeps `%batch` as it is).
+        "&%00type=track",
+        "&%batch[0][type]=track",
+        "&%data=x",
     ] {
         let body = hiding(tail);
         assert_eq!(
@@ -384,6 +392,13 @@ fn a_form_body_is_refused_when_a_form_reader_finds_event_fields_in_it() {
         assert_eq!(judge_form("/v1/track", &body, true), Want::Allow, "{body}");
     }
     assert_eq!(judge_form("/v1/track", &consented, true), Want::Allow);
+    // The JSON's own first key holding `=`: qs reads `{"type` as a field, lodash's camelCase
+    // makes it `type`.
+    let keyed = consented.replacen('{', r#"{"type=track&":1,"#, 1);
+    assert_eq!(
+        judge_form("/v1/track", &keyed, true),
+        Want::Deny("INVALID_EVENT", 400)
+    );
 }
 
 #[test]

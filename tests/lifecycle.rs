@@ -431,6 +431,11 @@ fn a_path_that_a_decoding_server_reads_as_another_path_is_refused() {
     let mut host = Fake::post("/zzz/..%2fads/v1/track", CONSENTED);
     assert_eq!(play(&config, &mut host), replied(400, Reason::InvalidEvent));
     assert!(host.replaced.is_none());
+    // A query in `%3F`, which a decoding proxy hands on as one, on any route.
+    for metadata in [None, Some(r#"{"category":"Ads"}"#)] {
+        let mut host = Fake::post("/v1/track%3Fdata=e30", CONSENTED).metadata(metadata);
+        assert_eq!(play(&config, &mut host), replied(400, Reason::InvalidEvent));
+    }
 }
 
 #[test]

@@ -110,7 +110,9 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
                                   # Decoded by a proxy, then again by the server behind it.
                                   "/zzz/..%252fads/v1/track", "/open/..%252fads/v1/track",
                                   # A single dot: Envoy routes on `/.%2Fads`, nginx serves `/ads`.
-                                  "/.%2Fads/v1/track"])
+                                  "/.%2Fads/v1/track",
+                                  # A query a decoding proxy finds in `%3F`.
+                                  "/open/v1/track%3Fdata=e30", "/ads/v1/pixel/track%3Fdata=e30"])
 def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstream, path):
     """Envoy routes these on `/open`, `/exempt` or the catch-all `/` (gated on Analytics only:
     it keeps `%2F` and `%5C` as they are); nginx decodes them before it resolves the dot
