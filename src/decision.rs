@@ -4,7 +4,9 @@
 use crate::batch::{self, Item};
 use crate::config::{BatchMode, Config, MissingConsent};
 use crate::encoding::{DecodeError, Encoding};
-use crate::event::{read_event, Call, Consent, ConsentFormat, EventFacts, Strategy, Wanted};
+use crate::event::{
+    read_event, Call, Consent, ConsentFormat, EventFacts, Spellings, Strategy, Wanted,
+};
 use crate::json::{Invalid, Scanner};
 use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
 use crate::target::{hides_a_query, is_unreserved, percent_decode, Endpoint};
@@ -283,7 +285,7 @@ const EVENT_FIELDS: [&str; 12] = [
 /// PHP, Rack) finds one of [`EVENT_FIELDS`] in `text`: fields split at `&` (and at `;`, as older
 /// readers did), each name `+`- and percent-decoded, then read as each reader names it (see
 /// [`form_names`]) and compared without case, or spelled as key converters spell it
-/// (`user_id`, `_type`, `%22type`: see `event::spelled`).
+/// (`user_id`, `_type`, `%22type`: see [`Spellings`]).
 fn form_has_event_fields(text: &str) -> bool {
     // The first field of a JSON body starts with the JSON itself (`{"batch":[…`): once a `:`
     // is in it, not a name any converter spells (`{"type=…`, before any `:`, is one).
@@ -301,9 +303,11 @@ fn form_has_event_fields(text: &str) -> bool {
         [decoded.as_slice(), raw.as_bytes()].iter().any(|name| {
             form_names(name).iter().any(|base| {
                 let base = base.trim_ascii();
+                // Spelled again per name: the form rule's path is rare, and one `Spellings` for
+                // the twelve made the wasm module 2 KB larger.
                 EVENT_FIELDS.iter().any(|f| {
                     base.eq_ignore_ascii_case(f.as_bytes())
-                        || (!json && crate::event::spelled(&String::from_utf8_lossy(base), f))
+                        || (!json && Spellings::of(&String::from_utf8_lossy(base)).spell(f))
                 })
             })
         })

@@ -240,28 +240,45 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
     // A reader that stops at NUL sees only what comes before it; a key converter drops the NUL
     // with the other characters that are not letters or digits.
     let before_nul = text.split('\0').next().unwrap_or(text);
-    let cut = before_nul.len() < text.len();
+    let whole = Spellings::of(text);
+    let cut = (before_nul.len() < text.len()).then(|| Spellings::of(before_nul));
     match names.iter().any(|n| {
         folds_to(before_nul, n.text)
-            || spelled(text, n.text)
-            || (cut && spelled(before_nul, n.text))
+            || whole.spell(n.text)
+            || cut.as_ref().is_some_and(|c| c.spell(n.text))
     }) {
         true => KeyMatch::Lookalike,
         false => KeyMatch::Other,
     }
 }
 
-/// Whether a key is another spelling of `name` to a key converter or binding layer, or a path to
-/// it to a path getter. Converters and binders map other spellings onto a field: Django REST's
+/// What names a key spells to a key converter or binding layer, or is a path to for a path
+/// getter. Converters and binders map other spellings onto a field: Django REST's
 /// camel-case parser, humps, camelcase-keys, change-case and lodash's `camelCase` turn
 /// `category_preferences`, `category\u{a0}preferences` and `type_` into `categoryPreferences` and
 /// `type` (the last spelling wins), pydantic's `populate_by_name`, marshmallow and Jackson's
 /// `@JsonAlias` take both. lodash's `_.get(event, "context.consent…")` reads a key spelled as the
 /// whole path before the nested field, and `_.set` builds the path from such a key. So: the
-/// key's [`spelling`], or that of its first path segment, is the name in any case.
-pub fn spelled(key: &str, name: &str) -> bool {
-    spelling(key).eq_ignore_ascii_case(name)
-        || spelling(&first_segment(key)).eq_ignore_ascii_case(name)
+/// key's [`spelling`], or that of its first path segment, is the name in any case. Worked out
+/// once per key, then compared with each name.
+pub struct Spellings {
+    whole: String,
+    first_segment: String,
+}
+
+impl Spellings {
+    #[inline(never)] // rare keys only: one copy for its callers
+    pub fn of(key: &str) -> Spellings {
+        Spellings {
+            whole: spelling(key),
+            first_segment: spelling(&first_segment(key)),
+        }
+    }
+
+    /// Whether the key spells `name`.
+    pub fn spell(&self, name: &str) -> bool {
+        self.whole.eq_ignore_ascii_case(name) || self.first_segment.eq_ignore_ascii_case(name)
+    }
 }
 
 /// What of a key can spell an ASCII name, as key converters read it: ASCII letters and digits,
@@ -324,7 +341,7 @@ fn first_segment(key: &str) -> String {
         .replace('\\', "")
 }
 
-/// [`spelled`] for an ASCII key (unescaped: no backslash).
+/// [`Spellings`] for an ASCII key (unescaped: no backslash).
 fn loosely_named(key: &[u8], names: &[Name]) -> bool {
     // Letters and digits only: the caller has compared them in any case.
     if key.iter().all(u8::is_ascii_alphanumeric) {
@@ -333,7 +350,8 @@ fn loosely_named(key: &[u8], names: &[Name]) -> bool {
     let Ok(key) = std::str::from_utf8(key) else {
         return false;
     };
-    names.iter().any(|n| spelled(key, n.text))
+    let spellings = Spellings::of(key);
+    names.iter().any(|n| spellings.spell(n.text))
 }
 
 /// Whether a reader beyond those that fold case takes an ASCII key (not a [`common_key`]) for
