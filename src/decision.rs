@@ -447,12 +447,28 @@ fn judge_batch(
 /// the item's own keys winning (Segment's rule; Jitsu merges `consentManagement` so too). Some
 /// receivers read an item otherwise, and it is kept only if every reading lets it go:
 /// RudderStack's gateway stores each item alone and drops the batch's context (the item's
-/// `consentManagement` is only its own), and a reader that takes the item's `integrations`
-/// object whole, when it has one, ignores the batch's.
+/// `consentManagement` is only its own), a reader that takes the item's `integrations`
+/// object whole, when it has one, ignores the batch's, and one that merges the batch's context
+/// all the way down (lodash's `merge` or `defaultsDeep`) reads the batch's preferences in an item
+/// whose consent states none (`consent: {}`), and the batch's denied IDs beyond the item's own
+/// list's length (lists merge element by element).
 fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Verdict {
     let either = |first: Consent, then: Consent| match first {
         Consent::Absent => then,
         given => given,
+    };
+    let deep = |first: Consent, then: Consent| match (first, then) {
+        (
+            Consent::NoPreferences,
+            given @ (Consent::Preferences { .. } | Consent::Denied { .. }),
+        ) => given,
+        // The merged list holds some of the batch's IDs, and the merged strategy may be the
+        // batch's: read as every ID of both denied, any one of them enough.
+        (Consent::Denied { denied, .. }, Consent::Denied { denied: more, .. }) => Consent::Denied {
+            denied: denied | more,
+            strategy: Strategy::And,
+        },
+        _ => either(first, then),
     };
     let (mine, batch) = (facts.integrations, top.integrations);
     let whole = if mine.present { mine } else { batch };
@@ -466,13 +482,31 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
         gpc: req.gpc,
     };
     let alone = decide(req.config, req.policy, &reading(facts.rudder));
-    if alone != Verdict::Allow || top.rudder == Consent::Absent {
+    if alone != Verdict::Allow {
         return alone;
+    }
+    if top.rudder != Consent::Absent {
+        let merged = decide(
+            req.config,
+            req.policy,
+            &reading(either(facts.rudder, top.rudder)),
+        );
+        if merged != Verdict::Allow {
+            return merged;
+        }
+    }
+    let segment = deep(facts.consent, top.consent);
+    let rudder = deep(facts.rudder, top.rudder);
+    if segment == either(facts.consent, top.consent) && rudder == either(facts.rudder, top.rudder) {
+        return Verdict::Allow;
     }
     decide(
         req.config,
         req.policy,
-        &reading(either(facts.rudder, top.rudder)),
+        &Signals {
+            segment,
+            ..reading(rudder)
+        },
     )
 }
 

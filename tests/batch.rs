@@ -158,8 +158,54 @@ fn an_item_is_kept_only_if_every_way_of_merging_the_batch_context_allows_it() {
         (
             "rudderstack",
             "allow",
+            json!({"consentManagement": rudder(&[])}),
+            json!({"consentManagement": rudder(&["Analytics"])}),
+            true,
+        ),
+        // Merged all the way down (lodash's `merge`, `defaultsDeep`), lists element by element:
+        // the item's empty list keeps the batch's denial, a shorter one the batch's later IDs,
+        // and an item whose consent states nothing takes the batch's preferences, which
+        // `on_missing_consent: allow` must not let pass.
+        (
+            "rudderstack",
+            "allow",
             json!({"consentManagement": rudder(&["Advertising"])}),
             json!({"consentManagement": rudder(&[])}),
+            false,
+        ),
+        (
+            "rudderstack",
+            "deny",
+            json!({"consentManagement": rudder(&["Analytics", "Advertising"])}),
+            json!({"consentManagement": rudder(&["Functional"])}),
+            false,
+        ),
+        (
+            "rudderstack",
+            "allow",
+            json!({"consentManagement": rudder(&["Advertising"])}),
+            json!({"consentManagement": {"allowedConsentIds": ["Advertising"]}}),
+            false,
+        ),
+        (
+            "segment",
+            "allow",
+            json!({"consent": {"categoryPreferences": {"Advertising": false}}}),
+            json!({"consent": {}}),
+            false,
+        ),
+        (
+            "segment",
+            "allow",
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            json!({"consent": {}}),
+            true,
+        ),
+        (
+            "segment",
+            "allow",
+            json!({"consent": {}}),
+            json!({"consent": {}}),
             true,
         ),
         (

@@ -790,14 +790,25 @@ fn a_batch_item_has_only_its_own_rudderstack_consent() {
         Allow
     );
     // But the batch's denial is the item's to receivers that merge the batch's context into
-    // each item (Jitsu, as Segment merges `consent`): an item without its own is dropped.
+    // each item (Jitsu, as Segment merges `consent`): an item without its own is dropped. So is
+    // one whose own list is empty: merged all the way down (lodash's `merge`), lists element by
+    // element, it keeps the batch's denied ID.
     for config in [&rudder, &rudder_allow_missing] {
         assert_eq!(
             outcome(&run(config, &one, "/v1/batch", false, &denied)),
-            Keep(vec!["a"]),
+            Deny("FILTERED_BY_END_USER_CONSENT"),
             "{denied}"
         );
     }
+    let own_other = own.replace("[]", r#"["C0001"]"#);
+    let longer = format!(
+        r#"{{"batch":[{own_other}],"context":{{"consentManagement":{{"deniedConsentIds":["C0002","C0004"]}}}}}}"#
+    );
+    assert_eq!(
+        outcome(&run(&rudder, &one, "/v1/batch", false, &longer)),
+        Deny("FILTERED_BY_END_USER_CONSENT"),
+        "{longer}"
+    );
     let j = run(&rudder, &one, "/v1/batch", false, &not_denied);
     assert_eq!((j.events, j.dropped), (2, 1));
     assert_eq!(j.reason(), Some(Reason::MissingConsent));

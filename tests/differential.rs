@@ -13,7 +13,7 @@ mod readers;
 use consent_gate::config::Config;
 use consent_gate::decision::{judge, Action, Request};
 use consent_gate::policy::{Match, RoutePolicy};
-use readers::{read, reads_alike, Judge, Reader, Reading, Route, READERS};
+use readers::{read, read_merged_deeply, reads_alike, Judge, Reader, Reading, Route, READERS};
 
 /// SplitMix64: a small deterministic generator, so a failure names its seed.
 struct Rng(u64);
@@ -376,6 +376,13 @@ fn whatever_is_forwarded_reads_alike_and_is_allowed() {
             first.is_some(),
             "seed {seed}: forwarded a body that is not JSON"
         );
+        // A JavaScript receiver that merges the batch's context into each item deeply.
+        for item in read_merged_deeply(&out, &route).unwrap_or_default() {
+            assert!(
+                judge.allows(&item),
+                "seed {seed} ({format}, missing allowed {missing_allowed}): a deep merge reads a refused item {item:?} in {path} {body}"
+            );
+        }
         for (reader, reading) in &readings {
             assert!(
                 reads_alike(*reader, reading, first),

@@ -97,7 +97,8 @@ pub fn judge_and_check(setup: &Setup, path: &str, encoding: Option<&str>, body: 
     j
 }
 
-/// Every reference reader reads the forwarded body alike, and every item it reads is allowed.
+/// Every reference reader reads the forwarded body alike, and every item it reads is allowed (as
+/// is every batch item read with the batch's context merged in deeply).
 pub fn check_forwarded(setup: &Setup, path: &str, plain: &[u8]) {
     if plain.is_empty() {
         return;
@@ -121,6 +122,9 @@ pub fn check_forwarded(setup: &Setup, path: &str, plain: &[u8]) {
             Endpoint::Unnamed | Endpoint::Batch | Endpoint::Single(Call::Track)
         ),
     };
+    for item in readers::read_merged_deeply(plain, &route).unwrap_or_default() {
+        assert!(judge.allows(&item), "a deep merge reads a refused item {item:?}");
+    }
     let mut first: Option<readers::Reading> = None;
     for r in readers::READERS {
         let Some(reading) = readers::read(r, path, plain, &route) else {

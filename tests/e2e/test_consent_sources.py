@@ -195,11 +195,17 @@ def test_rudderstack_consent(envoys, upstream, path, body, headers, expect):
 
 def test_a_batch_level_consent_management_denial_reaches_items(envoys, upstream):
     """rudder-server's gateway drops a batch's context, Jitsu merges it into each item (the
-    item's own keys winning): an item kept must be allowed by both readings."""
+    item's own keys winning), lodash's `merge` all the way down (lists element by element, so an
+    item's empty list keeps the batch's IDs): an item kept must be allowed by every reading."""
     envoy = envoys.get("rudderstack")
     own = encode(event(messageId="own", context={"consentManagement": {"deniedConsentIds": []}}))
     bare = encode(event(messageId="bare"))
     body = batch([own, bare], context={"consentManagement": {"deniedConsentIds": ["Advertising"]}})
+    resp = clients.http1(envoy.port, "POST", "/ads/v1/batch", body, JSON)
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT")
+    # A batch-level list that denies nothing the route needs: the item with its own consent
+    # passes, the one without is missing consent to the gateway.
+    body = batch([own, bare], context={"consentManagement": {"deniedConsentIds": ["Analytics"]}})
     resp = clients.http1(envoy.port, "POST", "/ads/v1/batch", body, JSON)
     assert resp.status == 200 and resp.header("x-consent-gate-dropped") == "1", resp
     (req,) = upstream.wait_for_requests(1)
@@ -211,6 +217,22 @@ def test_a_batch_level_consent_management_denial_reaches_items(envoys, upstream)
     resp = clients.http1(envoys.get("auto").port, "POST", "/ads/v1/batch", body, JSON)
     assert_denied(resp, upstream, 400, "INVALID_EVENT")
 
+
+
+def test_a_batch_items_empty_consent_takes_the_batchs_preferences_when_merged_deeply(envoys, upstream):
+    """`consent: {}` states no preferences, so `on_missing_consent: allow` lets an item with it
+    pass; but a receiver that merges the batch's context into the item all the way down
+    (lodash's `merge`) reads the batch's preferences there, and they refuse."""
+    envoy = envoys.get("missing_allow")
+    empty = encode(event(messageId="empty", context={"consent": {}}))
+    refusing = batch([empty], context={"consent": {"categoryPreferences": {"Advertising": False}}})
+    resp = clients.http1(envoy.port, "POST", "/ads/v1/batch", refusing, JSON)
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT")
+    consenting = batch([empty], context={"consent": {"categoryPreferences": {"Advertising": True}}})
+    resp = clients.http1(envoy.port, "POST", "/ads/v1/batch", consenting, JSON)
+    assert resp.status == 200 and resp.header("x-consent-gate-dropped") is None, resp
+    (req,) = upstream.wait_for_requests(1)
+    assert req.body == consenting
 
 BOTH = encode(event({"Advertising": True}, context={
     "consent": {"categoryPreferences": {"Advertising": True}},

@@ -13,6 +13,8 @@
 //! item's own only, as rudder-server's gateway drops the batch's context) and, on a
 //! route that names a destination, the destination's and `All`'s entries in `integrations` (a
 //! map: exact keys), for a batch item both merged key by key with the batch's and taken whole.
+//! [`read_merged_deeply`] reads a batch's items with the batch's context merged in all the way
+//! down, as lodash's `merge` does.
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -384,6 +386,78 @@ pub fn read(reader: Reader, path: &str, body: &[u8], route: &Route) -> Option<Re
         vec![item(reader, &root, None, route)]
     };
     Some(Reading { batch, items })
+}
+
+/// A batch's items as a JavaScript receiver reads them that merges the batch's `context` into
+/// each item's all the way down (lodash's `merge(batch.context, item.context)`: objects key by
+/// key, lists element by element, the item's values winning), for their consent only (None: not
+/// a batch, or not JSON).
+pub fn read_merged_deeply(body: &[u8], route: &Route) -> Option<Vec<ItemReading>> {
+    let r = Reader::LastWins;
+    let root: Node = serde_json::from_slice(body).ok()?;
+    let Some(Node::Arr(items)) = r.get(&root, "batch") else {
+        return None;
+    };
+    let top = r.get(&root, "context");
+    let read = |e: &Node| {
+        let merged = match (e, top) {
+            (Node::Obj(members), Some(top)) => {
+                let context = match r.get(e, "context") {
+                    Some(own) => lodash_merge(top, own),
+                    None => lodash_merge(&Node::Null, top),
+                };
+                let mut members: Vec<(String, Node)> = members
+                    .iter()
+                    .filter(|(k, _)| k != "context")
+                    .cloned()
+                    .collect();
+                members.push(("context".to_string(), context));
+                Node::Obj(members)
+            }
+            _ => e.clone(),
+        };
+        ItemReading {
+            integrations: Vec::new(),
+            ..item(r, &merged, None, route)
+        }
+    };
+    Some(items.iter().map(read).collect())
+}
+
+/// lodash's `merge` of `src` into (a copy of) `dst`, on parsed JSON (each object's keys made
+/// unique, the last repeat winning, as `JSON.parse` makes them).
+fn lodash_merge(dst: &Node, src: &Node) -> Node {
+    let unique = |members: &[(String, Node)]| {
+        let mut out: Vec<(String, Node)> = Vec::new();
+        for (k, v) in members {
+            out.retain(|(seen, _)| seen != k);
+            out.push((k.clone(), v.clone()));
+        }
+        out
+    };
+    match (dst, src) {
+        (Node::Obj(d), Node::Obj(s)) => {
+            let mut out = unique(d);
+            for (k, v) in unique(s) {
+                match out.iter_mut().find(|(seen, _)| *seen == k) {
+                    Some((_, old)) => *old = lodash_merge(old, &v),
+                    None => out.push((k, lodash_merge(&Node::Null, &v))),
+                }
+            }
+            Node::Obj(out)
+        }
+        (Node::Arr(d), Node::Arr(s)) => Node::Arr(
+            (0..d.len().max(s.len()))
+                .map(|i| match (d.get(i), s.get(i)) {
+                    (Some(d), Some(s)) => lodash_merge(d, s),
+                    (None, Some(s)) => lodash_merge(&Node::Null, s),
+                    (d, None) => d.cloned().unwrap_or(Node::Null),
+                })
+                .collect(),
+        ),
+        (_, Node::Obj(s)) => lodash_merge(&Node::Obj(Vec::new()), &Node::Obj(s.clone())),
+        (_, src) => src.clone(),
+    }
 }
 
 /// Whether an item, as one reader reads it, may reach the route's destination: the consent the
