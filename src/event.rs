@@ -194,6 +194,21 @@ pub enum KeyMatch {
 /// The key JavaScript's `Object.assign` and `for…in` copies take for the object's prototype.
 const PROTO: &str = "__proto__";
 
+/// Ruby's Oj gem loads in its object mode by default (`Oj.load(body)`), where a key that starts
+/// with `^` is a directive: `"^#1": [key, value]` sets the entry `key` (after the real one too),
+/// `"^o"` first makes the object an instance of a class. No reader takes it for a plain key.
+const OJ_DIRECTIVE: u8 = b'^';
+
+/// Whether `key` is one of Oj's directives (see [`OJ_DIRECTIVE`]).
+#[inline(always)]
+fn oj_directive(key: &Str) -> bool {
+    match key.raw().first() {
+        Some(&OJ_DIRECTIVE) => true,
+        Some(b'\\') => key.decode().as_bytes().first() == Some(&OJ_DIRECTIVE),
+        _ => false,
+    }
+}
+
 /// Classifies `key` against `names`.
 #[inline(always)]
 pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
@@ -202,7 +217,7 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
         if let Some(i) = names.iter().position(|n| n.text.as_bytes() == raw) {
             return KeyMatch::Exact(i);
         }
-        if raw == PROTO.as_bytes() {
+        if raw == PROTO.as_bytes() || raw.first() == Some(&OJ_DIRECTIVE) {
             return KeyMatch::Lookalike;
         }
         if raw.is_ascii() {
@@ -225,7 +240,7 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
     if let Some(i) = names.iter().position(|n| n.text == decoded) {
         return KeyMatch::Exact(i);
     }
-    if decoded == PROTO {
+    if decoded == PROTO || decoded.as_bytes().first() == Some(&OJ_DIRECTIVE) {
         return KeyMatch::Lookalike;
     }
     lookalike(&decoded, names)
@@ -941,6 +956,7 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 // reader stopping at NUL sees only what comes before it.
                 let before_nul = decoded.split('\0').next().unwrap_or_default();
                 readable &= decoded != PROTO
+                    && !oj_directive(&key)
                     && !facade_switch(&decoded, destination)
                     && before_nul != destination
                     && before_nul != "All";
@@ -1029,8 +1045,12 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
                     }
                 }
                 _ => {
-                    // A JavaScript copy of the object takes `__proto__`'s members for its own.
-                    ambiguous |= key.eq_str(PROTO);
+                    // A JavaScript copy of the object takes `__proto__`'s members for its own;
+                    // Oj sets any entry by directive, and its Symbol `:Ads` is `Ads` to Rails'
+                    // indifferent access.
+                    ambiguous |= key.eq_str(PROTO)
+                        || oj_directive(&key)
+                        || symbol_position(&key, categories).is_some();
                     let first_recased = recased_position(&key, categories)
                         .and_then(|i| 1u64.checked_shl(i as u32))
                         .filter(|bit| (seen | recased_first) & bit == 0);
@@ -1074,6 +1094,19 @@ fn recased_escaped_position(key: &Str, categories: &[String]) -> Option<usize> {
     let decoded = key.decode();
     let text = decoded.split('\0').next().unwrap_or_default();
     categories.iter().position(|c| text.eq_ignore_ascii_case(c))
+}
+
+/// The required category whose Symbol `key` is to Oj's object mode (`:Ads`), if any.
+fn symbol_position(key: &Str, categories: &[String]) -> Option<usize> {
+    let symbol = |text: &[u8]| {
+        let name = text.strip_prefix(b":")?;
+        categories.iter().position(|c| c.as_bytes() == name)
+    };
+    match key.raw().first() {
+        Some(b':') => symbol(key.raw()),
+        Some(b'\\') => symbol(key.decode().as_bytes()),
+        _ => None,
+    }
 }
 
 /// For an escaped key holding a NUL: the category its text before the NUL names, if any.

@@ -445,6 +445,57 @@ fn a_prototype_key_on_an_object_the_decision_reads_is_invalid() {
 }
 
 #[test]
+fn a_key_ruby_oj_reads_as_a_directive_or_a_symbol_is_invalid() {
+    // Oj, Ruby's fast JSON gem, loads in its object mode by default (`Oj.load(body)`): a key
+    // starting with `^` is a directive there (`"^#1":[key, value]` sets the entry `key`, after
+    // the real one too; `"^o"` first turns the object into an instance of a class), and a key
+    // starting with `:` is a Symbol, which Rails' indifferent access merges with the string key.
+    let segment = Config::default();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let routed = Config::parse(r#"{"routes":[]}"#).unwrap();
+    let ads = policy(&["Ads"], Match::All);
+    let granted = r#"{"consent":{"categoryPreferences":{"Ads":true}}}"#;
+    let cases: Vec<(&Config, &str, String)> = vec![
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"^#1":["Ads",false]}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"\u005e#x":["Ads",false]}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"^o":"String","Ads":true}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,":Ads":false}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"\u003aAds":false}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true},"^#1":["categoryPreferences",{"Ads":false}]}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true}},"^#1":["consent",{"categoryPreferences":{"Ads":false}}]}}"#.into()),
+        (&segment, "/v1/track", format!(r#"{{"type":"track","context":{granted},"^#1":["context",{{"consent":{{"categoryPreferences":{{"Ads":false}}}}}}]}}"#)),
+        (&segment, "/v1/track", r#"{"type":"track","event":"Consent Change","^#1":["type","identify"],"traits":{"email":"a@b.example"}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","event":"Consent Change","^#1":["event","Order Completed"]}"#.into()),
+        (&segment, "/v1/batch", format!(r#"{{"batch":[{{"type":"track","context":{granted},"^#1":["context",{{}}]}}]}}"#)),
+        (&segment, "/v1/batch", r#"{"batch":[{"type":"track"}],"context":{"consent":{"categoryPreferences":{"Ads":true,"^#1":["Ads",false]}}}}"#.into()),
+        (&segment, "/v1/batch", format!(r#"{{"batch":[{{"type":"track","context":{granted}}}],"^#1":["batch",[]]}}"#)),
+        (&rudder, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"^#1":["deniedConsentIds",["Ads"]]}}}"#.into()),
+    ];
+    for (config, path, body) in &cases {
+        let j = run(config, &ads, path, None, body.as_bytes());
+        assert_eq!(
+            j.reason(),
+            Some(Reason::InvalidEvent),
+            "{path} {body}: {:?}",
+            j.action
+        );
+    }
+    // `integrations`, on a route with a destination.
+    let mixpanel = RoutePolicy::new(vec!["Ads".into()], Match::All)
+        .with_extras("", Some("Mixpanel".into()), None)
+        .unwrap();
+    let body = format!(
+        r#"{{"type":"track","context":{granted},"integrations":{{"Mixpanel":true,"^#1":["Mixpanel",false]}}}}"#
+    );
+    let j = run(&routed, &mixpanel, "/v1/track", None, body.as_bytes());
+    assert_eq!(j.reason(), Some(Reason::InvalidEvent), "{body}");
+    // Where the decision reads nothing, and in values, they are just text.
+    let body = r#"{"type":"track","event":"^#1","properties":{"^#1":["a",1],":Ads":false},"context":{"consent":{"categoryPreferences":{"Ads":true,"Other":false,":Other":true}}}}"#;
+    let j = run(&segment, &ads, "/v1/track", None, body.as_bytes());
+    assert_eq!(j.action, Action::Forward, "{body}");
+}
+
+#[test]
 fn a_key_jsoniter_takes_for_a_field_the_decision_reads_is_invalid() {
     // json-iterator/go matches the fields of a small struct by a hash of each key, and takes
     // the last: after the field itself, a key with its hash (tests/support/jsoniter_keys.json)

@@ -48,8 +48,10 @@ impl Gen {
         if !self.rng.chance(self.hostility) {
             return format!("\"{key}\"");
         }
-        match self.rng.below(10) {
+        match self.rng.below(11) {
             0 => format!("\"{}{}\"", key[..1].to_uppercase(), &key[1..]),
+            // A Symbol to Ruby's Oj.
+            10 => format!("\":{key}\""),
             1 => format!("\"{}\"", key.to_uppercase()),
             2 => format!("\"{}\"", key.replacen('s', "\u{17f}", 1)),
             3 => format!("\"{}\"", key.replacen('s', "\\u017f", 1)),
@@ -91,6 +93,11 @@ impl Gen {
             if self.rng.chance(self.hostility / 2.0) {
                 let again = self.value_for(k);
                 out.push(format!("{}:{again}", self.key(k)));
+            }
+            if self.rng.chance(self.hostility / 4.0) {
+                // Ruby's Oj sets the entry `k` by directive.
+                let again = self.value_for(k);
+                out.push(format!("\"^#{}\":[\"{k}\",{again}]", out.len()));
             }
         }
         // Shuffle, so that repeats come in either order.

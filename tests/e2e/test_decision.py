@@ -268,6 +268,42 @@ def test_another_spelling_or_a_path_of_a_field_is_rejected(gate, upstream, path,
     run(gate, upstream, path, body, expect)
 
 
+
+# Ruby's Oj loads in its object mode by default (`Oj.load(body)`, Oj 3.14): a key starting with `^`
+# is a directive (`"^#1": [key, value]` sets the entry `key`, after the real one too; `"^o"` first
+# turns the object into an instance of a class), and `:name` is a Symbol, which Rails' indifferent
+# access merges with `name`. Each row below was forwarded before, and read by Oj as written here.
+OJ = [
+    row("directive-sets-the-category", "/ads",
+        b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
+        b'{"categoryPreferences":{"Advertising":true,"^#1":["Advertising",false]}}}}', INVALID),
+    row("escaped-directive", "/ads",
+        b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
+        b'{"categoryPreferences":{"Advertising":true,"\\u005e#x":["Advertising",false]}}}}', INVALID),
+    row("directive-sets-the-context", "/ads",
+        GRANTED + b',"^#1":["context",{"consent":{"categoryPreferences":{"Advertising":false}}}]}',
+        INVALID),
+    row("directive-sets-the-type", "/ads",
+        b'{"type":"track","event":"Consent Change","userId":"u1","^#1":["type","identify"],'
+        b'"traits":{"email":"jane@example.com"}}', INVALID),
+    row("class-directive-first", "/ads",
+        b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
+        b'{"categoryPreferences":{"^o":"String","Advertising":true}}}}', INVALID),
+    row("symbol-of-the-category", "/ads",
+        b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
+        b'{"categoryPreferences":{"Advertising":true,":Advertising":false}}}}', INVALID),
+    row("batch-item-directive", "/ads/v1/batch",
+        b'{"batch":[{"type":"track","event":"A","messageId":"m1","context":{"consent":'
+        b'{"categoryPreferences":{"Advertising":true,"^#1":["Advertising",false]}}}}]}', INVALID),
+    row("directive-where-nothing-is-read", "/ads",
+        GRANTED + b',"extra":{"^#1":["price",1],":sku":"x"}}', ALLOW),
+]
+
+
+@pytest.mark.parametrize("path, body, expect", OJ)
+def test_a_key_ruby_oj_reads_as_a_directive_or_a_symbol_is_rejected(gate, upstream, path, body, expect):
+    run(gate, upstream, path, body, expect)
+
 # ---- the body must be exactly one JSON object ---------------------------------------------------
 
 VALID = encode(event({"Advertising": True}))

@@ -1,10 +1,10 @@
 //! Reference readers for differential checks (native tests and fuzz targets): how receivers other
 //! than the filter read a forwarded body. Parsed by serde_json into a tree that keeps every key
-//! (repeats and all), then read five ways: exact keys with the last or the first repeat winning
+//! (repeats and all), then read seven ways: exact keys with the last or the first repeat winning
 //! (Python, Node), case-insensitive matching as Go's (and, wider, jsoniter's, Java's, .NET's) with
 //! the last winning, a reader whose keys stop at NUL, and a key converter's (camelcase-keys,
 //! humps, Django REST's camel-case parser): field names spelled with any separators and case, the
-//! last winning.
+//! last winning; cJSON's lookup; Ruby's Oj in its object mode.
 //! The endpoint decides the kind for the Go reader (`/batch`, `/b`, `/import`; `/track`, `/t`,
 //! ...); elsewhere, and for every other reader, a `batch` key does.
 //!
@@ -86,16 +86,56 @@ pub enum Reader {
     Converting,
     /// cJSON's `cJSON_GetObjectItem`: every key found without ASCII case, the first that matches.
     IgnoresCase,
+    /// Ruby's Oj in its default object mode, read with Rails' indifferent access (see [`oj`]).
+    Oj,
 }
 
-pub const READERS: [Reader; 6] = [
+pub const READERS: [Reader; 7] = [
     Reader::LastWins,
     Reader::FirstWins,
     Reader::Folding,
     Reader::StopsAtNul,
     Reader::Converting,
     Reader::IgnoresCase,
+    Reader::Oj,
 ];
+
+/// A tree as Ruby's Oj loads it in its object mode (`Oj.load`, its default) and Rails'
+/// indifferent access reads it, in document order: `"^#n": [key, value]` sets the entry `key`,
+/// a key `:name` (a Symbol) is `name`, and an object whose first key is another `^` directive
+/// (`^o`, `^u`, `^c`, `^t`, `^O`, `^i`) is no Hash (absent here).
+fn oj(node: Node) -> Node {
+    match node {
+        Node::Arr(items) => Node::Arr(items.into_iter().map(oj).collect()),
+        Node::Obj(members) => {
+            let directive = |k: &str| k.starts_with('^') && !k.starts_with("^#") && k.len() > 1;
+            if members.first().is_some_and(|(k, _)| directive(k)) {
+                return Node::Null;
+            }
+            let mut out: Vec<(String, Node)> = Vec::new();
+            let mut set = |k: String, v: Node| {
+                out.retain(|(seen, _)| *seen != k);
+                out.push((k, v));
+            };
+            for (k, v) in members {
+                match (k.strip_prefix("^#"), v) {
+                    (Some(rest), Node::Arr(pair)) if !rest.is_empty() && pair.len() == 2 => {
+                        let mut pair = pair.into_iter();
+                        if let (Some(Node::Str(key)), Some(value)) = (pair.next(), pair.next()) {
+                            set(key, oj(value));
+                        }
+                    }
+                    (_, v) => {
+                        let k = k.strip_prefix(':').map(str::to_string).unwrap_or(k);
+                        set(k, oj(v));
+                    }
+                }
+            }
+            Node::Obj(out)
+        }
+        other => other,
+    }
+}
 
 /// Case-insensitive field matching for an ASCII field name: Go's `encoding/json` (written from
 /// the Go source, not shared with the filter's own code: ASCII case, `ſ` and the Kelvin sign),
@@ -131,7 +171,7 @@ fn converting_matches(key: &str, name: &str) -> bool {
 impl Reader {
     fn matches(self, key: &str, name: &str) -> bool {
         match self {
-            Reader::LastWins | Reader::FirstWins => key == name,
+            Reader::LastWins | Reader::FirstWins | Reader::Oj => key == name,
             Reader::Folding => folding_matches(key, name),
             Reader::StopsAtNul => key.split('\0').next() == Some(name),
             Reader::Converting => converting_matches(key, name),
@@ -369,6 +409,10 @@ fn endpoint_is_batch(path: &str) -> Option<bool> {
 /// `body` (decompressed) as `reader` reads it; None when it is not JSON at all.
 pub fn read(reader: Reader, path: &str, body: &[u8], route: &Route) -> Option<Reading> {
     let root: Node = serde_json::from_slice(body).ok()?;
+    let root = match reader {
+        Reader::Oj => oj(root),
+        _ => root,
+    };
     let by_body = matches!(reader.get(&root, "batch"), Some(Node::Arr(_)));
     let batch = match reader {
         Reader::Folding => endpoint_is_batch(path).unwrap_or(by_body),
