@@ -878,7 +878,8 @@ fn read_consent_management(
 }
 
 /// A list of consent IDs (strings): the bits of `categories` it names. `Ok(None)` for anything
-/// but an array of strings, or an ID that a reader stopping at NUL takes for a category.
+/// but an array of strings, or an ID that a reader stopping at NUL, or one that turns Oj's
+/// Symbols back into strings, takes for a category.
 fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, Invalid> {
     if s.peek_token() != Some(b'[') {
         s.skip_value()?;
@@ -893,6 +894,8 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                 match id.position_in(categories) {
                     Some(i) if i < 64 => bits |= 1u64 << i,
                     Some(_) => {}
+                    // Oj's Symbol `:C0001` is `C0001` to a reader that takes it `to_s`.
+                    None if symbol_position(&id, categories).is_some() => readable = false,
                     None if id.is_escaped() => {
                         readable &= nul_prefix_position(&id, categories).is_none();
                     }
@@ -1096,7 +1099,8 @@ fn recased_escaped_position(key: &Str, categories: &[String]) -> Option<usize> {
     categories.iter().position(|c| text.eq_ignore_ascii_case(c))
 }
 
-/// The required category whose Symbol `key` is to Oj's object mode (`:Ads`), if any.
+/// The required category whose Symbol `key` (or a string value) is to Oj's object mode (`:Ads`),
+/// if any.
 fn symbol_position(key: &Str, categories: &[String]) -> Option<usize> {
     let symbol = |text: &[u8]| {
         let name = text.strip_prefix(b":")?;

@@ -470,6 +470,7 @@ fn a_key_ruby_oj_reads_as_a_directive_or_a_symbol_is_invalid() {
         (&segment, "/v1/batch", r#"{"batch":[{"type":"track"}],"context":{"consent":{"categoryPreferences":{"Ads":true,"^#1":["Ads",false]}}}}"#.into()),
         (&segment, "/v1/batch", format!(r#"{{"batch":[{{"type":"track","context":{granted}}}],"^#1":["batch",[]]}}"#)),
         (&rudder, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"^#1":["deniedConsentIds",["Ads"]]}}}"#.into()),
+        (&rudder, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[":Ads"]}}}"#.into()),
     ];
     for (config, path, body) in &cases {
         let j = run(config, &ads, path, None, body.as_bytes());
