@@ -61,32 +61,50 @@ impl RequestHeaders {
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Self {
         let mut h = RequestHeaders::default();
         for (name, value) in pairs {
-            let value = String::from_utf8_lossy(value);
             match name {
-                b"content-encoding" => match &mut h.content_encoding {
-                    Some(v) => {
-                        v.push_str(", ");
-                        v.push_str(&value);
-                    }
-                    None => h.content_encoding = Some(value.into_owned()),
-                },
-                b"content-type" => match &mut h.content_type {
-                    Some(v) => {
-                        v.push_str(", ");
-                        v.push_str(&value);
-                    }
-                    None => h.content_type = Some(value.into_owned()),
-                },
-                b"content-length" => h.content_length = Some(value.into_owned()),
-                b":path" => h.path = value.into_owned(),
-                b":authority" => h.authority = value.into_owned(),
-                // Any line saying `1` counts: a reader of either line must not see a preference.
-                b"sec-gpc" => h.gpc |= gpc_signal(value.as_bytes()),
-                _ => {}
+                b"content-length" => h.content_length = Some(lossy(value)),
+                b":path" => h.path = lossy(value),
+                b":authority" => h.authority = lossy(value),
+                name => h.add_line(name, value),
             }
         }
         h
     }
+
+    /// Takes in one line of the headers read line by line: `sec-gpc`, `content-encoding` and
+    /// `content-type` (others are ignored). Their names are read as CGI, WSGI, PHP and Rack read
+    /// them, `_` as `-` (both `Sec-GPC` and `Sec_GPC` are their `HTTP_SEC_GPC`), since Envoy
+    /// forwards names with `_` unless told otherwise.
+    pub fn add_line(&mut self, name: &[u8], value: &[u8]) {
+        let append = |to: &mut Option<String>| match to {
+            Some(all) => {
+                all.push_str(", ");
+                all.push_str(&String::from_utf8_lossy(value));
+            }
+            None => *to = Some(lossy(value)),
+        };
+        if cgi_name_is(name, b"sec-gpc") {
+            // Any line saying `1` counts: a reader of either line must not see a preference.
+            self.gpc |= gpc_signal(value);
+        } else if cgi_name_is(name, b"content-encoding") {
+            append(&mut self.content_encoding);
+        } else if cgi_name_is(name, b"content-type") {
+            append(&mut self.content_type);
+        }
+    }
+}
+
+/// Whether a header name (lower-case) is `want` to a reader that takes `_` for `-`.
+fn cgi_name_is(name: &[u8], want: &[u8]) -> bool {
+    name.len() == want.len()
+        && name
+            .iter()
+            .zip(want)
+            .all(|(n, w)| n == w || (*n == b'_' && *w == b'-'))
+}
+
+fn lossy(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
 }
 
 /// A counter to add to.
@@ -255,6 +273,33 @@ mod tests {
         assert!(h.gpc);
         let h = RequestHeaders::from_pairs([(&b"sec-gpc"[..], &b" 1"[..])]);
         assert!(h.gpc);
+    }
+
+    #[test]
+    fn header_names_are_read_with_underscores_as_cgi_reads_them() {
+        // CGI, WSGI, PHP and Rack: `Sec_GPC` is `HTTP_SEC_GPC`, as `Sec-GPC` is.
+        let h = RequestHeaders::from_pairs([
+            (&b"sec-gpc"[..], &b"0"[..]),
+            (&b"sec_gpc"[..], &b"1"[..]),
+            (&b"content_type"[..], &b"application/x-www-form-urlencoded"[..]),
+            (&b"content-type"[..], &b"application/json"[..]),
+            (&b"content_encoding"[..], &b"gzip"[..]),
+        ]);
+        assert!(h.gpc);
+        assert_eq!(
+            h.content_type.as_deref(),
+            Some("application/x-www-form-urlencoded, application/json")
+        );
+        assert_eq!(h.content_encoding.as_deref(), Some("gzip"));
+        // Only `_` for `-`: other names are other headers.
+        let h = RequestHeaders::from_pairs([
+            (&b"secgpc"[..], &b"1"[..]),
+            (&b"sec.gpc"[..], &b"1"[..]),
+            (&b"x-sec-gpc"[..], &b"1"[..]),
+            (&b"content-types"[..], &b"text/plain"[..]),
+        ]);
+        assert!(!h.gpc);
+        assert_eq!(h.content_type, None);
     }
 
     #[test]

@@ -294,6 +294,11 @@ GLOBAL_PRIVACY_CONTROL = [
     row("signal-withdraws-advertising", "/gpc", BOTH_CONSENTED, denied("Advertising"), GPC),
     row("only-1-counts", "/gpc", BOTH_CONSENTED, ALLOW, {**JSON, "sec-gpc": "true"}),
     row("0-is-no-signal", "/gpc", BOTH_CONSENTED, ALLOW, {**JSON, "sec-gpc": "0"}),
+    # CGI, WSGI, PHP and Rack read `Sec_GPC` as `HTTP_SEC_GPC`, as they read `Sec-GPC`.
+    row("underscore-spelling-counts", "/gpc", BOTH_CONSENTED, denied("Advertising"),
+        {**JSON, "sec_gpc": "1"}),
+    row("underscore-spelling-beside-a-0", "/gpc", BOTH_CONSENTED, denied("Advertising"),
+        {**JSON, "sec-gpc": "0", "sec_gpc": "1"}),
     row("route-without-gpc-denies", "/multi", BOTH_CONSENTED, ALLOW, GPC),
     row("consent-event-still-passes", "/gpc", encode(event(name="Consent Change")), ALLOW, GPC),
 ]

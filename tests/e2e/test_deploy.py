@@ -628,6 +628,8 @@ def assert_filter_settings(config: dict) -> dict:
     hcm = hcm_of(listener)
     for key in ("normalize_path", "merge_slashes", "strip_trailing_host_dot"):
         assert hcm[key] is True, key
+    assert hcm["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
+    assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "REJECT_REQUEST"
     names = [f["name"] for f in hcm["http_filters"]]
     assert names[-1] == ROUTER and names[-2] == "consent_gate", names
     (wasm,) = wasm_filters(config)
@@ -771,6 +773,25 @@ def eg_config(destination_port: int, listener_name: str) -> dict:
     )
 
 
+def apply_client_traffic_policy(config: dict, policy: dict, docs: list[dict]) -> None:
+    """A ClientTrafficPolicy's path and header settings, as Envoy Gateway translates them into the
+    listener's connection manager; it must target the Gateway."""
+    (gateway,) = by_kind(docs, "Gateway")
+    assert policy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                             "name": gateway["metadata"]["name"]}]
+    assert policy["metadata"]["namespace"] == gateway["metadata"]["namespace"]
+    actions = {"RejectRequest": "REJECT_REQUEST", "KeepUnchanged": "KEEP_UNCHANGED",
+               "UnescapeAndForward": "UNESCAPE_AND_FORWARD", "UnescapeAndRedirect": "UNESCAPE_AND_REDIRECT",
+               "Allow": "ALLOW", "DropHeader": "DROP_HEADER"}
+    hcm = hcm_of(listeners(config)[0])
+    spec = policy["spec"]
+    if "escapedSlashesAction" in spec.get("path", {}):
+        hcm["path_with_escaped_slashes_action"] = actions[spec["path"]["escapedSlashesAction"]]
+    if "withUnderscoresAction" in spec.get("headers", {}):
+        hcm.setdefault("common_http_protocol_options", {})["headers_with_underscores_action"] = \
+            actions[spec["headers"]["withUnderscoresAction"]]
+
+
 def apply_patch_policy(config: dict, policy: dict, module_mounts: dict[str, Path]) -> dict:
     """An EnvoyPatchPolicy's JSON patches applied to the listener they name (RFC 6902 `add`), the
     module path mapped from the gateway pod's mount to the local file."""
@@ -805,8 +826,10 @@ def test_envoy_gateway_patch_policy_validates_and_gates(tmp_path, destination):
     module = require_module()
     docs = eg_docs()
     (policy,) = by_kind(docs, "EnvoyPatchPolicy")
+    (client_policy,) = by_kind(docs, "ClientTrafficPolicy")
     port = int(destination.address.rsplit(":", 1)[1])
     config = apply_patch_policy(eg_config(port, eg_listener_name(docs)), policy, eg_module_mounts(docs, module))
+    apply_client_traffic_policy(config, client_policy, docs)
     (listener,) = listeners(config)
     assert "default_filter_chain" in listener
     assert_filter_settings(config)

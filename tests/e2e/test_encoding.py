@@ -410,6 +410,20 @@ def test_content_type_given_twice_is_415(gate, upstream):
     assert_untouched(upstream)
 
 
+
+@pytest.mark.parametrize("alias", [
+    pytest.param({"content_type": "application/json; charset=utf-7"}, id="content_type"),
+    pytest.param({"content_encoding": "gzip"}, id="content_encoding"),
+])
+def test_a_header_named_with_an_underscore_is_that_header_too(gate, upstream, alias):
+    """CGI, WSGI, PHP and Rack read `Content_Type` as `HTTP_CONTENT_TYPE`, as they read
+    `Content-Type` (Envoy forwards such names by default): one more line of that header."""
+    headers = {**JSON, **alias}
+    if "content_encoding" in alias:
+        headers["content-encoding"] = "identity"
+    post(gate, upstream, CONSENTED, headers, UNSUPPORTED)
+
+
 def test_unsupported_encoding_is_refused_before_the_body_arrives(gate, upstream):
     with RawHttp1(gate.port) as conn:
         conn.send(request_head("POST", "/v1/batch", {**JSON, "content-encoding": "br",

@@ -9,7 +9,7 @@ use super::abi::{self, EnvoyBuffer, FilterEnvoyPtr, ModuleBuffer, ModuleHttpHead
 use super::PerRoute;
 use crate::config::Config;
 use crate::decision::Reason;
-use crate::host::{gpc_signal, Host, HostError, Level, Metric, Record, RequestHeaders};
+use crate::host::{Host, HostError, Level, Metric, Record, RequestHeaders};
 use crate::metrics::{denied_category_family, dropped_by_reason, Counter};
 use crate::policy::RouteSetting;
 use crate::route_memo::{FlatMetadata, RouteMemo};
@@ -428,7 +428,8 @@ impl Host for NativeHost<'_> {
     /// One host call for all the lines (`get_headers`), not one per name: the values the filter
     /// uses are picked out here, as one `get_header` per name would have found them (the first
     /// `:path`, `:authority` and `content-length`; every `sec-gpc`, `content-encoding` and
-    /// `content-type` line, in order). Envoy's header names are lower-case.
+    /// `content-type` line, in order, see [`RequestHeaders::add_line`]). Envoy's header names
+    /// are lower-case.
     fn request_headers(&mut self) -> Result<RequestHeaders, HostError> {
         let mut h = RequestHeaders::default();
         let (mut path, mut authority) = (None, None);
@@ -442,23 +443,7 @@ impl Host for NativeHost<'_> {
             b"content-length" if h.content_length.is_none() => {
                 h.content_length = Some(lossy(value));
             }
-            // Any line saying `1` counts: a reader of either line must not see a preference.
-            b"sec-gpc" => h.gpc |= gpc_signal(value),
-            b"content-encoding" => match &mut h.content_encoding {
-                Some(all) => {
-                    all.push_str(", ");
-                    all.push_str(&String::from_utf8_lossy(value));
-                }
-                None => h.content_encoding = Some(lossy(value)),
-            },
-            b"content-type" => match &mut h.content_type {
-                Some(all) => {
-                    all.push_str(", ");
-                    all.push_str(&String::from_utf8_lossy(value));
-                }
-                None => h.content_type = Some(lossy(value)),
-            },
-            _ => {}
+            name => h.add_line(name, value),
         });
         h.path = path.map(lossy).unwrap_or_default();
         h.authority = authority.map(lossy).unwrap_or_default();
