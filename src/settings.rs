@@ -55,7 +55,7 @@ impl Value {
         if n.is_finite() && n.fract() == 0.0 && n.abs() < 9e15 {
             Value::Number(Number::Integer(n as i64))
         } else {
-            Value::Number(Number::Other(format!("{n}")))
+            Value::Number(Number::Other(name_number(n)))
         }
     }
 
@@ -64,6 +64,28 @@ impl Value {
             Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
+    }
+}
+
+/// A number that is not a whole one, as an error names it: to six decimals, written with integer
+/// arithmetic only (`format!("{n}")` would bring 13 KB of float formatting into the wasm module,
+/// for error messages alone).
+fn name_number(n: f64) -> String {
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    let sign = if n < 0.0 { "-" } else { "" };
+    let n = n.abs();
+    if n >= 9e15 {
+        return format!("{sign}a number of 16 digits or more");
+    }
+    let whole = n.trunc();
+    // The fraction of a double is exact; rounded up to a whole millionth, it stays below one.
+    let micros = ((n - whole) * 1e6).round().min(999_999.0) as u64;
+    let fraction = format!("{micros:06}");
+    match fraction.trim_end_matches('0') {
+        "" => format!("{sign}{}", whole as u64),
+        digits => format!("{sign}{}.{digits}", whole as u64),
     }
 }
 
@@ -476,6 +498,27 @@ impl<'de> MapAccess<'de> for Members<'de> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn numbers_that_are_not_whole_are_named_to_six_decimals() {
+        let named = |n: f64| match Value::number(n) {
+            Value::Number(Number::Other(text)) => text,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(named(5.5), "5.5");
+        assert_eq!(named(-0.25), "-0.25");
+        assert_eq!(named(0.1), "0.1");
+        assert_eq!(named(1.0 / 3.0), "0.333333");
+        assert_eq!(named(2.9999999), "2.999999");
+        assert_eq!(named(1e-9), "0");
+        assert_eq!(named(1e20), "a number of 16 digits or more");
+        assert_eq!(named(f64::NEG_INFINITY), "-a number of 16 digits or more");
+        assert_eq!(named(f64::NAN), "NaN");
+        assert!(matches!(
+            Value::number(5.0),
+            Value::Number(Number::Integer(5))
+        ));
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
