@@ -128,6 +128,52 @@ pub enum RuleMatch<'c> {
 }
 
 impl RouteRule {
+    /// Whether this rule matches every request `later` matches.
+    fn covers(&self, later: &RouteRule) -> bool {
+        let names = match (&self.route_name, &later.route_name) {
+            (None, _) => true,
+            (Some(mine), Some(theirs)) => mine == theirs,
+            (Some(_), None) => false,
+        };
+        // A request without a port matches any rule's port, one with a port only the rule's.
+        let hosts = match (&self.host, &later.host) {
+            (None, _) => true,
+            (Some((mine, my_port)), Some((theirs, their_port))) => {
+                mine == theirs && (my_port.is_none() || my_port == their_port)
+            }
+            (Some(_), None) => false,
+        };
+        let paths = match (&self.path_prefix, &later.path_prefix) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(theirs)) => {
+                // Every path under `theirs` is under mine, and so is its bare form.
+                let under = |path: &str| self.matches_path(path);
+                under(theirs)
+                    && theirs.len() >= self.path_prefix.as_deref().map_or(0, str::len)
+                    && theirs
+                        .strip_suffix('/')
+                        .is_none_or(|bare| bare.is_empty() || under(bare))
+            }
+        };
+        names && hosts && paths
+    }
+
+    fn matches_path(&self, path: &str) -> bool {
+        self.path_prefix.as_deref().is_none_or(|p| {
+            let starts = |p: &str| {
+                path.as_bytes()
+                    .get(..p.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+            };
+            // `/v1/track/` also gates `/v1/track` itself: a receiver reads both alike.
+            starts(p)
+                || p.strip_suffix('/').is_some_and(|bare| {
+                    !bare.is_empty() && path.len() == bare.len() && starts(bare)
+                })
+        })
+    }
+
     fn matches(&self, route_name: &str, host: &(String, Option<&str>), path: &str) -> bool {
         self.route_name.as_deref().is_none_or(|n| n == route_name)
             && self.host.as_ref().is_none_or(|(name, port)| {
@@ -140,18 +186,7 @@ impl RouteRule {
                             .is_none_or(|given| given == p)
                     })
             })
-            && self.path_prefix.as_deref().is_none_or(|p| {
-                let starts = |p: &str| {
-                    path.as_bytes()
-                        .get(..p.len())
-                        .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
-                };
-                // `/v1/track/` also gates `/v1/track` itself: a receiver reads both alike.
-                starts(p)
-                    || p.strip_suffix('/').is_some_and(|bare| {
-                        !bare.is_empty() && path.len() == bare.len() && starts(bare)
-                    })
-            })
+            && self.matches_path(path)
     }
 }
 
@@ -199,6 +234,9 @@ impl Config {
     /// Why this configuration may let requests through ungated without meaning to, if it can.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.dry_run {
+            out.push("dry_run is on: nothing is refused; requests and batch items the filter would refuse are forwarded, recorded as would_deny or would_filter".to_string());
+        }
         if !self.route_metadata && self.routes.is_empty() {
             out.push(match self.on_unconfigured_route {
                 UnconfiguredRoute::Allow => "the configuration gates nothing: \"route_metadata\" is false and there are no \"routes\" rules, so every request passes ungated".to_string(),
@@ -269,6 +307,19 @@ impl Config {
             .enumerate()
             .map(|(i, rule)| route_rule(&format!("routes[{i}]"), rule, config.match_mode))
             .collect::<Result<_, _>>()?;
+        // The first matching rule gates a request: a rule that an earlier one covers never
+        // applies, and its categories (meant for the requests it names) are never asked for.
+        for (j, later) in config.routes.iter().enumerate() {
+            if let Some(i) = config
+                .routes
+                .get(..j)
+                .and_then(|before| before.iter().position(|earlier| earlier.covers(later)))
+            {
+                return Err(format!(
+                    "\"routes[{j}]\" can never apply: \"routes[{i}]\", before it, matches every request it matches (the first matching rule gates a request; put the narrower rule first)"
+                ));
+            }
+        }
         Ok(config)
     }
 }
@@ -449,6 +500,62 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_an_earlier_rule_covers_is_refused() {
+        let rules = |list: &str| Config::parse(&format!(r#"{{"routes":[{list}]}}"#));
+        for (list, covered_by) in [
+            (
+                r#"{"path_prefix":"/","categories":["A"]},{"path_prefix":"/ads","categories":["B"]}"#,
+                0,
+            ),
+            (
+                r#"{"path_prefix":"/V1","categories":["A"]},{"path_prefix":"/v1/x","categories":["B"]}"#,
+                0,
+            ),
+            (
+                r#"{"path_prefix":"/v1/track","categories":["A"]},{"path_prefix":"/v1/track/","categories":["B"]}"#,
+                0,
+            ),
+            (
+                r#"{"host":"a.example","categories":["A"]},{"host":"a.example","path_prefix":"/x","categories":["B"]}"#,
+                0,
+            ),
+            (
+                r#"{"host":"a.example","categories":["A"]},{"host":"a.example:443","categories":["B"]}"#,
+                0,
+            ),
+            (
+                r#"{"route_name":"r","categories":["A"]},{"path_prefix":"/x","categories":["A"]},{"route_name":"r","path_prefix":"/y","categories":["B"]}"#,
+                0,
+            ),
+            (
+                r#"{"path_prefix":"/x","categories":["A"]},{"route_name":"r","categories":["A"]},{"path_prefix":"/x/y","route_name":"s","categories":["B"]}"#,
+                0,
+            ),
+        ] {
+            let err = rules(list).unwrap_err();
+            let later = list.matches("categories").count() - 1;
+            assert!(
+                err.contains(&format!(
+                    "\"routes[{later}]\" can never apply: \"routes[{covered_by}]\""
+                )),
+                "{list}: {err}"
+            );
+        }
+        // Narrower first, or rules that each match requests the other does not: accepted.
+        for list in [
+            r#"{"path_prefix":"/ads","categories":["B"]},{"path_prefix":"/","categories":["A"]}"#,
+            r#"{"path_prefix":"/v1/track/","categories":["A"]},{"path_prefix":"/v1/track","categories":["B"]}"#,
+            r#"{"host":"a.example:443","categories":["A"]},{"host":"a.example","categories":["B"]}"#,
+            r#"{"host":"a.example:443","categories":["A"]},{"host":"a.example:80","categories":["B"]}"#,
+            r#"{"route_name":"r","categories":["A"]},{"path_prefix":"/x","categories":["B"]}"#,
+            r#"{"host":"a.example","categories":["A"]},{"path_prefix":"/x","categories":["B"]}"#,
+            r#"{"path_prefix":"/v1","categories":["A"]},{"path_prefix":"/v2","categories":["B"]}"#,
+        ] {
+            assert!(rules(list).is_ok(), "{list}: {:?}", rules(list));
+        }
+    }
 
     #[test]
     fn empty_config_is_all_defaults() {
@@ -860,5 +967,8 @@ mod tests {
         assert!(Config::default().warnings().is_empty());
         let c = Config::parse(r#"{"route_metadata":false}"#).unwrap();
         assert!(c.warnings()[0].contains("gates nothing"));
+        // Left on after a trial, dry run refuses nothing.
+        let c = Config::parse(r#"{"dry_run":true}"#).unwrap();
+        assert!(c.warnings()[0].contains("dry_run is on: nothing is refused"));
     }
 }

@@ -189,6 +189,33 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
         if c.is_empty() {
             return Err("has an empty category name".into());
         }
+        // Names clients never send. Under RudderStack's format, which denies only the IDs an
+        // event lists, such a category would let every event through.
+        // Named with its control characters written out (`\t`, `\u{0}`); `escape_debug` would
+        // bring Unicode's printable-character tables into the module for this message alone.
+        let shown: String = c
+            .chars()
+            .map(|ch| match ch {
+                '\t' => "\\t".to_string(),
+                ch if ch.is_control() => format!("\\u{{{:x}}}", u32::from(ch)),
+                ch => ch.to_string(),
+            })
+            .collect();
+        if c.starts_with(char::is_whitespace) || c.ends_with(char::is_whitespace) {
+            return Err(format!(
+                "names the category \"{shown}\" with white space at an end (events name categories without it)"
+            ));
+        }
+        if c.chars().any(char::is_control) {
+            return Err(format!(
+                "names the category \"{shown}\" with a control character"
+            ));
+        }
+        if c.contains(',') {
+            return Err(format!(
+                "names the category \"{c}\", which holds a comma: several categories are a list (`categories: [A, B]`)"
+            ));
+        }
         if names.get(..i).is_some_and(|before| before.contains(c)) {
             return Err(format!("repeats the category \"{c}\""));
         }
@@ -302,6 +329,20 @@ mod tests {
                 "\"Ads\" and \"ADS\", which differ only in case",
             ),
             (r#"{"category":""}"#, "empty category name"),
+            // Names no client sends: under RudderStack's deny-only format they deny nothing.
+            (
+                r#"{"category":"Advertising "}"#,
+                "\"Advertising \" with white space at an end",
+            ),
+            (
+                r#"{"categories":["A","\tB"]}"#,
+                "\"\\tB\" with white space at an end",
+            ),
+            (r#"{"category":"A\u0000B"}"#, "with a control character"),
+            (
+                r#"{"category":"Advertising, Analytics"}"#,
+                "holds a comma: several categories are a list",
+            ),
             (r#"{"category":"A","categories":["B"]}"#, "both"),
             (
                 r#"{"category":"A","match":"most"}"#,

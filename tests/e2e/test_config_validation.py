@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from harness.envoy import module_path, render_config, validate, write_config
+from harness.envoy import MODULE, module_path, render_config, validate, write_config
 
 PROBLEM_LINE = re.compile(r"\]\[(warning|error|critical)\]")
 
@@ -54,7 +54,14 @@ BAD = [
     ({"routes": [{"path_prefix": "/v1/*", "categories": ["A"]}]}, "routes[0].path_prefix"),
     ({"routes": [{"route_name": "ads ", "categories": ["A"]}]}, "routes[0].route_name"),
     ({"metadata_namespace": " consent_gate"}, "metadata_namespace"),
+    # Category names no client sends: under RudderStack's deny-only format they deny nothing.
+    ({"routes": [{"path_prefix": "/x", "categories": ["Advertising "]}]}, "routes[0].categories"),
+    ({"routes": [{"path_prefix": "/x", "categories": ["Advertising, Analytics"]}]},
+     "routes[0].categories"),
     ({"colour": "blue"}, "colour"),
+    # The first matching rule gates a request: one an earlier rule covers never applies.
+    ({"routes": [{"path_prefix": "/", "categories": ["Analytics"]},
+                 {"path_prefix": "/ads", "categories": ["Advertising"]}]}, "routes[1]"),
 ]
 
 
@@ -94,3 +101,23 @@ def test_bad_config_is_refused_naming_the_key(check, plugin_config, key):
 def test_config_that_is_not_a_json_object_is_refused(check, raw):
     result = check(raw)
     assert result.returncode != 0, f"validate accepted {raw!r}"
+
+
+def test_a_configuration_under_vm_config_is_refused(tmp_path, upstream):
+    """Some proxy-wasm filters take their configuration from `vm_config.configuration`; this one
+    reads the plugin's. One put there would leave the filter on its defaults, so the VM refuses
+    to start and says where the configuration belongs."""
+    if MODULE != "wasm":
+        pytest.skip("the dynamic module has no VM configuration")
+    config = render_config(upstream_port=upstream.port, plugin_config={})
+    (gate,) = [f for f in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+               ["typed_config"]["http_filters"] if f["name"] == "consent_gate"]
+    gate["typed_config"]["config"]["vm_config"]["configuration"] = {
+        "@type": "type.googleapis.com/google.protobuf.StringValue",
+        "value": json.dumps({"on_unconfigured_route": "deny"}),
+    }
+    result = validate(write_config(config, tmp_path / "config.yaml"))
+    assert result.returncode != 0, "validate accepted a vm_config.configuration"
+    problems = [line for line in result.output.splitlines() if PROBLEM_LINE.search(line)]
+    assert any("vm_config.configuration" in line and "config.configuration" in line
+               for line in problems), "\n".join(problems)

@@ -140,6 +140,11 @@ def test_unconfigured_routes_refused_when_every_route_must_carry_a_policy(envoys
     assert resp.status == 200, resp
 
 
+def test_dry_run_is_announced(envoys):
+    line = wait_for_log(envoys.get("dry_run"), r"dry_run is on")
+    assert "[warning]" in line and "nothing is refused" in line, line
+
+
 def test_a_configuration_that_gates_nothing_is_announced(envoys, upstream):
     envoy = envoys.get("gates_nothing")
     line = wait_for_log(envoy, r"gates nothing")

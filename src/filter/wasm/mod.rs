@@ -31,6 +31,22 @@ struct Root {
 impl Context for Root {}
 
 impl RootContext for Root {
+    /// The VM's own configuration (`vm_config.configuration`) is not read: the plugin
+    /// configuration is. A configuration put there (where some proxy-wasm filters take theirs)
+    /// would leave the filter on its defaults without a word, so it stops the VM instead.
+    fn on_vm_start(&mut self, vm_configuration_size: usize) -> bool {
+        if vm_configuration_size == 0 {
+            return true;
+        }
+        abi::log(
+            Level::Error,
+            &format!(
+                "invalid configuration: \"vm_config.configuration\" is not read ({vm_configuration_size} bytes given): put the plugin configuration in \"config.configuration\""
+            ),
+        );
+        false
+    }
+
     fn on_configure(&mut self, size: usize) -> bool {
         let text = match abi::get_buffer(BUFFER_PLUGIN_CONFIGURATION, 0, size) {
             Ok(bytes) => bytes.unwrap_or_default(),
