@@ -73,8 +73,8 @@ impl RequestHeaders {
 
     /// Takes in one line of the headers read line by line: `sec-gpc`, `content-encoding` and
     /// `content-type` (others are ignored). Their names are read as CGI, WSGI, PHP and Rack read
-    /// them, `_` as `-` (both `Sec-GPC` and `Sec_GPC` are their `HTTP_SEC_GPC`), since Envoy
-    /// forwards names with `_` unless told otherwise.
+    /// them, `_` as `-` (both `Sec-GPC` and `Sec_GPC` are their `HTTP_SEC_GPC`), and `.` too (PHP
+    /// turns the `.` of a server's `HTTP_SEC.GPC` into `_`), since Envoy forwards such names.
     pub fn add_line(&mut self, name: &[u8], value: &[u8]) {
         let append = |to: &mut Option<String>| match to {
             Some(all) => {
@@ -94,13 +94,13 @@ impl RequestHeaders {
     }
 }
 
-/// Whether a header name (lower-case) is `want` to a reader that takes `_` for `-`.
+/// Whether a header name (lower-case) is `want` to a reader that takes `_` and `.` for `-`.
 fn cgi_name_is(name: &[u8], want: &[u8]) -> bool {
     name.len() == want.len()
         && name
             .iter()
             .zip(want)
-            .all(|(n, w)| n == w || (*n == b'_' && *w == b'-'))
+            .all(|(n, w)| n == w || (matches!(n, b'_' | b'.') && *w == b'-'))
 }
 
 fn lossy(value: &[u8]) -> String {
@@ -276,12 +276,15 @@ mod tests {
     }
 
     #[test]
-    fn header_names_are_read_with_underscores_as_cgi_reads_them() {
+    fn header_names_are_read_as_cgi_and_php_read_them() {
         // CGI, WSGI, PHP and Rack: `Sec_GPC` is `HTTP_SEC_GPC`, as `Sec-GPC` is.
         let h = RequestHeaders::from_pairs([
             (&b"sec-gpc"[..], &b"0"[..]),
             (&b"sec_gpc"[..], &b"1"[..]),
-            (&b"content_type"[..], &b"application/x-www-form-urlencoded"[..]),
+            (
+                &b"content_type"[..],
+                &b"application/x-www-form-urlencoded"[..],
+            ),
             (&b"content-type"[..], &b"application/json"[..]),
             (&b"content_encoding"[..], &b"gzip"[..]),
         ]);
@@ -291,10 +294,14 @@ mod tests {
             Some("application/x-www-form-urlencoded, application/json")
         );
         assert_eq!(h.content_encoding.as_deref(), Some("gzip"));
-        // Only `_` for `-`: other names are other headers.
+        // PHP turns the `.` of `HTTP_SEC.GPC` into `_`.
+        let h = RequestHeaders::from_pairs([(&b"sec.gpc"[..], &b"1"[..])]);
+        assert!(h.gpc);
+        // Only `_` and `.` for `-`: other names are other headers.
         let h = RequestHeaders::from_pairs([
             (&b"secgpc"[..], &b"1"[..]),
-            (&b"sec.gpc"[..], &b"1"[..]),
+            (&b"sec~gpc"[..], &b"1"[..]),
+            (&b"sec_gpc_"[..], &b"1"[..]),
             (&b"x-sec-gpc"[..], &b"1"[..]),
             (&b"content-types"[..], &b"text/plain"[..]),
         ]);

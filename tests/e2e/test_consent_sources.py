@@ -299,6 +299,9 @@ GLOBAL_PRIVACY_CONTROL = [
         {**JSON, "sec_gpc": "1"}),
     row("underscore-spelling-beside-a-0", "/gpc", BOTH_CONSENTED, denied("Advertising"),
         {**JSON, "sec-gpc": "0", "sec_gpc": "1"}),
+    # PHP turns the `.` of a server's `HTTP_SEC.GPC` (Caddy, php -S) into `_`.
+    row("dot-spelling-counts", "/gpc", BOTH_CONSENTED, denied("Advertising"),
+        {**JSON, "sec.gpc": "1"}),
     row("route-without-gpc-denies", "/multi", BOTH_CONSENTED, ALLOW, GPC),
     row("consent-event-still-passes", "/gpc", encode(event(name="Consent Change")), ALLOW, GPC),
 ]
