@@ -199,13 +199,21 @@ const PROTO: &str = "__proto__";
 /// `"^o"` first makes the object an instance of a class. No reader takes it for a plain key.
 const OJ_DIRECTIVE: u8 = b'^';
 
-/// Whether `key` is one of Oj's directives (see [`OJ_DIRECTIVE`]).
+/// Ruby's `JSON.load` (which creates additions by default), `JSON.parse` with
+/// `create_additions: true` and Oj's compat mode with it make an object holding this key an
+/// instance of the class it names: `"json_class": "String"` makes it a string.
+const JSON_CLASS: &str = "json_class";
+
+/// Whether Ruby's readers take `key` for a directive (see [`OJ_DIRECTIVE`], [`JSON_CLASS`]).
 #[inline(always)]
-fn oj_directive(key: &Str) -> bool {
+fn ruby_directive(key: &Str) -> bool {
     match key.raw().first() {
         Some(&OJ_DIRECTIVE) => true,
-        Some(b'\\') => key.decode().as_bytes().first() == Some(&OJ_DIRECTIVE),
-        _ => false,
+        Some(b'\\') => {
+            let decoded = key.decode();
+            decoded.as_bytes().first() == Some(&OJ_DIRECTIVE) || decoded == JSON_CLASS
+        }
+        _ => key.raw() == JSON_CLASS.as_bytes(),
     }
 }
 
@@ -217,7 +225,10 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
         if let Some(i) = names.iter().position(|n| n.text.as_bytes() == raw) {
             return KeyMatch::Exact(i);
         }
-        if raw == PROTO.as_bytes() || raw.first() == Some(&OJ_DIRECTIVE) {
+        if raw == PROTO.as_bytes()
+            || raw.first() == Some(&OJ_DIRECTIVE)
+            || raw == JSON_CLASS.as_bytes()
+        {
             return KeyMatch::Lookalike;
         }
         if raw.is_ascii() {
@@ -240,7 +251,10 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
     if let Some(i) = names.iter().position(|n| n.text == decoded) {
         return KeyMatch::Exact(i);
     }
-    if decoded == PROTO || decoded.as_bytes().first() == Some(&OJ_DIRECTIVE) {
+    if decoded == PROTO
+        || decoded.as_bytes().first() == Some(&OJ_DIRECTIVE)
+        || decoded == JSON_CLASS
+    {
         return KeyMatch::Lookalike;
     }
     lookalike(&decoded, names)
@@ -959,7 +973,7 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 // reader stopping at NUL sees only what comes before it.
                 let before_nul = decoded.split('\0').next().unwrap_or_default();
                 readable &= decoded != PROTO
-                    && !oj_directive(&key)
+                    && !ruby_directive(&key)
                     && !facade_switch(&decoded, destination)
                     && before_nul != destination
                     && before_nul != "All";
@@ -1049,10 +1063,11 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
                 }
                 _ => {
                     // A JavaScript copy of the object takes `__proto__`'s members for its own;
-                    // Oj sets any entry by directive, and its Symbol `:Ads` is `Ads` to Rails'
+                    // Ruby's readers take directives (Oj sets any entry by one, `json_class`
+                    // turns the object into another), and Oj's Symbol `:Ads` is `Ads` to Rails'
                     // indifferent access.
                     ambiguous |= key.eq_str(PROTO)
-                        || oj_directive(&key)
+                        || ruby_directive(&key)
                         || symbol_position(&key, categories).is_some();
                     let first_recased = recased_position(&key, categories)
                         .and_then(|i| 1u64.checked_shl(i as u32))

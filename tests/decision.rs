@@ -445,7 +445,7 @@ fn a_prototype_key_on_an_object_the_decision_reads_is_invalid() {
 }
 
 #[test]
-fn a_key_ruby_oj_reads_as_a_directive_or_a_symbol_is_invalid() {
+fn a_key_ruby_reads_as_a_directive_or_a_symbol_is_invalid() {
     // Oj, Ruby's fast JSON gem, loads in its object mode by default (`Oj.load(body)`): a key
     // starting with `^` is a directive there (`"^#1":[key, value]` sets the entry `key`, after
     // the real one too; `"^o"` first turns the object into an instance of a class), and a key
@@ -471,6 +471,12 @@ fn a_key_ruby_oj_reads_as_a_directive_or_a_symbol_is_invalid() {
         (&segment, "/v1/batch", format!(r#"{{"batch":[{{"type":"track","context":{granted}}}],"^#1":["batch",[]]}}"#)),
         (&rudder, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"^#1":["deniedConsentIds",["Ads"]]}}}"#.into()),
         (&rudder, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[":Ads"]}}}"#.into()),
+        // Ruby's `JSON.load` (additions on by default): `json_class` makes the object a String.
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"json_class":"String","raw":[],"Ads":true}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"json_class":"String","raw":[],"consent":{"categoryPreferences":{"Ads":true}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"json\u005fclass":"String","categoryPreferences":{"Ads":true}}}}"#.into()),
+        (&segment, "/v1/batch", r#"{"batch":[{"type":"track"}],"context":{"json_class":"String","raw":[],"consent":{"categoryPreferences":{"Ads":true}}}}"#.into()),
+        (&rudder, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"json_class":"String","deniedConsentIds":[]}}}"#.into()),
     ];
     for (config, path, body) in &cases {
         let j = run(config, &ads, path, None, body.as_bytes());

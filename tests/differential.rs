@@ -99,6 +99,10 @@ impl Gen {
                 let again = self.value_for(k);
                 out.push(format!("\"^#{}\":[\"{k}\",{again}]", out.len()));
             }
+            if self.rng.chance(self.hostility / 16.0) {
+                // Ruby's `JSON.load` makes the object a String.
+                out.push("\"json_class\":\"String\",\"raw\":[]".into());
+            }
         }
         // Shuffle, so that repeats come in either order.
         for i in (1..out.len()).rev() {

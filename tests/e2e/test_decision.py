@@ -269,7 +269,7 @@ def test_another_spelling_or_a_path_of_a_field_is_rejected(gate, upstream, path,
 
 
 
-# Ruby's Oj loads in its object mode by default (`Oj.load(body)`, Oj 3.14): a key starting with `^`
+# Ruby's readers. Oj loads in its object mode by default (`Oj.load(body)`, Oj 3.14): a key starting with `^`
 # is a directive (`"^#1": [key, value]` sets the entry `key`, after the real one too; `"^o"` first
 # turns the object into an instance of a class), and `:name` is a Symbol, which Rails' indifferent
 # access merges with `name`. Each row below was forwarded before, and read by Oj as written here.
@@ -295,13 +295,20 @@ OJ = [
     row("batch-item-directive", "/ads/v1/batch",
         b'{"batch":[{"type":"track","event":"A","messageId":"m1","context":{"consent":'
         b'{"categoryPreferences":{"Advertising":true,"^#1":["Advertising",false]}}}}]}', INVALID),
+    # Ruby's `JSON.load` (additions on by default) makes an object with `json_class` that class.
+    row("json-class-makes-the-preferences-a-string", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"json_class":"String","raw":[],"Advertising":true}}}}', INVALID),
+    row("json-class-on-the-batch-context", "/ads/v1/batch",
+        b'{"batch":[{"type":"track","event":"A","messageId":"m1"}],"context":{"json_class":"String",'
+        b'"raw":[],"consent":{"categoryPreferences":{"Advertising":true}}}}', INVALID),
     row("directive-where-nothing-is-read", "/ads",
         GRANTED + b',"extra":{"^#1":["price",1],":sku":"x"}}', ALLOW),
 ]
 
 
 @pytest.mark.parametrize("path, body, expect", OJ)
-def test_a_key_ruby_oj_reads_as_a_directive_or_a_symbol_is_rejected(gate, upstream, path, body, expect):
+def test_a_key_ruby_reads_as_a_directive_or_a_symbol_is_rejected(gate, upstream, path, body, expect):
     run(gate, upstream, path, body, expect)
 
 # ---- the body must be exactly one JSON object ---------------------------------------------------

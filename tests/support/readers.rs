@@ -86,7 +86,8 @@ pub enum Reader {
     Converting,
     /// cJSON's `cJSON_GetObjectItem`: every key found without ASCII case, the first that matches.
     IgnoresCase,
-    /// Ruby's Oj in its default object mode, read with Rails' indifferent access (see [`oj`]).
+    /// Ruby's Oj in its default object mode, read with Rails' indifferent access, or Ruby's
+    /// `JSON.load` with its additions (see [`oj`]).
     Oj,
 }
 
@@ -103,13 +104,16 @@ pub const READERS: [Reader; 7] = [
 /// A tree as Ruby's Oj loads it in its object mode (`Oj.load`, its default) and Rails'
 /// indifferent access reads it, in document order: `"^#n": [key, value]` sets the entry `key`,
 /// a key `:name` (a Symbol) is `name`, and an object whose first key is another `^` directive
-/// (`^o`, `^u`, `^c`, `^t`, `^O`, `^i`) is no Hash (absent here).
+/// (`^o`, `^u`, `^c`, `^t`, `^O`, `^i`) is no Hash (absent here); so is one with a `json_class`
+/// key, which Ruby's `JSON.load` makes an instance of that class.
 fn oj(node: Node) -> Node {
     match node {
         Node::Arr(items) => Node::Arr(items.into_iter().map(oj).collect()),
         Node::Obj(members) => {
             let directive = |k: &str| k.starts_with('^') && !k.starts_with("^#") && k.len() > 1;
-            if members.first().is_some_and(|(k, _)| directive(k)) {
+            if members.first().is_some_and(|(k, _)| directive(k))
+                || members.iter().any(|(k, _)| k == "json_class")
+            {
                 return Node::Null;
             }
             let mut out: Vec<(String, Node)> = Vec::new();
