@@ -450,23 +450,31 @@ fn judge_batch(
 /// `consentManagement` is only its own), a reader that takes the item's `integrations`
 /// object whole, when it has one, ignores the batch's, and one that merges the batch's context
 /// all the way down (lodash's `merge` or `defaultsDeep`) reads the batch's preferences in an item
-/// whose consent states none (`consent: {}`), and the batch's denied IDs beyond the item's own
-/// list's length (lists merge element by element).
+/// whose consent states none (`consent: {}`), and, in an item's `consentManagement`, the batch's
+/// denied IDs beyond the item's own list's length (lists merge element by element) and the
+/// batch's `provider` or `resolutionStrategy` where the item has none.
 fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Verdict {
     let either = |first: Consent, then: Consent| match first {
         Consent::Absent => then,
         given => given,
     };
+    let denied = |c: Consent| match c {
+        Consent::Denied { denied, .. } => Some(denied),
+        _ => None,
+    };
+    let managed = |c: Consent| matches!(c, Consent::NoPreferences | Consent::Denied { .. });
     let deep = |first: Consent, then: Consent| match (first, then) {
-        (
-            Consent::NoPreferences,
-            given @ (Consent::Preferences { .. } | Consent::Denied { .. }),
-        ) => given,
-        // The merged list holds some of the batch's IDs, and the merged strategy may be the
-        // batch's: read as every ID of both denied, any one of them enough.
-        (Consent::Denied { denied, .. }, Consent::Denied { denied: more, .. }) => Consent::Denied {
-            denied: denied | more,
-            strategy: Strategy::And,
+        (Consent::NoPreferences, given @ Consent::Preferences { .. }) => given,
+        // Two `consentManagement` objects, one with a list: the merged list holds the item's IDs
+        // and some of the batch's, and the merged `provider` and `resolutionStrategy` may be
+        // either's (`"custom"` from the batch, `"or"` from the item): read as every ID of both
+        // denied, any one of them enough.
+        (first, then) if managed(first) && managed(then) => match (denied(first), denied(then)) {
+            (None, None) => first,
+            (mine, theirs) => Consent::Denied {
+                denied: mine.unwrap_or(0) | theirs.unwrap_or(0),
+                strategy: Strategy::And,
+            },
         },
         _ => either(first, then),
     };

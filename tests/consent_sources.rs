@@ -812,6 +812,23 @@ fn a_batch_item_has_only_its_own_rudderstack_consent() {
     let j = run(&rudder, &one, "/v1/batch", false, &not_denied);
     assert_eq!((j.events, j.dropped), (2, 1));
     assert_eq!(j.reason(), Some(Reason::MissingConsent));
+    // Merged all the way down, the batch's `provider: "custom"` (the route's strategy, `all`)
+    // overrides nothing the item says but its strategy: the item's `"or"` no longer holds.
+    let two = policy(&["C0001", "C0002"], Match::All, None, &[]);
+    let item = r#"{"messageId":"a","type":"track","context":{"consentManagement":{"deniedConsentIds":["C0001"],"resolutionStrategy":"or"}}}"#;
+    let alone = format!(r#"{{"batch":[{item}]}}"#);
+    assert_eq!(
+        outcome(&run(&rudder, &two, "/v1/batch", false, &alone)),
+        Allow
+    );
+    let merged = format!(
+        r#"{{"batch":[{item}],"context":{{"consentManagement":{{"provider":"custom"}}}}}}"#
+    );
+    assert_eq!(
+        outcome(&run(&rudder, &two, "/v1/batch", false, &merged)),
+        Deny("FILTERED_BY_END_USER_CONSENT"),
+        "{merged}"
+    );
 }
 
 #[test]
