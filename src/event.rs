@@ -225,18 +225,13 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
         if let Some(i) = names.iter().position(|n| n.text.as_bytes() == raw) {
             return KeyMatch::Exact(i);
         }
-        if raw == PROTO.as_bytes()
-            || raw.first() == Some(&OJ_DIRECTIVE)
-            || raw == JSON_CLASS.as_bytes()
-        {
-            return KeyMatch::Lookalike;
-        }
         if raw.is_ascii() {
             // Most keys: Go's folding is then ASCII case, and a NUL cannot appear unescaped.
             let folds = names
                 .iter()
                 .any(|n| raw.eq_ignore_ascii_case(n.text.as_bytes()));
-            let taken = folds || (!common_key(raw) && read_as_a_name(raw, names));
+            let taken =
+                folds || (!common_key(raw) && (directive(raw) || read_as_a_name(raw, names)));
             return match taken {
                 true => KeyMatch::Lookalike,
                 false => KeyMatch::Other,
@@ -251,19 +246,20 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
     if let Some(i) = names.iter().position(|n| n.text == decoded) {
         return KeyMatch::Exact(i);
     }
-    if decoded == PROTO
-        || decoded.as_bytes().first() == Some(&OJ_DIRECTIVE)
-        || decoded == JSON_CLASS
-    {
-        return KeyMatch::Lookalike;
-    }
     lookalike(&decoded, names)
+}
+
+/// Keys that make a reader treat the object otherwise, whatever names it has: `__proto__`, Oj's
+/// directives, `json_class` (see [`PROTO`], [`OJ_DIRECTIVE`], [`JSON_CLASS`]).
+#[inline(always)]
+fn directive(key: &[u8]) -> bool {
+    key.first() == Some(&OJ_DIRECTIVE) || key == PROTO.as_bytes() || key == JSON_CLASS.as_bytes()
 }
 
 /// The rarer keys (escaped, or not ASCII).
 #[inline(never)]
 fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
-    if jsoniter_takes(text.as_bytes(), names) {
+    if directive(text.as_bytes()) || jsoniter_takes(text.as_bytes(), names) {
         return KeyMatch::Lookalike;
     }
     // A reader that stops at NUL sees only what comes before it; a key converter drops the NUL
