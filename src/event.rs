@@ -183,37 +183,41 @@ pub enum KeyMatch {
     Exact(usize),
     /// Not one of the names, but some reader takes it for one: case-insensitive matching (see
     /// [`folds_to`]), jsoniter's matching by hash (see [`jsoniter_hashes`]), a reader that stops
-    /// at a NUL (`"context\u0000"`), or `__proto__`, whose
-    /// members a JavaScript receiver that copies the object with `Object.assign` or a `for…in`
-    /// loop inherits as the object's own fields.
+    /// at a NUL (`"context\u0000"`), or a key that makes a reader read the object otherwise
+    /// (see [`directive`]).
     Lookalike,
     /// None of the names, for every reader.
     Other,
 }
 
-/// The key JavaScript's `Object.assign` and `for…in` copies take for the object's prototype.
-const PROTO: &str = "__proto__";
-
-/// Ruby's Oj gem loads in its object mode by default (`Oj.load(body)`), where a key that starts
-/// with `^` is a directive: `"^#1": [key, value]` sets the entry `key` (after the real one too),
-/// `"^o"` first makes the object an instance of a class. No reader takes it for a plain key.
-const OJ_DIRECTIVE: u8 = b'^';
-
-/// Ruby's `JSON.load` (which creates additions by default), `JSON.parse` with
-/// `create_additions: true` and Oj's compat mode with it make an object holding this key an
-/// instance of the class it names: `"json_class": "String"` makes it a string.
-const JSON_CLASS: &str = "json_class";
-
-/// Whether Ruby's readers take `key` for a directive (see [`OJ_DIRECTIVE`], [`JSON_CLASS`]).
+/// Whether a reader makes an object holding `key` (decoded) something other than the plain map
+/// of its keys, whatever they say. Each seen doing so with the real library:
+/// - `__proto__`: a JavaScript copy of the object (`Object.assign`, `for…in`) takes its members
+///   for the object's own;
+/// - a key starting with `^`: Ruby's Oj, in its default object mode (`Oj.load`), reads a
+///   directive (`"^#1": [key, value]` sets the entry `key`, after the real one too; `"^o"` first
+///   makes the object an instance of a class);
+/// - `json_class`: Ruby's `JSON.load` (additions on by default) makes the object an instance of
+///   the class it names (`"String"`);
+/// - a key starting with `$` or `@`: JSON reference and object-graph readers replace the object
+///   with the one it points at (`$ref`: Python's jsonref, npm's json-refs, Crockford's cycle.js;
+///   `@ref`: JSOG);
+/// - a key starting with `py/`, and `__instance_type__`: Python's jsonpickle and json_tricks
+///   rebuild another object from it.
 #[inline(always)]
-fn ruby_directive(key: &Str) -> bool {
-    match key.raw().first() {
-        Some(&OJ_DIRECTIVE) => true,
-        Some(b'\\') => {
-            let decoded = key.decode();
-            decoded.as_bytes().first() == Some(&OJ_DIRECTIVE) || decoded == JSON_CLASS
-        }
-        _ => key.raw() == JSON_CLASS.as_bytes(),
+fn directive(key: &[u8]) -> bool {
+    matches!(key.first(), Some(b'^' | b'$' | b'@'))
+        || key.starts_with(b"py/")
+        || key == b"__proto__"
+        || key == b"json_class"
+        || key == b"__instance_type__"
+}
+
+/// [`directive`] for a key as scanned.
+fn directive_key(key: &Str) -> bool {
+    match key.is_escaped() {
+        true => directive(key.decode().as_bytes()),
+        false => directive(key.raw()),
     }
 }
 
@@ -247,13 +251,6 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
         return KeyMatch::Exact(i);
     }
     lookalike(&decoded, names)
-}
-
-/// Keys that make a reader treat the object otherwise, whatever names it has: `__proto__`, Oj's
-/// directives, `json_class` (see [`PROTO`], [`OJ_DIRECTIVE`], [`JSON_CLASS`]).
-#[inline(always)]
-fn directive(key: &[u8]) -> bool {
-    key.first() == Some(&OJ_DIRECTIVE) || key == PROTO.as_bytes() || key == JSON_CLASS.as_bytes()
 }
 
 /// The rarer keys (escaped, or not ASCII).
@@ -964,12 +961,11 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 Some(&mut out.all)
             } else {
                 let decoded = key.decode();
-                // `__proto__`'s members are the object's own to a JavaScript copy; Segment's
-                // Facade finds entries without case or punctuation (`all`, `mix_panel`); a
-                // reader stopping at NUL sees only what comes before it.
+                // A key that makes a reader read the object otherwise (`__proto__`, `$ref`, …);
+                // Segment's Facade finds entries without case or punctuation (`all`,
+                // `mix_panel`); a reader stopping at NUL sees only what comes before it.
                 let before_nul = decoded.split('\0').next().unwrap_or_default();
-                readable &= decoded != PROTO
-                    && !ruby_directive(&key)
+                readable &= !directive_key(&key)
                     && !facade_switch(&decoded, destination)
                     && before_nul != destination
                     && before_nul != "All";
@@ -1058,13 +1054,10 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
                     }
                 }
                 _ => {
-                    // A JavaScript copy of the object takes `__proto__`'s members for its own;
-                    // Ruby's readers take directives (Oj sets any entry by one, `json_class`
-                    // turns the object into another), and Oj's Symbol `:Ads` is `Ads` to Rails'
-                    // indifferent access.
-                    ambiguous |= key.eq_str(PROTO)
-                        || ruby_directive(&key)
-                        || symbol_position(&key, categories).is_some();
+                    // A key that makes a reader read the object otherwise (`__proto__`, Oj's
+                    // `^#1`, `json_class`, `$ref`, …), and Oj's Symbol `:Ads`, which is `Ads` to
+                    // Rails' indifferent access.
+                    ambiguous |= directive_key(&key) || symbol_position(&key, categories).is_some();
                     let first_recased = recased_position(&key, categories)
                         .and_then(|i| 1u64.checked_shl(i as u32))
                         .filter(|bit| (seen | recased_first) & bit == 0);

@@ -445,7 +445,9 @@ fn a_prototype_key_on_an_object_the_decision_reads_is_invalid() {
 }
 
 #[test]
-fn a_key_ruby_reads_as_a_directive_or_a_symbol_is_invalid() {
+fn a_key_that_makes_a_reader_rebuild_the_object_or_a_symbol_is_invalid() {
+    const REFUSAL: &str =
+        r#""properties":{"x":{"Ads":false},"c":{"consent":{"categoryPreferences":{"Ads":false}}}}"#;
     // Oj, Ruby's fast JSON gem, loads in its object mode by default (`Oj.load(body)`): a key
     // starting with `^` is a directive there (`"^#1":[key, value]` sets the entry `key`, after
     // the real one too; `"^o"` first turns the object into an instance of a class), and a key
@@ -477,6 +479,16 @@ fn a_key_ruby_reads_as_a_directive_or_a_symbol_is_invalid() {
         (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"json\u005fclass":"String","categoryPreferences":{"Ads":true}}}}"#.into()),
         (&segment, "/v1/batch", r#"{"batch":[{"type":"track"}],"context":{"json_class":"String","raw":[],"consent":{"categoryPreferences":{"Ads":true}}}}"#.into()),
         (&rudder, "/v1/track", r#"{"type":"track","context":{"consentManagement":{"json_class":"String","deniedConsentIds":[]}}}"#.into()),
+        // JSON reference and object-graph readers replace an object holding `$ref` (Python's
+        // jsonref, npm's json-refs, cycle.js) or `@ref` (JSOG) with the one it points at;
+        // jsonpickle and json_tricks rebuild one from `py/…` and `__instance_type__`.
+        (&segment, "/v1/track", format!(r##"{{"type":"track",{REFUSAL},"context":{{"consent":{{"categoryPreferences":{{"Ads":true,"$ref":"#/properties/x"}}}}}}}}"##)),
+        (&segment, "/v1/track", format!(r#"{{"type":"track",{REFUSAL},"context":{{"$ref":"$[\"properties\"][\"c\"]","consent":{{"categoryPreferences":{{"Ads":true}}}}}}}}"#)),
+        (&segment, "/v1/track", format!(r#"{{"type":"track",{REFUSAL},"context":{{"consent":{{"@ref":"1","categoryPreferences":{{"Ads":true}}}}}}}}"#)),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"py/id":1}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"__instance_type__":["collections","OrderedDict"],"categoryPreferences":{"Ads":true}}}}"#.into()),
+        (&segment, "/v1/batch", format!(r##"{{"batch":[{{"$ref":"#/metadata/x","type":"track","context":{granted}}}],"metadata":{{"x":{{"type":"identify"}}}}}}"##)),
+        (&rudder, "/v1/track", r##"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"$ref":"#/properties/cm"}}}"##.into()),
     ];
     for (config, path, body) in &cases {
         let j = run(config, &ads, path, None, body.as_bytes());
@@ -491,13 +503,15 @@ fn a_key_ruby_reads_as_a_directive_or_a_symbol_is_invalid() {
     let mixpanel = RoutePolicy::new(vec!["Ads".into()], Match::All)
         .with_extras("", Some("Mixpanel".into()), None)
         .unwrap();
-    let body = format!(
-        r#"{{"type":"track","context":{granted},"integrations":{{"Mixpanel":true,"^#1":["Mixpanel",false]}}}}"#
-    );
-    let j = run(&routed, &mixpanel, "/v1/track", None, body.as_bytes());
-    assert_eq!(j.reason(), Some(Reason::InvalidEvent), "{body}");
+    for extra in [r#""^#1":["Mixpanel",false]"#, r##""$ref":"#/properties/off""##] {
+        let body = format!(
+            r#"{{"type":"track","context":{granted},"integrations":{{"Mixpanel":true,{extra}}}}}"#
+        );
+        let j = run(&routed, &mixpanel, "/v1/track", None, body.as_bytes());
+        assert_eq!(j.reason(), Some(Reason::InvalidEvent), "{body}");
+    }
     // Where the decision reads nothing, and in values, they are just text.
-    let body = r#"{"type":"track","event":"^#1","properties":{"^#1":["a",1],":Ads":false},"context":{"consent":{"categoryPreferences":{"Ads":true,"Other":false,":Other":true}}}}"#;
+    let body = r##"{"type":"track","event":"^#1","properties":{"^#1":["a",1],":Ads":false,"$ref":"#/x"},"context":{"consent":{"categoryPreferences":{"Ads":true,"Other":false,":Other":true}}}}"##;
     let j = run(&segment, &ads, "/v1/track", None, body.as_bytes());
     assert_eq!(j.action, Action::Forward, "{body}");
 }
