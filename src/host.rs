@@ -73,8 +73,9 @@ impl RequestHeaders {
 
     /// Takes in one line of the headers read line by line: `sec-gpc`, `content-encoding` and
     /// `content-type` (others are ignored). Their names are read as CGI, WSGI, PHP and Rack read
-    /// them, `_` as `-` (both `Sec-GPC` and `Sec_GPC` are their `HTTP_SEC_GPC`), and `.` too (PHP
-    /// turns the `.` of a server's `HTTP_SEC.GPC` into `_`), since Envoy forwards such names.
+    /// them, with any character but a letter or digit as `-`: `Sec-GPC` and `Sec_GPC` are both
+    /// `HTTP_SEC_GPC` to them, PHP turns the `.` of a server's `HTTP_SEC.GPC` into `_`, and
+    /// lighttpd turns every other character into `_` (`Sec~GPC`). Envoy forwards such names.
     pub fn add_line(&mut self, name: &[u8], value: &[u8]) {
         let append = |to: &mut Option<String>| match to {
             Some(all) => {
@@ -94,13 +95,14 @@ impl RequestHeaders {
     }
 }
 
-/// Whether a header name (lower-case) is `want` to a reader that takes `_` and `.` for `-`.
+/// Whether a header name (lower-case) is `want` to a reader that takes any character but a
+/// letter or digit for `-`.
 fn cgi_name_is(name: &[u8], want: &[u8]) -> bool {
     name.len() == want.len()
         && name
             .iter()
             .zip(want)
-            .all(|(n, w)| n == w || (matches!(n, b'_' | b'.') && *w == b'-'))
+            .all(|(n, w)| n == w || (*w == b'-' && !n.is_ascii_alphanumeric()))
 }
 
 fn lossy(value: &[u8]) -> String {
@@ -294,14 +296,18 @@ mod tests {
             Some("application/x-www-form-urlencoded, application/json")
         );
         assert_eq!(h.content_encoding.as_deref(), Some("gzip"));
-        // PHP turns the `.` of `HTTP_SEC.GPC` into `_`.
-        let h = RequestHeaders::from_pairs([(&b"sec.gpc"[..], &b"1"[..])]);
-        assert!(h.gpc);
-        // Only `_` and `.` for `-`: other names are other headers.
+        // PHP turns the `.` of `HTTP_SEC.GPC` into `_`; lighttpd every character but a letter
+        // or digit.
+        for name in ["sec.gpc", "sec~gpc", "sec+gpc", "sec'gpc", "sec|gpc"] {
+            let h = RequestHeaders::from_pairs([(name.as_bytes(), &b"1"[..])]);
+            assert!(h.gpc, "{name}");
+        }
+        // Only in place of `-`: other names are other headers.
         let h = RequestHeaders::from_pairs([
             (&b"secgpc"[..], &b"1"[..]),
-            (&b"sec~gpc"[..], &b"1"[..]),
+            (&b"sec0gpc"[..], &b"1"[..]),
             (&b"sec_gpc_"[..], &b"1"[..]),
+            (&b"sec-gp_"[..], &b"1"[..]),
             (&b"x-sec-gpc"[..], &b"1"[..]),
             (&b"content-types"[..], &b"text/plain"[..]),
         ]);

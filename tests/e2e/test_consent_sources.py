@@ -302,6 +302,9 @@ GLOBAL_PRIVACY_CONTROL = [
     # PHP turns the `.` of a server's `HTTP_SEC.GPC` (Caddy, php -S) into `_`.
     row("dot-spelling-counts", "/gpc", BOTH_CONSENTED, denied("Advertising"),
         {**JSON, "sec.gpc": "1"}),
+    # lighttpd turns every character of a name but letters and digits into `_`.
+    row("any-punctuation-counts", "/gpc", BOTH_CONSENTED, denied("Advertising"),
+        {**JSON, "sec~gpc": "1"}),
     row("route-without-gpc-denies", "/multi", BOTH_CONSENTED, ALLOW, GPC),
     row("consent-event-still-passes", "/gpc", encode(event(name="Consent Change")), ALLOW, GPC),
 ]
