@@ -145,7 +145,8 @@ impl RouteRule {
         };
         let paths = match (&self.path_prefix, &later.path_prefix) {
             (None, _) => true,
-            (Some(_), None) => false,
+            // Every request path starts with `/` (`OPTIONS *` aside, which no rule can judge).
+            (Some(mine), None) => mine == "/",
             (Some(_), Some(theirs)) => {
                 // Every path under `theirs` is under mine, and so is its bare form.
                 let under = |path: &str| self.matches_path(path);
@@ -531,6 +532,14 @@ mod tests {
             ),
             (
                 r#"{"path_prefix":"/x","categories":["A"]},{"route_name":"r","categories":["A"]},{"path_prefix":"/x/y","route_name":"s","categories":["B"]}"#,
+                0,
+            ),
+            (
+                r#"{"path_prefix":"/","categories":["A"]},{"route_name":"r","categories":["B"]}"#,
+                0,
+            ),
+            (
+                r#"{"path_prefix":"/","categories":["A"]},{"host":"ads.example","categories":["B"]}"#,
                 0,
             ),
         ] {

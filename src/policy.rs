@@ -211,6 +211,12 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
                 "names the category \"{shown}\" with a control character"
             ));
         }
+        if let Some(ch) = c.chars().find(|&ch| invisible(ch)) {
+            return Err(format!(
+                "names the category \"{shown}\" with the invisible character U+{:04X} (pasted from a dashboard?): events name categories without it",
+                u32::from(ch)
+            ));
+        }
         if c.contains(',') {
             return Err(format!(
                 "names the category \"{c}\", which holds a comma: several categories are a list (`categories: [A, B]`)"
@@ -230,6 +236,33 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// White space other than a plain space, and the characters Unicode says to show as nothing
+/// (its default-ignorable code points: zero-width spaces and joiners, the soft hyphen, direction
+/// marks, variation selectors, the byte-order mark, tags).
+fn invisible(ch: char) -> bool {
+    (ch.is_whitespace() && ch != ' ')
+        || matches!(
+            ch,
+            '\u{ad}'
+                | '\u{34f}'
+                | '\u{61c}'
+                | '\u{115f}'..='\u{1160}'
+                | '\u{17b4}'..='\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff0}'..='\u{fff8}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e0fff}'
+        )
 }
 
 #[cfg(test)]
@@ -339,6 +372,22 @@ mod tests {
                 "\"\\tB\" with white space at an end",
             ),
             (r#"{"category":"A\u0000B"}"#, "with a control character"),
+            (
+                r#"{"category":"C0004\u200b"}"#,
+                "invisible character U+200B",
+            ),
+            (
+                r#"{"category":"\ufeffC0004"}"#,
+                "invisible character U+FEFF",
+            ),
+            (
+                r#"{"category":"Data\u00a0Sharing"}"#,
+                "invisible character U+00A0",
+            ),
+            (
+                r#"{"category":"Adver\u00adtising"}"#,
+                "invisible character U+00AD",
+            ),
             (
                 r#"{"category":"Advertising, Analytics"}"#,
                 "holds a comma: several categories are a list",

@@ -58,10 +58,13 @@ BAD = [
     ({"routes": [{"path_prefix": "/x", "categories": ["Advertising "]}]}, "routes[0].categories"),
     ({"routes": [{"path_prefix": "/x", "categories": ["Advertising, Analytics"]}]},
      "routes[0].categories"),
+    ({"routes": [{"path_prefix": "/x", "categories": ["C0004\u200b"]}]}, "routes[0].categories"),
     ({"colour": "blue"}, "colour"),
     # The first matching rule gates a request: one an earlier rule covers never applies.
     ({"routes": [{"path_prefix": "/", "categories": ["Analytics"]},
                  {"path_prefix": "/ads", "categories": ["Advertising"]}]}, "routes[1]"),
+    ({"routes": [{"path_prefix": "/", "categories": ["Analytics"]},
+                 {"route_name": "ads", "categories": ["Advertising"]}]}, "routes[1]"),
 ]
 
 
