@@ -1110,9 +1110,10 @@ fn symbol_position(key: &Str, categories: &[String]) -> Option<usize> {
         let name = text.strip_prefix(b":")?;
         categories.iter().position(|c| c.as_bytes() == name)
     };
-    match key.raw().first() {
-        Some(b':') => symbol(key.raw()),
-        Some(b'\\') => symbol(key.decode().as_bytes()),
+    // Escapes anywhere are decoded first: `":Adv\u0065rtising"` is Oj's `:Advertising`.
+    match (key.raw().first(), key.is_escaped()) {
+        (Some(b':' | b'\\'), true) => symbol(key.decode().as_bytes()),
+        (Some(b':'), false) => symbol(key.raw()),
         _ => None,
     }
 }

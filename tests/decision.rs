@@ -499,11 +499,23 @@ fn a_key_that_makes_a_reader_rebuild_the_object_or_a_symbol_is_invalid() {
             j.action
         );
     }
+    // Escapes anywhere in such a key: read decoded, as every reader does.
+    for body in [
+        r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,":A\u0064s":false}}}}"#,
+        r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"j\u0073on_class":"String","raw":[]}}}}"#,
+        r##"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"$r\u0065f":"#/x"}}}}"##,
+    ] {
+        let j = run(&segment, &ads, "/v1/track", None, body.as_bytes());
+        assert_eq!(j.reason(), Some(Reason::InvalidEvent), "{body}");
+    }
     // `integrations`, on a route with a destination.
     let mixpanel = RoutePolicy::new(vec!["Ads".into()], Match::All)
         .with_extras("", Some("Mixpanel".into()), None)
         .unwrap();
-    for extra in [r#""^#1":["Mixpanel",false]"#, r##""$ref":"#/properties/off""##] {
+    for extra in [
+        r#""^#1":["Mixpanel",false]"#,
+        r##""$ref":"#/properties/off""##,
+    ] {
         let body = format!(
             r#"{{"type":"track","context":{granted},"integrations":{{"Mixpanel":true,{extra}}}}}"#
         );
