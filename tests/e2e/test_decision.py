@@ -292,6 +292,9 @@ OJ = [
     row("symbol-of-the-category", "/ads",
         b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
         b'{"categoryPreferences":{"Advertising":true,":Advertising":false}}}}', INVALID),
+    row("symbol-with-an-escape", "/ads",
+        b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
+        b'{"categoryPreferences":{"Advertising":true,":Adv\\u0065rtising":false}}}}', INVALID),
     row("batch-item-directive", "/ads/v1/batch",
         b'{"batch":[{"type":"track","event":"A","messageId":"m1","context":{"consent":'
         b'{"categoryPreferences":{"Advertising":true,"^#1":["Advertising",false]}}}}]}', INVALID),
