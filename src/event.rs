@@ -965,7 +965,7 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 // Segment's Facade finds entries without case or punctuation (`all`,
                 // `mix_panel`); a reader stopping at NUL sees only what comes before it.
                 let before_nul = decoded.split('\0').next().unwrap_or_default();
-                readable &= !directive_key(&key)
+                readable &= !directive(decoded.as_bytes())
                     && !facade_switch(&decoded, destination)
                     && before_nul != destination
                     && before_nul != "All";
