@@ -480,42 +480,40 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
     };
     let (mine, batch) = (facts.integrations, top.integrations);
     let whole = if mine.present { mine } else { batch };
-    let reading = |rudder: Consent| Signals {
+    let signals = |segment: Consent, rudder: Consent| Signals {
         readable: facts.readable,
         is_track: facts.call == Some(Call::Track),
         allow_listed_name: facts.allow_listed_name,
-        segment: either(facts.consent, top.consent),
+        segment,
         rudder,
         integrations_off: mine.merged(batch).turns_off() || whole.turns_off(),
         gpc: req.gpc,
     };
-    let alone = decide(req.config, req.policy, &reading(facts.rudder));
-    if alone != Verdict::Allow {
-        return alone;
-    }
-    if top.rudder != Consent::Absent {
-        let merged = decide(
-            req.config,
-            req.policy,
-            &reading(either(facts.rudder, top.rudder)),
-        );
-        if merged != Verdict::Allow {
-            return merged;
+    // The readings, in order: the item alone (RudderStack's gateway), merged key by key, merged
+    // all the way down. The first that refuses decides; a reading like an earlier one is skipped.
+    let shallow = either(facts.consent, top.consent);
+    let readings = [
+        (shallow, facts.rudder),
+        (shallow, either(facts.rudder, top.rudder)),
+        (
+            deep(facts.consent, top.consent),
+            deep(facts.rudder, top.rudder),
+        ),
+    ];
+    let mut verdict = Verdict::Allow;
+    for (i, &(segment, rudder)) in readings.iter().enumerate() {
+        if readings
+            .get(..i)
+            .is_some_and(|before| before.contains(&(segment, rudder)))
+        {
+            continue;
+        }
+        verdict = decide(req.config, req.policy, &signals(segment, rudder));
+        if verdict != Verdict::Allow {
+            break;
         }
     }
-    let segment = deep(facts.consent, top.consent);
-    let rudder = deep(facts.rudder, top.rudder);
-    if segment == either(facts.consent, top.consent) && rudder == either(facts.rudder, top.rudder) {
-        return Verdict::Allow;
-    }
-    decide(
-        req.config,
-        req.policy,
-        &Signals {
-            segment,
-            ..reading(rudder)
-        },
-    )
+    verdict
 }
 
 /// A refused batch is a consent denial (its body says how many items were dropped and why),
