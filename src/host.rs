@@ -105,7 +105,8 @@ fn cgi_name_is(name: &[u8], want: &[u8]) -> bool {
             .all(|(n, w)| n == w || (*w == b'-' && !n.is_ascii_alphanumeric()))
 }
 
-fn lossy(value: &[u8]) -> String {
+/// A header value as the filter keeps it.
+pub fn lossy(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
 }
 

@@ -9,7 +9,7 @@ use super::abi::{self, EnvoyBuffer, FilterEnvoyPtr, ModuleBuffer, ModuleHttpHead
 use super::PerRoute;
 use crate::config::Config;
 use crate::decision::Reason;
-use crate::host::{Host, HostError, Level, Metric, Record, RequestHeaders};
+use crate::host::{lossy, Host, HostError, Level, Metric, Record, RequestHeaders};
 use crate::metrics::{denied_category_family, dropped_by_reason, Counter};
 use crate::policy::RouteSetting;
 use crate::route_memo::{FlatMetadata, RouteMemo};
@@ -139,11 +139,6 @@ thread_local! {
     /// and the settings parsed from the metadata read before.
     static ROUTE_MEMO: RefCell<(FlatMetadata, RouteMemo)> =
         const { RefCell::new((FlatMetadata::new(), RouteMemo::new())) };
-}
-
-/// A header value as the filter keeps it.
-fn lossy(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).into_owned()
 }
 
 /// The dynamic-module host, for one hook of one request.
