@@ -147,11 +147,12 @@ impl RouteRule {
             (None, _) => true,
             // Every request path starts with `/` (`OPTIONS *` aside, which no rule can judge).
             (Some(mine), None) => mine == "/",
-            (Some(_), Some(theirs)) => {
-                // Every path under `theirs` is under mine, and so is its bare form.
+            (Some(mine), Some(theirs)) => {
+                // Every path under `theirs` is under mine (it starts with mine: matching mine
+                // only as mine's bare form, it would be shorter), and so is its bare form.
                 let under = |path: &str| self.matches_path(path);
                 under(theirs)
-                    && theirs.len() >= self.path_prefix.as_deref().map_or(0, str::len)
+                    && theirs.len() >= mine.len()
                     && theirs
                         .strip_suffix('/')
                         .is_none_or(|bare| bare.is_empty() || under(bare))

@@ -193,27 +193,31 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
         // event lists, such a category would let every event through.
         // Named with its control characters written out (`\t`, `\u{0}`); `escape_debug` would
         // bring Unicode's printable-character tables into the module for this message alone.
-        let shown: String = c
-            .chars()
-            .map(|ch| match ch {
-                '\t' => "\\t".to_string(),
-                ch if ch.is_control() => format!("\\u{{{:x}}}", u32::from(ch)),
-                ch => ch.to_string(),
-            })
-            .collect();
+        let shown = || -> String {
+            c.chars()
+                .map(|ch| match ch {
+                    '\t' => "\\t".to_string(),
+                    ch if ch.is_control() => format!("\\u{{{:x}}}", u32::from(ch)),
+                    ch => ch.to_string(),
+                })
+                .collect()
+        };
         if c.starts_with(char::is_whitespace) || c.ends_with(char::is_whitespace) {
             return Err(format!(
-                "names the category \"{shown}\" with white space at an end (events name categories without it)"
+                "names the category \"{}\" with white space at an end (events name categories without it)",
+                shown()
             ));
         }
         if c.chars().any(char::is_control) {
             return Err(format!(
-                "names the category \"{shown}\" with a control character"
+                "names the category \"{}\" with a control character",
+                shown()
             ));
         }
         if let Some(ch) = c.chars().find(|&ch| invisible(ch)) {
             return Err(format!(
-                "names the category \"{shown}\" with the invisible character U+{:04X} (pasted from a dashboard?): events name categories without it",
+                "names the category \"{}\" with the invisible character U+{:04X} (pasted from a dashboard?): events name categories without it",
+                shown(),
                 u32::from(ch)
             ));
         }
