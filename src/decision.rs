@@ -489,6 +489,14 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
         integrations_off: mine.merged(batch).turns_off() || whole.turns_off(),
         gpc: req.gpc,
     };
+    // Without consent at the batch's top level (what SDKs send), every reading is the item's own.
+    if top.consent == Consent::Absent && top.rudder == Consent::Absent {
+        return decide(
+            req.config,
+            req.policy,
+            &signals(facts.consent, facts.rudder),
+        );
+    }
     // The readings, in order: the item alone (RudderStack's gateway), merged key by key, merged
     // all the way down. The first that refuses decides; a reading like an earlier one is skipped.
     let shallow = either(facts.consent, top.consent);
