@@ -975,10 +975,13 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 Some(slot) => {
                     readable &= slot.is_none();
                     let on = match s.peek_token() {
-                        Some(b'{') => {
-                            s.skip_value()?;
-                            Some(true)
-                        }
+                        // Options: on, unless a key in them makes a reader take the entry for
+                        // another value (`{"$ref": "#/integrations/All"}` is `false` to a JSON
+                        // reference reader).
+                        Some(b'{') => match holds_a_directive(s)? {
+                            false => Some(true),
+                            true => None,
+                        },
                         Some(b't' | b'f') => s.literal_word()?,
                         _ => {
                             s.skip_value()?;
@@ -998,6 +1001,21 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
         }
     }
     Ok(readable.then_some(out))
+}
+
+/// Reads the object at the cursor: whether one of its own keys is a [`directive`].
+fn holds_a_directive(s: &mut Scanner) -> Result<bool, Invalid> {
+    let mut found = false;
+    if s.object_start()? {
+        loop {
+            found |= directive_key(&s.key()?);
+            s.skip_value()?;
+            if !s.object_more()? {
+                break;
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Whether Facade takes `key`, on `integrations` or where it falls back to (`context`, a

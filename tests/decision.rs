@@ -512,16 +512,25 @@ fn a_key_that_makes_a_reader_rebuild_the_object_or_a_symbol_is_invalid() {
     let mixpanel = RoutePolicy::new(vec!["Ads".into()], Match::All)
         .with_extras("", Some("Mixpanel".into()), None)
         .unwrap();
-    for extra in [
-        r#""^#1":["Mixpanel",false]"#,
-        r##""$ref":"#/properties/off""##,
+    for integrations in [
+        r#""Mixpanel":true,"^#1":["Mixpanel",false]"#,
+        r##""Mixpanel":true,"$ref":"#/properties/off""##,
+        // In the destination's or `All`'s options too: to jsonref, this entry is `false`.
+        r##""All":false,"Mixpanel":{"$ref":"#/integrations/All"}"##,
+        r##""All":{"json_class":"X"}"##,
+        r##""Mixpanel":{"^o":"FalseClass"}"##,
     ] {
-        let body = format!(
-            r#"{{"type":"track","context":{granted},"integrations":{{"Mixpanel":true,{extra}}}}}"#
-        );
+        let body =
+            format!(r#"{{"type":"track","context":{granted},"integrations":{{{integrations}}}}}"#);
         let j = run(&routed, &mixpanel, "/v1/track", None, body.as_bytes());
         assert_eq!(j.reason(), Some(Reason::InvalidEvent), "{body}");
     }
+    // Options without such a key are options: the destination is on.
+    let body = format!(
+        r#"{{"type":"track","context":{granted},"integrations":{{"All":false,"Mixpanel":{{"apiKey":"k"}}}}}}"#
+    );
+    let j = run(&routed, &mixpanel, "/v1/track", None, body.as_bytes());
+    assert_eq!(j.action, Action::Forward, "{body}");
     // Where the decision reads nothing, and in values, they are just text.
     let body = r##"{"type":"track","event":"^#1","properties":{"^#1":["a",1],":Ads":false,"$ref":"#/x"},"context":{"consent":{"categoryPreferences":{"Ads":true,"Other":false,":Other":true}}}}"##;
     let j = run(&segment, &ads, "/v1/track", None, body.as_bytes());

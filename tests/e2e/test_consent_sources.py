@@ -96,6 +96,9 @@ INTEGRATIONS = [
     row("destination-twice", "/mixpanel",
         seg(True, {"Mixpanel": True}).replace(b'"Mixpanel":true', b'"Mixpanel":false,"Mixpanel":true'), INVALID),
     row("integrations-not-an-object", "/mixpanel", seg(True, ["Mixpanel"]), INVALID),
+    # Options that a JSON reference reader replaces by `All`'s `false` (Python's jsonref).
+    row("ref-in-the-destinations-options", "/mixpanel",
+        seg(True, {"All": False, "Mixpanel": {"$ref": "#/integrations/All"}}), INVALID),
     row("go-reads-Integrations", "/mixpanel",
         seg(True).replace(b'{"type"', b'{"Integrations":{"Mixpanel":false},"type"'), INVALID),
     # Routes without a destination do not read `integrations` at all.
