@@ -203,11 +203,13 @@ pub enum KeyMatch {
 ///   with the one it points at (`$ref`: Python's jsonref, npm's json-refs, Crockford's cycle.js;
 ///   `@ref`: JSOG);
 /// - a key starting with `py/`, and `__instance_type__`: Python's jsonpickle and json_tricks
-///   rebuild another object from it.
+///   rebuild another object from it; with `keys=True` (its coming default), jsonpickle reads a
+///   key `json://"type"` as `type`, and it wins over the plain key wherever it stands.
 #[inline(always)]
 fn directive(key: &[u8]) -> bool {
     matches!(key.first(), Some(b'^' | b'$' | b'@'))
         || key.starts_with(b"py/")
+        || key.starts_with(b"json://")
         || key == b"__proto__"
         || key == b"json_class"
         || key == b"__instance_type__"
@@ -921,7 +923,8 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
 }
 
 /// A string value compared with `word`, exactly (as rudder-server compares it). `Ok(None)` for
-/// a value that is not a string, or that a reader stopping at NUL would take for `word`.
+/// a value that is not a string, or that a reader stopping at NUL, or one that turns Oj's
+/// Symbols back into strings (`":custom"`), would take for `word`.
 fn read_word(s: &mut Scanner, word: &str) -> Result<Option<bool>, Invalid> {
     if s.peek_token() != Some(b'"') {
         s.skip_value()?;
@@ -931,7 +934,9 @@ fn read_word(s: &mut Scanner, word: &str) -> Result<Option<bool>, Invalid> {
     if value.eq_str(word) {
         return Ok(Some(true));
     }
-    if value.is_escaped() && value.decode().split('\0').next() == Some(word) {
+    // Oj's Symbol `:custom` is `custom` to a reader that takes it `to_s`.
+    let decoded = value.decode();
+    if decoded.split('\0').next() == Some(word) || decoded.strip_prefix(':') == Some(word) {
         return Ok(None);
     }
     Ok(Some(false))

@@ -657,6 +657,20 @@ fn rudderstack_consent_as_rudder_server_decides() {
             rs(r#"{"resolutionStrategy":"or\u0000","deniedConsentIds":[]}"#),
             Deny(INVALID),
         ),
+        (
+            "a provider that is Oj's Symbol of custom (the route's all, to a reader that takes it to_s)",
+            &rudder,
+            &two_all,
+            rs(r#"{"provider":":custom","resolutionStrategy":"or","deniedConsentIds":["foo-1"]}"#),
+            Deny(INVALID),
+        ),
+        (
+            "jsonpickle's keys=True reads json://\"deniedConsentIds\" as deniedConsentIds",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":[],"json://\"deniedConsentIds\"":["C0001"]}"#),
+            Deny(INVALID),
+        ),
     ];
     for (name, config, policy, body, want) in rows {
         let j = run(config, policy, "/v1/track", false, &body);

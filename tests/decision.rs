@@ -487,6 +487,9 @@ fn a_key_that_makes_a_reader_rebuild_the_object_or_a_symbol_is_invalid() {
         (&segment, "/v1/track", format!(r#"{{"type":"track",{REFUSAL},"context":{{"consent":{{"@ref":"1","categoryPreferences":{{"Ads":true}}}}}}}}"#)),
         (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"py/id":1}}}}"#.into()),
         (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"__instance_type__":["collections","OrderedDict"],"categoryPreferences":{"Ads":true}}}}"#.into()),
+        // jsonpickle with `keys=True` reads `json://"Ads"` as `Ads`, wherever it stands.
+        (&segment, "/v1/track", r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true,"json://\"Ads\"":false}}}}"#.into()),
+        (&segment, "/v1/track", r#"{"type":"track","event":"Consent Change","json://\"type\"":"identify","traits":{"email":"a@b.example"}}"#.into()),
         (&segment, "/v1/batch", format!(r##"{{"batch":[{{"$ref":"#/metadata/x","type":"track","context":{granted}}}],"metadata":{{"x":{{"type":"identify"}}}}}}"##)),
         (&rudder, "/v1/track", r##"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[],"$ref":"#/properties/cm"}}}"##.into()),
     ];

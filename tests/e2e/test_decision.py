@@ -295,6 +295,10 @@ OJ = [
     row("symbol-with-an-escape", "/ads",
         b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
         b'{"categoryPreferences":{"Advertising":true,":Adv\\u0065rtising":false}}}}', INVALID),
+    # jsonpickle with keys=True (its coming default) reads `json://"Advertising"` as Advertising.
+    row("jsonpickle-json-key", "/ads",
+        b'{"type":"track","event":"Order Completed","userId":"u1","context":{"consent":'
+        b'{"categoryPreferences":{"Advertising":true,"json://\\"Advertising\\"":false}}}}', INVALID),
     row("batch-item-directive", "/ads/v1/batch",
         b'{"batch":[{"type":"track","event":"A","messageId":"m1","context":{"consent":'
         b'{"categoryPreferences":{"Advertising":true,"^#1":["Advertising",false]}}}}]}', INVALID),
