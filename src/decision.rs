@@ -248,8 +248,10 @@ enum Query {
 
 fn query(path: &str) -> Query {
     // A fragment (`#`, which clients do not send, and Envoy refuses) is never a write key alone:
-    // some reader may take what follows it for a query; nor is a query hidden in `%3F`.
-    if path.contains('#') || hides_a_query(path) {
+    // some reader may take what follows it for a query; nor is a query hidden in `%3F`, nor
+    // what follows a `;` (Fastify 4's router ends the path there, as at `?`).
+    let path_part = path.split('?').next().unwrap_or_default();
+    if path.contains('#') || path_part.contains(';') || hides_a_query(path) {
         return Query::Other;
     }
     let Some((_, query)) = path.split_once('?') else {

@@ -11,7 +11,7 @@ use crate::host::{Host, Level, Metric, Record, RequestHeaders};
 use crate::metrics::Counter;
 use crate::policy::{RoutePolicy, RouteSetting};
 use crate::reply;
-use crate::target::{hides_a_query, moves_when_decoded};
+use crate::target::{escapes_a_separator, hides_a_query, moves_when_decoded};
 
 /// The response header that tells the client how many batch items were dropped.
 pub const DROPPED_HEADER: &str = "x-consent-gate-dropped";
@@ -315,10 +315,12 @@ fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHead
     if let Route::Refused(_) = route {
         return route;
     }
-    // Envoy chose this route on the path as sent; a destination that decodes `%2F` before it
-    // resolves dot segments may serve another route's handler (`/open/..%2fads/v1/track`), and
-    // one behind a decoding proxy may find a query in `%3F` (`/v1/track%3Fdata=…`).
-    let misread = |path: &str| moves_when_decoded(path) || hides_a_query(path);
+    // Envoy chose this route on the path as sent; a destination that decodes `%2F` may serve
+    // another route's handler (`/ads%2fv1/track`, `/open/..%2fads/v1/track`), one that matches
+    // with Python's `$` another call's (`/v1/identify%0a`), and one behind a decoding proxy may
+    // find a query in `%3F` (`/v1/track%3Fdata=…`).
+    let misread =
+        |path: &str| moves_when_decoded(path) || hides_a_query(path) || escapes_a_separator(path);
     let path_moves = match headers {
         Some(h) => misread(&h.path),
         None => match host.request_headers() {

@@ -96,15 +96,42 @@ pub fn moves_when_decoded(path: &str) -> bool {
 /// Envoy routes `/v1/track%3Fdata=…` as a path; the destination behind such a proxy reads
 /// `/v1/track` and an event in `data`.
 pub fn hides_a_query(path: &str) -> bool {
-    let mut text = path_only(path).to_string();
+    // find-my-way (Fastify 4's router) ends a path at `;` as at `?`: what follows is its query.
+    escapes(path, |b| matches!(b, b'?' | b'#' | b';'))
+}
+
+/// Whether a server that decodes the path reads another path in it: a `/` or `\` escaped once
+/// or more (`/ads%2fv1/track` is on a catch-all route to Envoy, and `/ads/v1/track` to Go's
+/// router, Flask, Django, Sinatra), or a control character (Starlette matches
+/// `/v1/identify%0a` as `/v1/identify`: Python's `$` matches before a final line feed). Envoy's
+/// `path_with_escaped_slashes_action: REJECT_REQUEST` refuses the first kind itself.
+pub fn escapes_a_separator(path: &str) -> bool {
+    escapes(path, |b| matches!(b, b'/' | b'\\' | 0..=0x1f | 0x7f))
+}
+
+/// Whether the path (query aside) holds an escape, once or more (`%2F`, `%252F`), of a byte
+/// `hidden` takes.
+fn escapes(path: &str, hidden: impl Fn(u8) -> bool) -> bool {
+    let mut text = path_only(path).as_bytes().to_vec();
     for _ in 0..DECODING_HOPS {
-        if !text.contains('%') {
-            return false;
+        let mut found = false;
+        let mut rest = text.as_slice();
+        while let Some(at) = rest.iter().position(|&b| b == b'%') {
+            let byte = rest
+                .get(at + 1..at + 3)
+                .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            found |= byte.is_some_and(&hidden);
+            rest = rest.get(at + 1..).unwrap_or_default();
         }
-        text = String::from_utf8_lossy(&percent_decode(&text)).into_owned();
-        if text.contains(['?', '#']) {
+        if found {
             return true;
         }
+        if !text.contains(&b'%') {
+            return false;
+        }
+        text = percent_decode(&String::from_utf8_lossy(&text));
     }
     false
 }
@@ -444,8 +471,34 @@ mod tests {
             "/v1/pixel/track%3Fdata=e30",
             "/v1/track%23x",
             "/v1/t%253Fx",
+            // Fastify 4's router ends a path at `;`, decoded too.
+            "/v1/track%3Bdata=e30",
+            "/v1/track%253b",
         ] {
             assert!(hides_a_query(hides), "{hides}");
+        }
+        for escapes in [
+            "/ads%2fv1/track",
+            "/ads%5Cv1/track",
+            "/ads%252Fv1/track",
+            "/v1/identify%0a",
+            "/v1/identify%0D",
+            "/v1/%00track",
+            "/v1/track%7f",
+            "/v1/track%25250a",
+        ] {
+            assert!(escapes_a_separator(escapes), "{escapes}");
+        }
+        for plain in [
+            "/v1/track",
+            "/v1/%74rack",
+            "/v1/tr%61ck%20",
+            "/v1/100%",
+            "/v1/%2",
+            "/v1/%+5",
+            "/v1/track?next=%2F",
+        ] {
+            assert!(!escapes_a_separator(plain), "{plain}");
         }
         for plain in [
             "/v1/track",

@@ -112,17 +112,33 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
                                   # A single dot: Envoy routes on `/.%2Fads`, nginx serves `/ads`.
                                   "/.%2Fads/v1/track",
                                   # A query a decoding proxy finds in `%3F`.
-                                  "/open/v1/track%3Fdata=e30", "/ads/v1/pixel/track%3Fdata=e30"])
+                                  "/open/v1/track%3Fdata=e30", "/ads/v1/pixel/track%3Fdata=e30",
+                                  # No dot segment: Go's router, Flask, Django and Sinatra decode
+                                  # `%2F` and run the `/ads/v1/track` handler.
+                                  "/ads%2fv1/track", "/ads%5cv1/track", "/open/a%2Fb/v1/track",
+                                  # Starlette matches `/v1/identify\n` as `/v1/identify`.
+                                  "/v1/identify%0a", "/open/v1/track%0A"])
 def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstream, path):
     """Envoy routes these on `/open`, `/exempt` or the catch-all `/` (gated on Analytics only:
-    it keeps `%2F` and `%5C` as they are); nginx decodes them before it resolves the dot
-    segments, and serves `/ads/v1/track`."""
+    it keeps `%2F` and `%5C` as they are); servers that decode them serve another handler (nginx,
+    resolving the dot segments after decoding, serves `/ads/v1/track`)."""
     resp = clients.http1(gate.port, "POST", path, DENIED, JSON)
     assert_denied(resp, upstream, 400, "INVALID_EVENT")
-    # The same route, with a path that moves nowhere, is ungated as before.
+    # The same route, with a path that a decoding server reads as sent, is ungated as before.
     upstream.reset()
-    resp = clients.http1(gate.port, "POST", "/open/a%2Fb/v1/track", DENIED, JSON)
+    resp = clients.http1(gate.port, "POST", "/open/a%41b/v1/track", DENIED, JSON)
     assert_allowed(resp, upstream, DENIED)
+
+
+@pytest.mark.parametrize("path", ["/v1/identify;/x", "/v1/batch;/x", "/v1/pixel/track;data=e30",
+                                  "/v1/track;jsessionid=1"])
+def test_a_semicolon_on_a_gated_route_is_a_query(gate, upstream, path):
+    """Fastify 4's router (find-my-way) ends the path at `;` as at `?`: `/v1/identify;/x` runs
+    its `/v1/identify` handler (an allow-listed track read as an identify), and what follows is
+    its query (`data=…`, the pixel API's unjudged event)."""
+    body = encode(event(name="Segment Consent Preference Updated"))
+    resp = clients.http1(gate.port, "POST", path, body, JSON)
+    assert_denied(resp, upstream, 400, "INVALID_EVENT")
 
 
 def test_unconfigured_routes_refused_when_every_route_must_carry_a_policy(envoys, upstream):
