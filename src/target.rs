@@ -245,33 +245,50 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint named by the last segment of any reading of `path` (case-insensitive).
+    /// The endpoint named in any reading of `path` (case-insensitive): by its last segment, and
+    /// by the segment after each `v1`, since a handler may take the segments after its own
+    /// (CherryPy's `*args`, Go's `/v1/identify/` subtree pattern, Express's `app.use`):
+    /// `/v1/identify/x` is an identify to such a receiver, `/v1/identify/track` two calls.
     pub fn of_path(path: &str) -> Endpoint {
         let plain = path_only(path);
         if is_plain(plain) {
-            return endpoint_named(last_segment(plain));
+            return named_in(plain);
         }
-        let mut found = Endpoint::Unnamed;
-        for reading in path_readings(path) {
-            let last = reading
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or("");
-            let named = endpoint_named(last);
-            found = match (found, named) {
-                (_, Endpoint::Unnamed) => found,
-                (Endpoint::Unnamed, n) => n,
-                (f, n) if f == n => f,
-                _ => Endpoint::Conflicting,
-            };
+        path_readings(path)
+            .iter()
+            .fold(Endpoint::Unnamed, |found, reading| {
+                found.and(named_in(reading))
+            })
+    }
+
+    /// Two namings of one request together: either, if the other names nothing; conflicting
+    /// if they differ.
+    fn and(self, other: Endpoint) -> Endpoint {
+        match (self, other) {
+            (found, Endpoint::Unnamed) => found,
+            (Endpoint::Unnamed, named) => named,
+            (found, named) if found == named => found,
+            _ => Endpoint::Conflicting,
         }
-        found
     }
 }
 
 fn last_segment(path: &str) -> &str {
     path.trim_end_matches('/').rsplit('/').next().unwrap_or("")
+}
+
+/// The endpoint one reading of a path names (see [`Endpoint::of_path`]).
+fn named_in(path: &str) -> Endpoint {
+    let mut found = endpoint_named(last_segment(path));
+    let mut segments = path.trim_end_matches('/').split('/');
+    while let Some(segment) = segments.next() {
+        if segment.eq_ignore_ascii_case("v1") {
+            if let Some(next) = segments.clone().next() {
+                found = found.and(endpoint_named(next));
+            }
+        }
+    }
+    found
 }
 
 fn endpoint_named(segment: &str) -> Endpoint {
@@ -570,8 +587,17 @@ mod tests {
         assert_eq!(e("/v1/b"), Endpoint::Batch);
         assert_eq!(e("/collect"), Endpoint::Unnamed);
         assert_eq!(e("/"), Endpoint::Unnamed);
-        // `/v1/track/..` is `/v1/` to a normalising server, but `..` to none of them is a call.
-        assert_eq!(e("/v1/track/.."), Endpoint::Unnamed);
+        // `/v1/track/..` is `/v1/` to a normalising server, and `..` to none of them is a call,
+        // but a handler that takes the segments after its own (CherryPy's `*args`, Go's
+        // `/v1/track/` pattern) serves it as track.
+        assert_eq!(e("/v1/track/.."), Endpoint::Single(Call::Track));
+        // So `/v1/identify/x` is an identify to such a handler, and `/v1/identify/track` two
+        // calls.
+        assert_eq!(e("/v1/identify/x"), Endpoint::Single(Call::Identify));
+        assert_eq!(e("/ads/V1/batch/x/"), Endpoint::Batch);
+        assert_eq!(e("/v1/identify/track"), Endpoint::Conflicting);
+        assert_eq!(e("/v1/pixel/track"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/p/v1/track"), Endpoint::Single(Call::Track));
         assert_eq!(e("/v1/track;x=1"), Endpoint::Single(Call::Track));
         // Envoy reads `/v1/identify/track/`; a server that decodes `%2f` reads `/v1/identify/`.
         assert_eq!(e("/v1/identify/track/x%2f../.."), Endpoint::Conflicting);

@@ -177,7 +177,16 @@ fn the_endpoint_and_the_body_must_name_the_same_kind_of_call() {
     // the call: an allow-listed track there is no track to them.
     let consent_change = r#"{"type":"track","event":"Consent Change"}"#;
     assert_eq!(judge_at("/v1/track.json", consent_change), Action::Forward);
-    for path in ["/v1/identify.json", "/v1/alia%C5%BF", "/v1/%C4%B1dentify"] {
+    // So do handlers that take the segments after their own (CherryPy's `*args`, Go's
+    // `/v1/identify/` subtree pattern): `/v1/identify/x` runs the identify handler.
+    for path in [
+        "/v1/identify.json",
+        "/v1/alia%C5%BF",
+        "/v1/%C4%B1dentify",
+        "/v1/identify/x",
+        "/v1/identify/track",
+        "/ads/v1/batch/x",
+    ] {
         assert_eq!(
             judge_at(path, consent_change),
             reply(Reason::InvalidEvent),

@@ -130,6 +130,16 @@ def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstre
     assert_allowed(resp, upstream, DENIED)
 
 
+@pytest.mark.parametrize("path", ["/v1/identify/x", "/v1/identify/track", "/v1/batch/x"])
+def test_a_call_named_before_the_last_segment_counts(gate, upstream, path):
+    """Handlers that take the segments after their own (CherryPy's `*args`, Go's `/v1/identify/`
+    subtree pattern) run the identify handler for `/v1/identify/x`: an allow-listed track there
+    is no track to them."""
+    body = encode(event(name="Segment Consent Preference Updated"))
+    resp = clients.http1(gate.port, "POST", path, body, JSON)
+    assert_denied(resp, upstream, 400, "INVALID_EVENT")
+
+
 @pytest.mark.parametrize("path", ["/v1/identify;/x", "/v1/batch;/x", "/v1/pixel/track;data=e30",
                                   "/v1/track;jsessionid=1"])
 def test_a_semicolon_on_a_gated_route_is_a_query(gate, upstream, path):
