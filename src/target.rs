@@ -117,12 +117,9 @@ fn escapes(path: &str, hidden: impl Fn(u8) -> bool) -> bool {
         let mut found = false;
         let mut rest = text.as_slice();
         while let Some(at) = rest.iter().position(|&b| b == b'%') {
-            let byte = rest
-                .get(at + 1..at + 3)
-                .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-            found |= byte.is_some_and(&hidden);
+            // As [`percent_decode`] reads an escape.
+            let digit = |i: usize| rest.get(at + i).copied().and_then(hex);
+            found |= matches!((digit(1), digit(2)), (Some(h), Some(l)) if hidden(h * 16 + l));
             rest = rest.get(at + 1..).unwrap_or_default();
         }
         if found {
