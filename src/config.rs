@@ -793,6 +793,46 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_for_an_ip_address_gates_every_spelling_of_it() {
+        for rule in ["10.0.0.5", "10.5", "0xa.0.0.5", "[::ffff:10.0.0.5]"] {
+            let c = Config::parse(&format!(
+                r#"{{"routes":[{{"host":"{rule}:8080","categories":["A"]}}]}}"#
+            ))
+            .unwrap();
+            let gated = |authority| {
+                c.rule_for(&RequestTarget {
+                    route_name: "",
+                    authority,
+                    path: "/v1/track",
+                }) != RuleMatch::None
+            };
+            for authority in [
+                "10.0.0.5",
+                "10.5:8080",
+                "10.0.5",
+                "012.0.0.5",
+                "0xA.0x0.0.05",
+                "167772165:8080",
+                "0xa000005",
+                "[::ffff:10.0.0.5]:8080",
+                "[::ffff:a00:5]",
+                "[0:0:0:0:0:FFFF:0A00:0005]",
+            ] {
+                assert!(gated(authority), "{rule}: {authority}");
+            }
+            for other in ["10.0.0.6", "10.0.0.5:8081", "[::10.0.0.5]", "10.0.0.5.5"] {
+                assert!(!gated(other), "{rule}: {other}");
+            }
+        }
+        // Two spellings of one address in two rules: the second never applies.
+        let err = Config::parse(
+            r#"{"routes":[{"host":"[2001:db8::1]","categories":["A"]},{"host":"[2001:DB8:0::1]","categories":["B"]}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("routes[1]"), "{err}");
+    }
+
+    #[test]
     fn rules_gate_the_paths_routers_fold_or_take_a_format_suffix_off() {
         let c = Config::parse(
             r#"{"routes":[{"path_prefix":"/v1/track/","categories":["A"]},

@@ -21,7 +21,118 @@ pub fn split_authority(authority: &str) -> (String, Option<&str>) {
         }
         _ => (hostport, None),
     };
-    (host.trim_end_matches('.').to_ascii_lowercase(), port)
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (ip_address(&host).unwrap_or(host), port)
+}
+
+/// One spelling for an IP address that a host names in any form a connecting client reads as
+/// that address: `127.1`, `0x7f.0.0.1`, `0177.0.0.1` and `2130706433` are `127.0.0.1` to
+/// `inet_aton` (glibc's `getaddrinfo`, and so curl, Python and Node) and to URL parsers;
+/// `[::ffff:127.0.0.1]` reaches it over a dual-stack socket; `[2001:db8::1]` has several
+/// spellings. A rule naming the address matches each of them.
+fn ip_address(host: &str) -> Option<String> {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let groups = ipv6_groups(v6)?;
+        // `::ffff:a.b.c.d`, IPv4-mapped: the IPv4 address itself.
+        if groups[..6] == [0, 0, 0, 0, 0, 0xffff] {
+            return Some(dotted((u32::from(groups[6]) << 16) | u32::from(groups[7])));
+        }
+        let mut out = String::from("[");
+        for (i, g) in groups.iter().enumerate() {
+            if i > 0 {
+                out.push(':');
+            }
+            out.push_str(&format!("{g:x}"));
+        }
+        out.push(']');
+        return Some(out);
+    }
+    ipv4_number(host).map(dotted)
+}
+
+/// The eight groups of an IPv6 address: groups of one to four hex digits, one `::` standing for
+/// the groups left out, and optionally an IPv4 address for the last two.
+fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
+    let groups = |part: &str| -> Option<Vec<u16>> {
+        let mut out = Vec::new();
+        if part.is_empty() {
+            return Some(out);
+        }
+        let pieces: Vec<&str> = part.split(':').collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            if i + 1 == pieces.len() && piece.contains('.') {
+                let v4 = ipv4_number(piece)?;
+                out.extend([(v4 >> 16) as u16, v4 as u16]);
+            } else if (1..=4).contains(&piece.len()) {
+                out.push(u16::try_from(digits(piece, 16)?).ok()?);
+            } else {
+                return None;
+            }
+        }
+        Some(out)
+    };
+    let (head, tail) = match text.split_once("::") {
+        Some((head, tail)) if !tail.contains("::") => (groups(head)?, Some(groups(tail)?)),
+        Some(_) => return None,
+        None => (groups(text)?, None),
+    };
+    let given = head.len() + tail.as_ref().map_or(0, Vec::len);
+    if given > 8 || (tail.is_none() && given != 8) {
+        return None;
+    }
+    let mut out = [0u16; 8];
+    for (slot, g) in out.iter_mut().zip(&head) {
+        *slot = *g;
+    }
+    if let Some(tail) = tail {
+        for (slot, g) in out.iter_mut().skip(8 - tail.len()).zip(&tail) {
+            *slot = *g;
+        }
+    }
+    Some(out)
+}
+
+/// The address `inet_aton` reads in `host`: one to four parts, each decimal, octal (leading `0`)
+/// or hex (`0x`), the last filling the bytes the others leave.
+fn ipv4_number(host: &str) -> Option<u32> {
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.len() > 4 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for (i, part) in parts.iter().enumerate() {
+        let n = match part.strip_prefix("0x") {
+            // `0x` alone is 0 to inet_aton.
+            Some("") => 0,
+            Some(hex) => digits(hex, 16)?,
+            None if part.len() > 1 && part.starts_with('0') => digits(part, 8)?,
+            None => digits(part, 10)?,
+        };
+        // The last part fills what the others leave.
+        let last = i + 1 == parts.len();
+        let room = if last { 8 * (4 - i as u32) } else { 8 };
+        if n >= 1u64 << room {
+            return None;
+        }
+        value = (value << room) | n;
+    }
+    u32::try_from(value).ok()
+}
+
+/// The number `text` spells in `radix`, if it is digits and nothing else (and fits 64 bits).
+fn digits(text: &str, radix: u32) -> Option<u64> {
+    if text.is_empty() {
+        return None;
+    }
+    text.chars().try_fold(0u64, |n, c| {
+        n.checked_mul(u64::from(radix))?
+            .checked_add(u64::from(c.to_digit(radix)?))
+    })
+}
+
+fn dotted(n: u32) -> String {
+    let [a, b, c, d] = n.to_be_bytes();
+    format!("{a}.{b}.{c}.{d}")
 }
 
 /// Whether `host` (as [`split_authority`] gives it) is a DNS name or an IP address: letters,
@@ -450,12 +561,63 @@ mod tests {
             h("user:pw@api.example.com"),
             ("api.example.com".into(), None)
         );
-        assert_eq!(h("[::1]:80"), ("[::1]".into(), Some("80")));
-        assert_eq!(h("[::1]"), ("[::1]".into(), None));
+        assert_eq!(h("[::1]:80"), ("[0:0:0:0:0:0:0:1]".into(), Some("80")));
+        assert_eq!(h("[::1]"), ("[0:0:0:0:0:0:0:1]".into(), None));
         // An empty port is no port.
         assert_eq!(h("api.example.com:"), ("api.example.com".into(), None));
         assert_eq!(h("api.example.com.:"), ("api.example.com".into(), None));
-        assert_eq!(h("[::1]:"), ("[::1]".into(), None));
+        assert_eq!(h("[::1]:"), ("[0:0:0:0:0:0:0:1]".into(), None));
+    }
+
+    #[test]
+    fn names_an_ip_address_once_in_whatever_form() {
+        let host = |a: &str| split_authority(a).0;
+        for same in [
+            "127.0.0.1",
+            "127.1",
+            "127.0.1",
+            "0x7f.0.0.1",
+            "0X7F.0.0.1",
+            "0177.0.0.1",
+            "0177.0.0.01",
+            "2130706433",
+            "0x7f000001",
+            "017700000001",
+            "0000000000000000000177.0.0.1",
+            "127.0.0.1.",
+            "[::ffff:127.0.0.1]",
+            "[::FFFF:7f00:1]",
+            "[0:0:0:0:0:ffff:7f00:1]:8080",
+        ] {
+            assert_eq!(host(same), "127.0.0.1", "{same}");
+        }
+        for same in [
+            "[2001:db8::1]",
+            "[2001:0DB8:0:0::1]",
+            "[2001:db8:0:0:0:0:0:1]",
+        ] {
+            assert_eq!(host(same), "[2001:db8:0:0:0:0:0:1]", "{same}");
+        }
+        // Not addresses: names, parts out of range, signs, too many parts, bad digits.
+        for name in [
+            "api.example.com",
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "1.256.3",
+            "08.0.0.1",
+            "+1.2.3.4",
+            "1.-2.3.4",
+            "0x1g.0.0.1",
+            "4294967296",
+            "1..2",
+            "[::1::2]",
+        ] {
+            assert_eq!(host(name), name.to_ascii_lowercase(), "{name}");
+        }
+        assert_eq!(host("0x"), "0.0.0.0");
+        assert_eq!(host("10.0.0.5"), "10.0.0.5");
+        assert_eq!(host("10.5"), "10.0.0.5");
+        assert_eq!(host("1.2.65535"), "1.2.255.255");
     }
 
     #[test]

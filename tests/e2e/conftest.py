@@ -48,7 +48,8 @@ PLUGIN_CONFIGS = {
     "gates_nothing": {"route_metadata": False},
     "target_rules": {
         "route_metadata": False,
-        "routes": [{"host": "api.example.com", "path_prefix": "/v1/track", "categories": ["Advertising"]}],
+        "routes": [{"host": "api.example.com", "path_prefix": "/v1/track", "categories": ["Advertising"]},
+                   {"host": "10.0.0.5", "categories": ["Advertising"]}],
     },
     "dry_run": {"dry_run": True, "max_body_bytes": 4096},
     "rudderstack": {"consent_format": "rudderstack"},

@@ -209,6 +209,22 @@ def test_rules_cannot_be_bypassed_by_spelling(envoys, upstream, normalized, host
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
 
 
+IP_SPELLINGS = ["10.0.0.5", "10.5", "10.0.5:8080", "012.0.0.5", "0xa.0.0.5", "167772165",
+                "0xa000005.", "[::ffff:10.0.0.5]", "[0:0:0:0:0:FFFF:A00:5]:443"]
+
+
+@pytest.mark.parametrize("normalized", [True, False], ids=["envoy-normalizes", "filter-alone"])
+@pytest.mark.parametrize("host", IP_SPELLINGS)
+def test_a_rule_for_an_ip_address_gates_every_spelling_of_it(envoys, upstream, normalized, host):
+    """`inet_aton` (glibc's getaddrinfo: curl, Python, Node, a forward proxy's resolver) and URL
+    parsers read each of these as 10.0.0.5, and a dual-stack socket reaches it through the mapped
+    IPv6 address."""
+    name = "target_rules" if normalized else "target_rules_raw"
+    envoy = envoys.get(name, plugin_config="target_rules", envoy_normalization=normalized)
+    resp = clients.http1(envoy.port, "POST", "/v1/track", DENIED, {**JSON, "host": host})
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+
+
 @pytest.mark.parametrize("host", ["api.example.com:80:80", "api.example.com:x"])
 def test_a_host_readers_split_differently_is_refused_under_host_rules(envoys, upstream, host):
     """Envoy forwards these Host values as they are; Express reads `api.example.com` in each
