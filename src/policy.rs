@@ -221,7 +221,7 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
                 u32::from(ch)
             ));
         }
-        if c.contains(',') {
+        if c.contains(is_comma) {
             return Err(format!(
                 "names the category \"{c}\", which holds a comma: several categories are a list (`categories: [A, B]`)"
             ));
@@ -242,16 +242,41 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// White space other than a plain space, and the characters Unicode says to show as nothing
-/// (its default-ignorable code points: zero-width spaces and joiners, the soft hyphen, direction
-/// marks, variation selectors, the byte-order mark, tags).
+/// A comma in any script's spelling (`、` and `，` separate lists as `,` does).
+fn is_comma(ch: char) -> bool {
+    matches!(
+        ch,
+        ',' | '\u{60c}'
+            | '\u{1802}'
+            | '\u{1808}'
+            | '\u{2e41}'
+            | '\u{3001}'
+            | '\u{fe10}'
+            | '\u{fe11}'
+            | '\u{fe50}'
+            | '\u{fe51}'
+            | '\u{ff0c}'
+            | '\u{ff64}'
+    )
+}
+
+/// White space other than a plain space, the characters Unicode says to show as nothing (its
+/// default-ignorable code points: zero-width spaces and joiners, the soft hyphen, direction
+/// marks, variation selectors, the byte-order mark, tags), its other format characters
+/// (interlinear annotation marks, number signs) and blanks drawn as nothing (the braille blank).
 fn invisible(ch: char) -> bool {
     (ch.is_whitespace() && ch != ' ')
         || matches!(
             ch,
             '\u{ad}'
                 | '\u{34f}'
+                | '\u{600}'..='\u{605}'
                 | '\u{61c}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{890}'..='\u{891}'
+                | '\u{8e2}'
+                | '\u{2800}'
                 | '\u{115f}'..='\u{1160}'
                 | '\u{17b4}'..='\u{17b5}'
                 | '\u{180b}'..='\u{180f}'
@@ -262,7 +287,10 @@ fn invisible(ch: char) -> bool {
                 | '\u{fe00}'..='\u{fe0f}'
                 | '\u{feff}'
                 | '\u{ffa0}'
-                | '\u{fff0}'..='\u{fff8}'
+                | '\u{fff0}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
                 | '\u{1bca0}'..='\u{1bca3}'
                 | '\u{1d173}'..='\u{1d17a}'
                 | '\u{e0000}'..='\u{e0fff}'
@@ -395,6 +423,26 @@ mod tests {
             (
                 r#"{"category":"Advertising, Analytics"}"#,
                 "holds a comma: several categories are a list",
+            ),
+            (
+                r#"{"category":"Advertising\uff0cAnalytics"}"#,
+                "holds a comma: several categories are a list",
+            ),
+            (
+                r#"{"category":"C0001\u3001C0004"}"#,
+                "holds a comma: several categories are a list",
+            ),
+            (
+                r#"{"category":"C0004\ufff9"}"#,
+                "invisible character U+FFF9",
+            ),
+            (
+                r#"{"category":"\u2800C0004"}"#,
+                "invisible character U+2800",
+            ),
+            (
+                r#"{"category":"C\u06dd0004"}"#,
+                "invisible character U+06DD",
             ),
             (r#"{"category":"A","categories":["B"]}"#, "both"),
             (
