@@ -271,8 +271,9 @@ impl Config {
                 .find(|c| !c.is_ascii_graphic())
             {
                 return Err(format!(
-                    "\"metadata_namespace\" must be printable ASCII, got {:?} (with {c:?}): white space or a control character would match no route's metadata, and a character beyond ASCII may be the look-alike of a letter",
-                    config.metadata_namespace
+                    "\"metadata_namespace\" must be printable ASCII, got \"{}\" (with '{}'): white space or a control character would match no route's metadata, and a character beyond ASCII may be the look-alike of a letter",
+                    settings::shown(&config.metadata_namespace),
+                    settings::shown(c.encode_utf8(&mut [0; 4]))
                 ));
             }
         }
@@ -376,7 +377,9 @@ fn trimmed_name(key: &str, value: String) -> Result<String, String> {
     let trimmed = value.trim_matches(|c: char| c.is_whitespace() || c.is_control());
     if trimmed != value {
         return Err(format!(
-            "\"{key}\" has white space or a control character at an end ({value:?}): it is compared exactly with the route's name, did you mean {trimmed:?}?"
+            "\"{key}\" has white space or a control character at an end (\"{}\"): it is compared exactly with the route's name, did you mean \"{}\"?",
+            settings::shown(&value),
+            settings::shown(trimmed)
         ));
     }
     Ok(value)
@@ -480,7 +483,9 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
                 )
         }) {
             return Err(format!(
-                "\"{path}\" is a literal path prefix, not a pattern: {c:?} is a wildcard, a pattern's character or one no request path holds (got \"{prefix}\")"
+                "\"{path}\" is a literal path prefix, not a pattern: '{}' is a wildcard, a pattern's character or one no request path holds (got \"{}\")",
+                settings::shown(c.encode_utf8(&mut [0; 4])),
+                settings::shown(&prefix)
             ));
         }
         let normal = normalize_path(&prefix);

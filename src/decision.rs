@@ -5,7 +5,7 @@ use crate::batch::{self, Item};
 use crate::config::{BatchMode, Config, MissingConsent};
 use crate::encoding::{DecodeError, Encoding};
 use crate::event::{
-    read_event, Call, Consent, ConsentFormat, EventFacts, Spellings, Strategy, Wanted,
+    plain_names, read_event, Call, Consent, ConsentFormat, EventFacts, Spellings, Strategy, Wanted,
 };
 use crate::json::{Invalid, Scanner};
 use crate::policy::{Match, RoutePolicy, MAX_CATEGORIES};
@@ -203,6 +203,7 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
         always_allow: &config.always_allow_events,
         format: config.consent_format,
         destination: req.policy.destination.as_deref(),
+        plain_categories: plain_names(&req.policy.categories),
     };
     let mut items: Vec<Item> = Vec::new();
     let top = match read_body(text, &wanted, &mut items, config.max_batch_items) {

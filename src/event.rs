@@ -7,6 +7,8 @@
 //! readers could take for a field the decision uses must be that field, spelled exactly, once.
 //! Anything else makes the event unreadable: it is refused, never resolved one way or the other.
 
+use std::cmp::Ordering;
+
 use crate::json::{Invalid, Scanner, Str};
 
 /// The consent an event (or a batch's top-level context) carries for the required categories,
@@ -170,6 +172,16 @@ pub struct Wanted<'w> {
     pub format: ConsentFormat,
     /// The route's destination, whose entry in `integrations` is read.
     pub destination: Option<&'w str>,
+    /// Every category is ASCII letters and digits alone (see [`plain_names`]).
+    pub plain_categories: bool,
+}
+
+/// Whether every name is ASCII letters and digits alone (most category names are): their other
+/// spellings are then told quickly.
+pub fn plain_names(names: &[String]) -> bool {
+    names
+        .iter()
+        .all(|c| c.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// Calls `on_item(scanner, item_start)` for each element of a top-level `batch` array; the
@@ -251,6 +263,9 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
     let decoded = key.decode();
     if let Some(i) = names.iter().position(|n| n.text == decoded) {
         return KeyMatch::Exact(i);
+    }
+    if names.iter().any(|n| goccy_prefix(key, &decoded, n.text)) {
+        return KeyMatch::Lookalike;
     }
     lookalike(&decoded, names)
 }
@@ -582,12 +597,10 @@ pub fn read_event<'a>(
                     facts.readable &= seen.add();
                 }
             }
-            // Facade reads a top-level `options` object as `integrations` (legacy clients):
-            // on a route with a destination, its switches would be read two ways.
-            if at.is_none()
-                && wanted.destination.is_some()
-                && facade_folds(&key.decode(), "options")
-            {
+            // Facade reads a top-level `options` as the event's `context` (`options()` is
+            // `obj.options || obj.context`), and as its `integrations` (legacy clients): the
+            // consent and the switches would be read two ways.
+            if at.is_none() && may_be_options(key.raw()) && facade_folds_rare(&key, "options") {
                 facts.readable = false;
             }
             let field = at.and_then(|i| fields.get(i).copied());
@@ -747,7 +760,7 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                 KeyMatch::Exact(i) => {
                     readable &= seen.get_mut(i).is_some_and(Seen::add);
                     let read = if names.get(i).is_some_and(|n| n.text == CONSENT.text) {
-                        read_consent(s, wanted.categories)?.map(|c| (c, true))
+                        read_consent(s, wanted)?.map(|c| (c, true))
                     } else {
                         read_consent_management(s, wanted.categories)?.map(|c| (c, false))
                     };
@@ -790,12 +803,17 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
 }
 
 /// Segment's `consent` object. `Ok(None)`: unreadable.
-fn read_consent(s: &mut Scanner, categories: &[String]) -> Result<Option<Consent>, Invalid> {
+fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Invalid> {
     read_one_field(
         s,
         Name::new("categoryPreferences"),
         Consent::NoPreferences,
-        |s| Ok(read_preferences(s, categories)?.map(|consented| Consent::Preferences { consented })),
+        |s| {
+            Ok(
+                read_preferences(s, wanted.categories, wanted.plain_categories)?
+                    .map(|consented| Consent::Preferences { consented }),
+            )
+        },
     )
 }
 
@@ -1030,34 +1048,57 @@ fn facade_switch(key: &str, destination: &str) -> bool {
     facade_folds(key, destination) || facade_folds(key, "All") || facade_folds(key, "providers")
 }
 
+/// Whether a raw key may be Facade's spelling of `options`: most keys start with a letter or
+/// digit other than `o`.
+#[inline(always)]
+fn may_be_options(raw: &[u8]) -> bool {
+    raw.first()
+        .is_some_and(|&b| b | 0x20 == b'o' || !b.is_ascii_alphanumeric())
+}
+
+/// [`facade_folds`] for a key as scanned: decoded only if escaped.
+#[inline(never)]
+fn facade_folds_rare(key: &Str, name: &str) -> bool {
+    match key.is_escaped() {
+        false => folded_bytes(key.raw()).eq(folded_bytes(name.as_bytes())),
+        true => facade_folds(&key.decode(), name),
+    }
+}
+
+fn folded_bytes(text: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    text.iter()
+        .filter(|b| b.is_ascii_alphanumeric() || **b == b'.')
+        .map(u8::to_ascii_lowercase)
+}
+
 /// Whether Segment's Facade (`obj-case`), which looks entries up with every character but ASCII
 /// letters, digits and `.` removed and without case, takes `key` for `name`.
 fn facade_folds(key: &str, name: &str) -> bool {
-    fn folded(text: &str) -> impl Iterator<Item = u8> + '_ {
-        text.bytes()
-            .filter(|b| b.is_ascii_alphanumeric() || *b == b'.')
-            .map(|b| b.to_ascii_lowercase())
-    }
-    folded(key).eq(folded(name))
+    folded_bytes(key.as_bytes()).eq(folded_bytes(name.as_bytes()))
 }
 
 /// The consented bits; `Ok(None)` for a non-object or a required category given twice.
-/// Category keys are exact map keys (another case is another category), but cJSON's
-/// `cJSON_GetObjectItem` finds a key without ASCII case and takes the first it finds: a key that
-/// is a required category in another case, before the exact key and with another answer (`true`
-/// or not), is a repeat to it. So is a key that a NUL-stopping reader would read as a required
-/// category.
-fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, Invalid> {
+/// Category keys count only exactly (`advertising: true` is no consent to `Advertising`), but
+/// readers find them otherwise: cJSON's `cJSON_GetObjectItem` without ASCII case, taking the
+/// first; Go's `encoding/json` and Jackson, when the categories are a struct's fields, with Go's
+/// folding, taking the last; key converters and Facade's `obj-case` by letters and digits alone.
+/// So a key that is a required category in another spelling (see [`respelled_position`]),
+/// anywhere, with another answer than the exact key (`true` or not), is a repeat. So is a key
+/// that a NUL-stopping reader would read as a required category.
+fn read_preferences(
+    s: &mut Scanner,
+    categories: &[String],
+    plain_names: bool,
+) -> Result<Option<u64>, Invalid> {
     if s.peek_token() != Some(b'{') {
         s.skip_value()?;
         return Ok(None);
     }
     let mut consented = 0u64;
     let mut seen = 0u64;
-    // Required categories given in another case before their exact key (what cJSON finds
-    // first), and which of those first other cases say `true`.
-    let mut recased_first = 0u64;
-    let mut recased_true = 0u64;
+    // Required categories given in another spelling, saying `true` or something else.
+    let mut respelled_true = 0u64;
+    let mut respelled_other = 0u64;
     let mut ambiguous = false;
     if s.object_start()? {
         loop {
@@ -1081,16 +1122,11 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
                     // `^#1`, `json_class`, `$ref`, …), and Oj's Symbol `:Ads`, which is `Ads` to
                     // Rails' indifferent access.
                     ambiguous |= directive_key(&key) || symbol_position(&key, categories).is_some();
-                    let first_recased = recased_position(&key, categories)
-                        .and_then(|i| 1u64.checked_shl(i as u32))
-                        .filter(|bit| (seen | recased_first) & bit == 0);
-                    match first_recased {
-                        Some(bit) => {
-                            recased_first |= bit;
-                            if s.value_is_true()? {
-                                recased_true |= bit;
-                            }
-                        }
+                    let respelled = respelled_position(&key, categories, plain_names)
+                        .and_then(|i| 1u64.checked_shl(i as u32));
+                    match respelled {
+                        Some(bit) if s.value_is_true()? => respelled_true |= bit,
+                        Some(bit) => respelled_other |= bit,
                         None => s.skip_value()?,
                     }
                 }
@@ -1100,30 +1136,73 @@ fn read_preferences(s: &mut Scanner, categories: &[String]) -> Result<Option<u64
             }
         }
     }
-    // cJSON reads the other case: a repeat unless it says what the exact key says.
-    ambiguous |= recased_first & seen & (recased_true ^ consented) != 0;
+    // Some reader reads the other spelling: a repeat unless it says what the exact key says.
+    ambiguous |= seen & ((respelled_true & !consented) | (respelled_other & consented)) != 0;
     Ok(if ambiguous { None } else { Some(consented) })
 }
 
-/// The required category that `key` (not one exactly) is in another case to cJSON, if any: its
-/// decoded bytes up to a NUL (where cJSON's C string ends) equal without ASCII case.
+/// The required category that `key` (not one exactly) is another spelling of to some reader, if
+/// any: another ASCII case (cJSON), Go's or Java's folding (`ſ`, `ı`, the Kelvin sign), the
+/// same letters and digits without case once everything else is dropped (key converters,
+/// Facade's `obj-case`), each up to a NUL too (C strings); an escaped key whose text starts the
+/// name and whose raw length reaches it (goccy/go-json's field lookup).
+/// `plain_names`: every category is ASCII letters and digits alone (most are).
 #[inline(always)]
-fn recased_position(key: &Str, categories: &[String]) -> Option<usize> {
-    if key.is_escaped() {
-        return recased_escaped_position(key, categories);
-    }
-    // Unescaped, a key holds no NUL: one comparison of lengths for most categories.
+fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Option<usize> {
     let raw = key.raw();
+    if !plain_names || key.is_escaped() || !raw.is_ascii() {
+        return respelled_rare(key, categories);
+    }
+    // An ASCII key spells a plain name in another case (of its length), or with other
+    // characters between its letters and digits (longer).
     categories
         .iter()
-        .position(|c| raw.eq_ignore_ascii_case(c.as_bytes()))
+        .position(|c| match raw.len().cmp(&c.len()) {
+            Ordering::Less => false,
+            Ordering::Equal => raw.eq_ignore_ascii_case(c.as_bytes()),
+            Ordering::Greater => raw
+                .iter()
+                .filter(|b| b.is_ascii_alphanumeric())
+                .map(u8::to_ascii_lowercase)
+                .eq(c.bytes().map(|b| b.to_ascii_lowercase())),
+        })
 }
 
-#[inline(never)] // rare: escaped keys
-fn recased_escaped_position(key: &Str, categories: &[String]) -> Option<usize> {
-    let decoded = key.decode();
-    let text = decoded.split('\0').next().unwrap_or_default();
-    categories.iter().position(|c| text.eq_ignore_ascii_case(c))
+#[inline(never)] // rare: escaped keys, keys with other characters than letters and digits
+fn respelled_rare(key: &Str, categories: &[String]) -> Option<usize> {
+    let text = key.decode();
+    categories.iter().position(|c| respelling(key, &text, c))
+}
+
+/// Whether `text` (the decoded `key`) spells the category `name` to some reader (and is not it).
+fn respelling(key: &Str, text: &str, name: &str) -> bool {
+    if text == name {
+        return false;
+    }
+    // Go's folding for ASCII names; Facade's letters and digits; a key converter's (Latin
+    // letters as lodash's `deburr` reads them, so accents and case are ignored too).
+    let spelled = |t: &str| {
+        (name.is_ascii() && folds_to(t, name))
+            || facade_folds(t, name)
+            || (!spelling(t).is_empty() && spelling(t).eq_ignore_ascii_case(&spelling(name)))
+    };
+    let before_nul = text.split('\0').next().unwrap_or_default();
+    spelled(text)
+        || (before_nul.len() < text.len() && spelled(before_nul))
+        || goccy_prefix(key, text, name)
+}
+
+/// goccy/go-json matches a key to a struct field by its decoded characters, without ASCII case,
+/// but counts the key's length escapes and all: an escaped key whose text starts the name and
+/// whose raw length reaches the name's is that field (`"c\u006f"` is `context`).
+fn goccy_prefix(key: &Str, text: &str, name: &str) -> bool {
+    key.is_escaped()
+        && !text.is_empty()
+        && key.raw().len() >= name.len()
+        && name
+            .as_bytes()
+            .get(..text.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(text.as_bytes()))
 }
 
 /// The required category whose Symbol `key` (or a string value) is to Oj's object mode (`:Ads`),
@@ -1160,6 +1239,7 @@ mod tests {
             always_allow: &always_allow,
             format: ConsentFormat::Segment,
             destination: None,
+            plain_categories: plain_names(&categories),
         };
         let mut s = Scanner::new(body);
         let f = read_event(&mut s, &wanted, None)?;
@@ -1208,46 +1288,59 @@ mod tests {
     }
 
     #[test]
-    fn a_required_category_in_another_case_before_its_exact_key_is_a_repeat() {
+    fn a_required_category_in_another_spelling_with_another_answer_is_a_repeat() {
         let read = |prefs: &str| {
             let body = format!(r#"{{"context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#);
-            let f = facts(&body, &["Advertising", "Publicit\u{e9}"]).unwrap();
+            let f = facts(&body, &["Advertising", "Publicit\u{e9}", "Data Sharing"]).unwrap();
             f.readable.then_some(f.consent)
         };
         let p = |consented| Some(Consent::Preferences { consented });
-        // Alone, or after the exact key, another case is another category (cJSON finds the
-        // exact key first).
+        // Alone, another spelling is no consent: category keys count only exactly.
         assert_eq!(read(r#"{"advertising":true}"#), p(0));
         assert_eq!(
             read(r#"{"ADVERTISING":false,"Publicit\u00e9":true}"#),
             p(0b10)
         );
-        assert_eq!(read(r#"{"Advertising":true,"ADVERTISING":false}"#), p(1));
-        // Before it, cJSON reads that one: a repeat when it says otherwise.
+        // Before or after the exact key, with another answer: some reader reads that one
+        // (cJSON the first without ASCII case; Go and Jackson, into a struct, the last with
+        // Go's folding; key converters and Facade's obj-case by letters and digits).
         for prefs in [
             r#"{"advertising":false,"Advertising":true}"#,
+            r#"{"Advertising":true,"ADVERTISING":false}"#,
+            r#"{"Advertising":true,"ADVERTISING":null}"#,
             r#"{"advertising\u0000":false,"Advertising":true}"#,
             r#"{"ADVERTISING\u0000x":false,"Advertising":true}"#,
             r#"{"aDVERTISING":false,"Other":1,"ADVERTISING":true,"Advertising":true}"#,
             r#"{"\u0061dvertising":{},"Adv\u0065rtising":true}"#,
             r#"{"PUBLICIT\u00e9":false,"Publicit\u00e9":true}"#,
+            r#"{"PUBLICIT\u00c9":false,"Publicit\u00e9":true}"#,
             r#"{"advertising":true,"Advertising":false}"#,
+            r#"{"Advertising":true,"adverti\u017fing":false}"#,
+            r#"{"Advertising":true,"Advert\u0131sing":false}"#,
+            r#"{"Ad-vertising":false,"Advertising":true}"#,
+            r#"{"Advertising":true,"advertising_":false}"#,
+            r#"{"Advertising":true," Advertising":false}"#,
+            r#"{"Advertising":true,"Advertising\u200b":false}"#,
+            r#"{"Advertising":true,"\ufeffAdvertising":false}"#,
+            r#"{"Advertising":true,"Advertising\u00e9":false}"#,
+            r#"{"Advertising":true,"Ad\u0307vertising":false}"#,
+            r#"{"Advertising":true,"\u0061\u0064":false}"#,
+            r#"{"Advertising":true,"\u0041dvertisin":false}"#,
+            r#"{"Data Sharing":true,"dataSharing":false}"#,
+            r#"{"data_sharing":false,"Data Sharing":true}"#,
         ] {
             assert_eq!(read(prefs), None, "{prefs}");
         }
         // The same answer from both: every reader reads it alike.
         assert_eq!(read(r#"{"advertising":true,"Advertising":true}"#), p(1));
+        assert_eq!(read(r#"{"Advertising":true,"ad_vertising":true}"#), p(1));
         assert_eq!(read(r#"{"ADVERTISING":"no","Advertising":false}"#), p(0));
-        // cJSON folds ASCII letters only; other keys are other categories.
-        assert_eq!(
-            read(r#"{"adverti\u017fing":false,"Advertising":true}"#),
-            p(1)
-        );
-        assert_eq!(
-            read(r#"{"PUBLICIT\u00c9":false,"Publicit\u00e9":true}"#),
-            p(0b10)
-        );
+        // Other letters are other categories.
         assert_eq!(read(r#"{"Advertisings":false,"Advertising":true}"#), p(1));
+        assert_eq!(read(r#"{"Advertising":true,"Ad":false}"#), p(1));
+        assert_eq!(read(r#"{"Advertising":true,"\u0061d":false}"#), p(1));
+        assert_eq!(read(r#"{"Advertising":true,"Advertisin":false}"#), p(1));
+        assert_eq!(read(r#"{"Advertising":true,"Data":false}"#), p(1));
     }
 
     #[test]
@@ -1473,10 +1566,15 @@ mod tests {
                 .is_some()
         );
         assert!(consent(r#"{"userId":"a","UserId":"b","context":{"Ip":1,"ip":2}}"#).is_some());
-        // Category keys are exact map keys in every reader: another case is another category.
+        // A struct's fields are found without case (Go, Jackson): another case of a required
+        // category, saying otherwise, is a repeat; alone it is no consent.
         assert_eq!(
             consent(r#"{"context":{"consent":{"categoryPreferences":{"A":true,"a":false}}}}"#),
-            Some(Consent::Preferences { consented: 0b01 })
+            None
+        );
+        assert_eq!(
+            consent(r#"{"context":{"consent":{"categoryPreferences":{"a":true}}}}"#),
+            Some(Consent::Preferences { consented: 0 })
         );
     }
 
@@ -1505,6 +1603,7 @@ mod tests {
                 always_allow: &[],
                 format: ConsentFormat::Segment,
                 destination: None,
+                plain_categories: true,
             };
             let mut skip = |s: &mut Scanner, _: usize| s.skip_value();
             read_event(&mut Scanner::new(body), &wanted, Some(&mut skip)).unwrap()

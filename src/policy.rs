@@ -191,17 +191,7 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
         }
         // Names clients never send. Under RudderStack's format, which denies only the IDs an
         // event lists, such a category would let every event through.
-        // Named with its control characters written out (`\t`, `\u{0}`); `escape_debug` would
-        // bring Unicode's printable-character tables into the module for this message alone.
-        let shown = || -> String {
-            c.chars()
-                .map(|ch| match ch {
-                    '\t' => "\\t".to_string(),
-                    ch if ch.is_control() => format!("\\u{{{:x}}}", u32::from(ch)),
-                    ch => ch.to_string(),
-                })
-                .collect()
-        };
+        let shown = || settings::shown(c);
         if c.starts_with(char::is_whitespace) || c.ends_with(char::is_whitespace) {
             return Err(format!(
                 "names the category \"{}\" with white space at an end (events name categories without it)",

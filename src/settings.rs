@@ -160,6 +160,19 @@ fn join(path: &str, key: &str) -> String {
 }
 
 /// Reads `T` from JSON text holding an object.
+/// `text` for an error message: its control characters written out (`\t`, `\u{0}`), so that
+/// the mistake shows. (`{:?}` would bring Unicode's printable-character tables into the module
+/// for messages alone.)
+pub fn shown(text: &str) -> String {
+    text.chars()
+        .map(|ch| match ch {
+            '\t' => "\\t".to_string(),
+            ch if ch.is_control() => format!("\\u{{{:x}}}", u32::from(ch)),
+            ch => ch.to_string(),
+        })
+        .collect()
+}
+
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     from_value(&Value::parse(text)?)
 }

@@ -119,10 +119,26 @@ VALUES_AND_KEYS = [
     row("value-yes", "/ads", event({"Advertising": "yes"}), denied("Advertising")),
     row("key-lower-case", "/ads", event({"advertising": True}), denied("Advertising")),
     row("key-upper-case", "/ads", event({"ADVERTISING": True}), denied("Advertising")),
-    # cJSON's cJSON_GetObjectItem finds keys without ASCII case and takes the first: a refusal
-    # to it. After the exact key, another case is another category (cJSON finds the exact one).
+    # Another spelling of a required category with another answer is a refusal to some reader:
+    # cJSON's cJSON_GetObjectItem (without ASCII case, the first), Go's encoding/json and
+    # Jackson into a struct (folded, the last), Facade's obj-case and key converters (letters
+    # and digits), goccy/go-json (an escaped prefix as long as the name).
     row("key-other-case-before-exact", "/ads", event({"advertising": False, "Advertising": True}), INVALID),
-    row("key-other-case-after-exact", "/ads", event({"Advertising": True, "ADVERTISING": False}), ALLOW),
+    row("key-other-case-after-exact", "/ads", event({"Advertising": True, "ADVERTISING": False}), INVALID),
+    row("key-folded-after-exact", "/ads", event({"Advertising": True, "adverti\u017fing": False}), INVALID),
+    row("key-separator-before-exact", "/ads", event({"Ad-vertising": False, "Advertising": True}), INVALID),
+    row("key-accent-after-exact", "/ads", event({"Advertising": True, "Advertising\u00e9": None}), INVALID),
+    row("key-goccy-prefix-after-exact", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":true,"\\u0061\\u0064":false}}}}', INVALID),
+    row("key-other-case-same-answer", "/ads", event({"Advertising": True, "advertising": True}), ALLOW),
+    row("top-level-options-is-facades-context", "/ads",
+        encode({"options": {"consent": {"categoryPreferences": {"Advertising": False}}},
+                **event({"Advertising": True})}), INVALID),
+    row("escaped-prefix-goccy-takes-for-context", "/ads",
+        b'{"type":"track","event":"Order Completed","context":{"consent":{"categoryPreferences":'
+        b'{"Advertising":true}}},"c\\u006f":{"consent":{"categoryPreferences":{"Advertising":false}}}}',
+        INVALID),
     row("key-leading-space", "/ads", event({" Advertising": True}), denied("Advertising")),
     row("key-trailing-space", "/ads", event({"Advertising ": True}), denied("Advertising")),
     row("key-display-name", "/ads", event({"Advertising Cookies": True}), denied("Advertising")),

@@ -168,8 +168,8 @@ fn folding_matches(key: &str, name: &str) -> bool {
 /// `category\u{a0}preferences` and `CATEGORY_PREFERENCES` all become `categoryPreferences`,
 /// `type_` becomes `type` (case ignored as Go's folding does).
 fn converting_matches(key: &str, name: &str) -> bool {
-    let letters: String = key.chars().filter(|c| c.is_alphanumeric()).collect();
-    folding_matches(&letters, name)
+    let letters = |t: &str| -> String { t.chars().filter(|c| c.is_alphanumeric()).collect() };
+    folding_matches(&letters(key), &letters(name))
 }
 
 impl Reader {
@@ -183,9 +183,9 @@ impl Reader {
         }
     }
 
-    /// How this reader matches map keys (category names, destination names): exactly, except
-    /// that a reader stopping at NUL stops there too, and cJSON's `cJSON_GetObjectItem` finds
-    /// every key without ASCII case.
+    /// How this reader matches map keys (destination names): exactly, except that a reader
+    /// stopping at NUL stops there too, and cJSON's `cJSON_GetObjectItem` finds every key
+    /// without ASCII case.
     fn for_map_keys(self) -> Reader {
         match self {
             Reader::Folding | Reader::Converting => Reader::LastWins,
@@ -256,9 +256,14 @@ pub struct Reading {
 
 /// Whether `reader` reads the body as the first reader does. A reader that finds category keys
 /// without case takes a lone `"advertising": true` for the `Advertising` consent the filter does
-/// not count (row 10: another category): it may read more consent than the others, never less.
+/// not count (category keys count only exactly): it may read more consent than the others,
+/// never less.
 pub fn reads_alike(reader: Reader, reading: &Option<Reading>, first: &Option<Reading>) -> bool {
-    let (Reader::IgnoresCase, Some(reading), Some(first)) = (reader, reading, first) else {
+    let folds_categories = matches!(
+        reader,
+        Reader::IgnoresCase | Reader::Folding | Reader::Converting
+    );
+    let (true, Some(reading), Some(first)) = (folds_categories, reading, first) else {
         return reading == first;
     };
     let without_consent = |i: &ItemReading| ItemReading {
@@ -379,12 +384,13 @@ fn item(r: Reader, event: &Node, top: Option<&Node>, route: &Route) -> ItemReadi
         .or(inherited)
         .filter(|_| route.segment)
         .map(|c| {
-            // Category keys are exact map keys in every reader except one that stops at NUL and
-            // one that ignores case.
+            // Category keys as each reader finds its fields: exactly, up to a NUL, without
+            // ASCII case and taking the first (cJSON), folded (Go's `encoding/json` and Jackson,
+            // where the categories are a struct's fields), converted (a key converter).
             r.get(c, "categoryPreferences").map(|prefs| {
                 categories
                     .iter()
-                    .map(|cat| r.for_map_keys().get(prefs, cat) == Some(&Node::Bool(true)))
+                    .map(|cat| r.get(prefs, cat) == Some(&Node::Bool(true)))
                     .collect()
             })
         });
