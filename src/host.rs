@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::decision::Reason;
 use crate::metrics::Counter;
 use crate::policy::RouteSetting;
+use crate::target::split_authority;
 
 /// A host operation failed (the host's own status code, for the log line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,12 @@ pub struct RequestHeaders {
     /// A `sec-gpc` header says `1` (Global Privacy Control: do not sell or share); see
     /// [`gpc_signal`].
     pub gpc: bool,
+    /// The hosts that headers name for the request beside its authority, which receivers behind
+    /// a proxy route by: `x-forwarded-host`, `x-original-host`, and `forwarded`'s `host=`.
+    pub named_hosts: Vec<String>,
+    /// The paths that headers name for the request beside `:path`: `x-original-url` and
+    /// `x-rewrite-url` (IIS, Symfony and Zend route by them).
+    pub named_paths: Vec<String>,
 }
 
 /// Whether one `sec-gpc` header line says `1`, as any receiver may read it: a line is read as
@@ -91,7 +98,49 @@ impl RequestHeaders {
             append(&mut self.content_encoding);
         } else if cgi_name_is(name, b"content-type") {
             append(&mut self.content_type);
+        } else if cgi_name_is(name, b"x-forwarded-host") || cgi_name_is(name, b"x-original-host") {
+            // A list: Express takes the first, Werkzeug's ProxyFix the last.
+            self.named_hosts
+                .extend(value.split(|b| *b == b',').map(|h| lossy(trimmed(h))));
+        } else if cgi_name_is(name, b"forwarded") {
+            // `for=…;host=…;proto=…, …` (RFC 7239), a value maybe quoted.
+            for pair in value.split(|b| *b == b',' || *b == b';') {
+                let mut parts = pair.splitn(2, |b| *b == b'=');
+                if let (Some(key), Some(host)) = (parts.next(), parts.next()) {
+                    if trimmed(key).eq_ignore_ascii_case(b"host") {
+                        let host = trimmed(host);
+                        let host = host
+                            .strip_prefix(b"\"")
+                            .and_then(|h| h.strip_suffix(b"\""))
+                            .unwrap_or(host);
+                        self.named_hosts.push(lossy(host));
+                    }
+                }
+            }
+        } else if cgi_name_is(name, b"x-original-url") || cgi_name_is(name, b"x-rewrite-url") {
+            self.named_paths.push(lossy(value));
         }
+    }
+
+    /// Whether a header names another host or path for the request than its own (see
+    /// `named_hosts` and `named_paths`): a receiver that routes by it may take the request
+    /// for another route's, which Envoy did not choose.
+    pub fn names_another_target(&self) -> bool {
+        let host = || split_authority(&self.authority).0;
+        self.named_hosts
+            .iter()
+            .any(|h| split_authority(h).0 != host())
+            || self.named_paths.iter().any(|p| *p != self.path)
+    }
+}
+
+/// `value` without the spaces and tabs around it.
+fn trimmed(value: &[u8]) -> &[u8] {
+    let start = value.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = value.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    match (start, end) {
+        (Some(start), Some(end)) => value.get(start..=end).unwrap_or_default(),
+        _ => &[],
     }
 }
 

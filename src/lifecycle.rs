@@ -11,7 +11,9 @@ use crate::host::{Host, Level, Metric, Record, RequestHeaders};
 use crate::metrics::Counter;
 use crate::policy::{RoutePolicy, RouteSetting};
 use crate::reply;
-use crate::target::{escapes_a_separator, hides_a_query, moves_when_decoded};
+use crate::target::{
+    escapes_a_separator, hides_a_query, is_canonical_authority, moves_when_decoded,
+};
 
 /// The response header that tells the client how many batch items were dropped.
 pub const DROPPED_HEADER: &str = "x-consent-gate-dropped";
@@ -318,13 +320,21 @@ fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHead
     // Envoy chose this route on the path as sent; a destination that decodes `%2F` may serve
     // another route's handler (`/ads%2fv1/track`, `/open/..%2fads/v1/track`), one that matches
     // with Python's `$` another call's (`/v1/identify%0a`), and one behind a decoding proxy may
-    // find a query in `%3F` (`/v1/track%3Fdata=…`).
-    let misread =
-        |path: &str| moves_when_decoded(path) || hides_a_query(path) || escapes_a_separator(path);
+    // find a query in `%3F` (`/v1/track%3Fdata=…`). Likewise the host: Envoy chose the virtual
+    // host by the authority as sent (`api.example.com:080` is not `api.example.com` to it, but
+    // is to a receiver), and a receiver behind a proxy may route by a host or path that a
+    // header names (`x-forwarded-host`, `x-original-url`).
+    let misread = |h: &RequestHeaders| {
+        moves_when_decoded(&h.path)
+            || hides_a_query(&h.path)
+            || escapes_a_separator(&h.path)
+            || !is_canonical_authority(&h.authority)
+            || h.names_another_target()
+    };
     let path_moves = match headers {
-        Some(h) => misread(&h.path),
+        Some(h) => misread(h),
         None => match host.request_headers() {
-            Ok(h) => misread(&headers.insert(h).path),
+            Ok(h) => misread(headers.insert(h)),
             Err(_) => {
                 host.log(Level::Error, "cannot read the request headers");
                 return Route::Refused(Reason::InternalError);

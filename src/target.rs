@@ -95,12 +95,20 @@ fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
 /// The address `inet_aton` reads in `host`: one to four parts, each decimal, octal (leading `0`)
 /// or hex (`0x`), the last filling the bytes the others leave.
 fn ipv4_number(host: &str) -> Option<u32> {
-    let parts: Vec<&str> = host.split('.').collect();
-    if parts.len() > 4 {
+    // A name's last label starts with a letter (most hosts end here).
+    if !host
+        .rsplit('.')
+        .next()?
+        .starts_with(|c: char| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let count = host.split('.').count();
+    if count > 4 {
         return None;
     }
     let mut value: u64 = 0;
-    for (i, part) in parts.iter().enumerate() {
+    for (i, part) in host.split('.').enumerate() {
         let n = match part.strip_prefix("0x") {
             // `0x` alone is 0 to inet_aton.
             Some("") => 0,
@@ -109,7 +117,7 @@ fn ipv4_number(host: &str) -> Option<u32> {
             None => digits(part, 10)?,
         };
         // The last part fills what the others leave.
-        let last = i + 1 == parts.len();
+        let last = i + 1 == count;
         let room = if last { 8 * (4 - i as u32) } else { 8 };
         if n >= 1u64 << room {
             return None;
@@ -159,6 +167,22 @@ pub fn is_host(host: &str) -> bool {
 /// `Host` lines `host:80,other`): Express cuts at the first `:`, others keep the whole value.
 pub fn is_plain_authority(authority: &str) -> bool {
     !authority.contains('@') && is_host(&split_authority(authority).0)
+}
+
+/// Whether every reader takes `authority` for the same host and port: a plain authority (see
+/// [`is_plain_authority`]) whose port, if it has one, is written as a port is (1-65535, no
+/// leading zero, not empty). Envoy chooses a virtual host by the authority as sent, so
+/// `api.example.com:080`, `api.example.com:` or `api.example.com:80:80` can reach a catch-all
+/// route while a receiver (or a forward proxy, which reads `080` as 80) takes it for
+/// `api.example.com`'s.
+pub fn is_canonical_authority(authority: &str) -> bool {
+    if !is_plain_authority(authority) || authority.ends_with(':') {
+        return false;
+    }
+    match split_authority(authority).1 {
+        None => true,
+        Some(port) => !port.starts_with('0') && port.parse::<u16>().is_ok(),
+    }
 }
 
 /// The ways a server may read a request path (query and fragment removed), distinct, in order:
@@ -387,19 +411,26 @@ fn last_segment(path: &str) -> &str {
 
 /// The endpoint one reading of a path names (see [`Endpoint::of_path`]).
 fn named_in(path: &str) -> Endpoint {
-    let mut found = endpoint_named(last_segment(path));
-    let mut segments = path.trim_end_matches('/').split('/');
+    let mut found = endpoint_named(last_segment(path), 1);
+    let mut segments = path.trim_end_matches('/').split('/').peekable();
     while let Some(segment) = segments.next() {
-        if segment.eq_ignore_ascii_case("v1") {
-            if let Some(next) = segments.clone().next() {
-                found = found.and(endpoint_named(next));
+        match segments.peek() {
+            // After `v1`, an abbreviation too (`/v1/i/x`).
+            Some(next) if segment.eq_ignore_ascii_case("v1") => {
+                found = found.and(endpoint_named(next, 1));
             }
+            // A call's whole name before other segments, under any prefix: a handler mounted
+            // there takes what follows (`/sdk/identify/x`, `/v2/identify/track`); Jitsu's
+            // `/api/s/track` keeps its `s`.
+            Some(_) => found = found.and(endpoint_named(segment, 2)),
+            None => {}
         }
     }
     found
 }
 
-fn endpoint_named(segment: &str) -> Endpoint {
+/// The endpoint `segment` names, by a name of at least `shortest` letters.
+fn endpoint_named(segment: &str, shortest: usize) -> Endpoint {
     // RudderStack's gateway also takes calls that are none of Segment's six (`/v1/merge`,
     // `/v1/audiencelist`, `/internal/v1/extract`, `/v1/webhook`): it sets the event's `type`
     // from the path, whatever the body says, so a body that says `track` there is not a track
@@ -433,6 +464,7 @@ fn endpoint_named(segment: &str) -> Endpoint {
     let stem = segment.split_once('.').map_or(segment, |(stem, _)| stem);
     NAMES
         .iter()
+        .filter(|(name, _)| name.len() >= shortest)
         .find(|(name, _)| folds_to(segment, name) || folds_to(stem, name))
         .map_or(Endpoint::Unnamed, |(_, e)| *e)
 }
@@ -567,6 +599,37 @@ mod tests {
         assert_eq!(h("api.example.com:"), ("api.example.com".into(), None));
         assert_eq!(h("api.example.com.:"), ("api.example.com".into(), None));
         assert_eq!(h("[::1]:"), ("[0:0:0:0:0:0:0:1]".into(), None));
+    }
+
+    #[test]
+    fn tells_an_authority_every_reader_reads_alike() {
+        for plain in [
+            "api.example.com",
+            "API.example.com.",
+            "api.example.com:8080",
+            "localhost:1",
+            "localhost:65535",
+            "10.0.0.5:443",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(is_canonical_authority(plain), "{plain}");
+        }
+        for odd in [
+            "",
+            "api.example.com:",
+            "api.example.com:080",
+            "api.example.com:0",
+            "api.example.com:65536",
+            "api.example.com:80:80",
+            "api.example.com:x",
+            "u@api.example.com",
+            "api.example.com,other.example",
+            "[::1]:",
+            "[::1]:0443",
+        ] {
+            assert!(!is_canonical_authority(odd), "{odd}");
+        }
     }
 
     #[test]
@@ -768,5 +831,15 @@ mod tests {
         assert_eq!(e("/v1/trac%E2%84%AA"), Endpoint::Single(Call::Track));
         assert_eq!(e("/v1/tracking.json"), Endpoint::Unnamed);
         assert_eq!(e("/v1.2/collect"), Endpoint::Unnamed);
+        // A call's whole name before other segments names it under any prefix (a handler
+        // mounted at `/sdk/identify/` takes the rest); abbreviations only after `v1`.
+        assert_eq!(e("/sdk/identify/track"), Endpoint::Conflicting);
+        assert_eq!(e("/v2/identify/x"), Endpoint::Single(Call::Identify));
+        assert_eq!(e("/sdk/Batch/x"), Endpoint::Batch);
+        assert_eq!(e("/track/v1/track"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/api/s/track"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/sdk/i/x"), Endpoint::Unnamed);
+        assert_eq!(e("/\u{17f}/track"), Endpoint::Single(Call::Track));
+        assert_eq!(e("/identify-svc/track"), Endpoint::Single(Call::Track));
     }
 }

@@ -510,6 +510,65 @@ fn rules_see_every_spelling_of_the_target() {
 }
 
 #[test]
+fn a_target_a_receiver_reads_otherwise_is_refused_on_every_route() {
+    // Envoy chose the route by the authority as sent and by `:path`; these name another host or
+    // path to receivers (a catch-all route may be ungated, or gated for other categories).
+    let odd: &[(&str, &str)] = &[
+        (":authority", "api.example.com:080"),
+        (":authority", "api.example.com:"),
+        (":authority", "api.example.com:0"),
+        (":authority", "api.example.com:80:80"),
+        (":authority", "api.example.com:x"),
+        ("x-forwarded-host", "ads.example.com"),
+        ("x-forwarded-host", "api.example.com, ads.example.com"),
+        ("x-original-host", "ads.example.com"),
+        (
+            "forwarded",
+            "for=192.0.2.1;host=ads.example.com;proto=https",
+        ),
+        ("forwarded", "for=192.0.2.1, host=\"ads.example.com:443\""),
+        ("x-original-url", "/ads/v1/track"),
+        ("x-rewrite-url", "/ads/v1/track"),
+        ("x_forwarded_host", "ads.example.com"),
+    ];
+    let config = Config::default();
+    {
+        for (name, value) in odd {
+            for metadata in [Some(r#"{"category":"Ads"}"#), None] {
+                let mut host = Fake::post("/v1/track", CONSENTED).metadata(metadata);
+                match *name {
+                    ":authority" => host.headers[1].1 = (*value).into(),
+                    name => host = host.header(name, value),
+                }
+                assert_eq!(
+                    play(&config, &mut host),
+                    replied(400, Reason::InvalidEvent),
+                    "{name}: {value} ({metadata:?})"
+                );
+            }
+        }
+    }
+    // The same host or path again, as a proxy in front sets them, passes.
+    for (name, value) in [
+        ("x-forwarded-host", "API.example.com"),
+        ("x-forwarded-host", "api.example.com:443, api.example.com."),
+        (
+            "forwarded",
+            "for=192.0.2.1;host=api.example.com;proto=https",
+        ),
+        ("forwarded", "for=192.0.2.1"),
+        ("x-original-url", "/v1/track"),
+    ] {
+        let mut host = Fake::post("/v1/track", CONSENTED).header(name, value);
+        assert_eq!(
+            play(&Config::default(), &mut host),
+            Outcome::Forwarded(None),
+            "{name}: {value}"
+        );
+    }
+}
+
+#[test]
 fn host_failures_are_refusals_never_forwards() {
     let config = Config::default();
     let mut host = Fake::post("/v1/track", CONSENTED);

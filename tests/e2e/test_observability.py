@@ -210,7 +210,11 @@ def _evil_prefs(evil: bool, base: dict, n_keys: int = 0, extra: tuple[str, ...] 
     if evil:
         prefs["EvilCategory123"] = False
         prefs.update({f"EvilKey{i}_{uuid.uuid4().hex[:6]}": False for i in range(n_keys)})
-        prefs.update({k: False for k in extra})
+        # A key that spells a required category otherwise says what it says (another answer
+        # is a repeat, row 2: that would change the decision, not the metrics).
+        letters = lambda t: "".join(c for c in t.lower() if c.isalnum())
+        prefs.update({k: next((v for n, v in base.items() if letters(n) == letters(k)), False)
+                      for k in extra})
     return prefs
 
 

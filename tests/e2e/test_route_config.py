@@ -130,11 +130,12 @@ def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstre
     assert_allowed(resp, upstream, DENIED)
 
 
-@pytest.mark.parametrize("path", ["/v1/identify/x", "/v1/identify/track", "/v1/batch/x"])
+@pytest.mark.parametrize("path", ["/v1/identify/x", "/v1/identify/track", "/v1/batch/x",
+                                  "/sdk/identify/track", "/v2/identify/x", "/ads/identify/t"])
 def test_a_call_named_before_the_last_segment_counts(gate, upstream, path):
     """Handlers that take the segments after their own (CherryPy's `*args`, Go's `/v1/identify/`
-    subtree pattern) run the identify handler for `/v1/identify/x`: an allow-listed track there
-    is no track to them."""
+    or `/sdk/identify/` subtree pattern, Express's `app.use('/sdk/identify', …)`) run the
+    identify handler for `/v1/identify/x`: an allow-listed track there is no track to them."""
     body = encode(event(name="Segment Consent Preference Updated"))
     resp = clients.http1(gate.port, "POST", path, body, JSON)
     assert_denied(resp, upstream, 400, "INVALID_EVENT")
@@ -223,6 +224,42 @@ def test_a_rule_for_an_ip_address_gates_every_spelling_of_it(envoys, upstream, n
     envoy = envoys.get(name, plugin_config="target_rules", envoy_normalization=normalized)
     resp = clients.http1(envoy.port, "POST", "/v1/track", DENIED, {**JSON, "host": host})
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
+
+
+OTHER_TARGETS = [
+    {"host": "api.example.com:080"},
+    {"host": "api.example.com:"},
+    {"host": "api.example.com:0"},
+    {"host": "api.example.com:80:80"},
+    {"host": "api.example.com:x"},
+    {"x-forwarded-host": "ads.example.com"},
+    {"x-forwarded-host": "api.example.com, ads.example.com"},
+    {"forwarded": "for=192.0.2.1;host=ads.example.com;proto=https"},
+    {"x-original-host": "ads.example.com"},
+    {"x-original-url": "/ads/v1/identify"},
+    {"x-rewrite-url": "/ads/v1/identify"},
+]
+
+
+@pytest.mark.parametrize("path", ["/open/v1/track", "/ads/v1/track"])
+@pytest.mark.parametrize("headers", OTHER_TARGETS, ids=[str(h) for h in OTHER_TARGETS])
+def test_a_target_receivers_read_otherwise_is_refused_on_every_route(gate, upstream, path, headers):
+    """Envoy chose the route by the authority as sent and by `:path`. `api.example.com:080` (or
+    `:80:80`, an empty port) reaches a catch-all virtual host while Express (which cuts at the
+    first `:`) or a forward proxy (which reads `080` as 80) takes it for `api.example.com`;
+    Express with `trust proxy` and Werkzeug's ProxyFix route by `x-forwarded-host`, IIS and
+    Symfony by `x-original-url`. Refused on every route, gated or not."""
+    resp = clients.http1(gate.port, "POST", path, ALLOWED, {**JSON, "host": "api.example.com", **headers})
+    assert_denied(resp, upstream, 400, "INVALID_EVENT")
+
+
+@pytest.mark.parametrize("headers", [{"x-forwarded-host": "API.example.com:443"},
+                                     {"forwarded": "for=192.0.2.1;proto=https"},
+                                     {"x-original-url": "/ads/v1/track"}])
+def test_the_same_target_named_again_passes(gate, upstream, headers):
+    resp = clients.http1(gate.port, "POST", "/ads/v1/track", ALLOWED,
+                         {**JSON, "host": "api.example.com", **headers})
+    assert_allowed(resp, upstream, ALLOWED)
 
 
 @pytest.mark.parametrize("host", ["api.example.com:80:80", "api.example.com:x"])
