@@ -1179,17 +1179,23 @@ fn respelling(key: &Str, text: &str, name: &str) -> bool {
     if text == name {
         return false;
     }
-    // Go's folding for ASCII names; Facade's letters and digits; a key converter's (Latin
-    // letters as lodash's `deburr` reads them, so accents and case are ignored too).
-    let spelled = |t: &str| {
-        (name.is_ascii() && folds_to(t, name))
-            || facade_folds(t, name)
-            || (!spelling(t).is_empty() && spelling(t).eq_ignore_ascii_case(&spelling(name)))
-    };
     let before_nul = text.split('\0').next().unwrap_or_default();
-    spelled(text)
-        || (before_nul.len() < text.len() && spelled(before_nul))
+    spelled_alike(text, name)
+        || (before_nul.len() < text.len() && spelled_alike(before_nul, name))
         || goccy_prefix(key, text, name)
+}
+
+/// Whether some reader takes `key` for the name `name` (or the name for the key): Go's folding
+/// (ASCII names), Facade's `obj-case` (ASCII letters and digits without case; a name without
+/// any reads as every such key, which no check can tell apart, so it is left out), a key
+/// converter's (Latin letters as lodash's `deburr` reads them, so accents and case are ignored).
+pub fn spelled_alike(key: &str, name: &str) -> bool {
+    let facade = |t: &str| folded_bytes(t.as_bytes()).next().is_some();
+    key.eq_ignore_ascii_case(name)
+        || (name.is_ascii() && folds_to(key, name))
+        || (key.is_ascii() && folds_to(name, key))
+        || (facade(name) && facade_folds(key, name))
+        || (!spelling(key).is_empty() && spelling(key).eq_ignore_ascii_case(&spelling(name)))
 }
 
 /// goccy/go-json matches a key to a struct field by its decoded characters, without ASCII case,
@@ -1341,6 +1347,19 @@ mod tests {
         assert_eq!(read(r#"{"Advertising":true,"\u0061d":false}"#), p(1));
         assert_eq!(read(r#"{"Advertising":true,"Advertisin":false}"#), p(1));
         assert_eq!(read(r#"{"Advertising":true,"Data":false}"#), p(1));
+        // Names without ASCII letters or digits: Facade's obj-case reads every such key alike
+        // (it keeps none of their characters), so it is left out; other names are other
+        // categories to every other reader.
+        let cjk = |prefs: &str| {
+            let body = format!(r#"{{"context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#);
+            let f = facts(&body, &["\u{5e83}\u{544a}"]).unwrap();
+            f.readable.then_some(f.consent)
+        };
+        assert_eq!(cjk(r#"{"\u5e83\u544a":true,"\u5206\u6790":false}"#), p(1));
+        assert_eq!(
+            cjk("{\"\u{5206}\u{6790}\":false,\"\u{5e83}\u{544a}\":true}"),
+            p(1)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::decision::Reason;
 use crate::metrics::Counter;
 use crate::policy::RouteSetting;
-use crate::target::split_authority;
+use crate::target::{is_canonical_authority, split_authority};
 
 /// A host operation failed (the host's own status code, for the log line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,9 +127,11 @@ impl RequestHeaders {
     /// for another route's, which Envoy did not choose.
     pub fn names_another_target(&self) -> bool {
         let host = || split_authority(&self.authority).0;
+        // A named host readers split otherwise (`ads.example:1@api.example`: Express reads
+        // `ads.example`) is another target too.
         self.named_hosts
             .iter()
-            .any(|h| split_authority(h).0 != host())
+            .any(|h| !is_canonical_authority(h) || split_authority(h).0 != host())
             || self.named_paths.iter().any(|p| *p != self.path)
     }
 }

@@ -32,7 +32,9 @@ pub enum Flow {
 }
 
 enum State {
-    /// Not judged yet (headers not seen), or judged and let through.
+    /// The request headers have not reached the filter.
+    Fresh,
+    /// Judged and let through, or not gated.
     Open,
     /// Holding the request until its body is complete.
     Buffering(Pending),
@@ -65,7 +67,7 @@ pub struct Lifecycle {
 impl Default for Lifecycle {
     fn default() -> Self {
         Lifecycle {
-            state: State::Open,
+            state: State::Fresh,
             dropped: 0,
         }
     }
@@ -85,6 +87,7 @@ impl Lifecycle {
         host: &mut impl Host,
         end_of_stream: bool,
     ) -> Flow {
+        self.state = State::Open;
         let mut headers = None;
         let policy = match route(config, host, &mut headers) {
             Route::Gated(policy) => policy,
@@ -154,6 +157,7 @@ impl Lifecycle {
             State::Buffering(pending) => pending,
             State::Answered => return Flow::Stop,
             State::Open => return Flow::Continue,
+            State::Fresh => return self.unjudged(config, host),
         };
         pending.body_size = buffered;
         pending.body_seen = true;
@@ -175,8 +179,25 @@ impl Lifecycle {
             State::Buffering(pending) => pending.body_size == 0,
             State::Answered => return Flow::Stop,
             State::Open => return Flow::Continue,
+            State::Fresh => return self.unjudged(config, host),
         };
         self.finish(config, host, empty)
+    }
+
+    /// A body or trailers before any headers: the host never ran the filter's header callback
+    /// (a wasm `capability_restriction_config` that leaves it out), so the request was never
+    /// judged. Refused, never forwarded.
+    fn unjudged(&mut self, config: &Config, host: &mut impl Host) -> Flow {
+        host.log(
+            Level::Error,
+            "a request body reached the filter before its headers: the host skipped the header callback (does a capability_restriction_config leave out proxy_on_request_headers?); refusing it",
+        );
+        self.carry_out(
+            config,
+            host,
+            Judgement::refused(Reason::InternalError),
+            None,
+        )
     }
 
     /// The stream is over (answered, forwarded, or abandoned). A request still held was never

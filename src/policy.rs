@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::event::spelled_alike;
 use crate::settings::Value;
 use serde::Deserialize;
 
@@ -219,13 +220,14 @@ pub fn validate_categories(names: &[String]) -> Result<(), String> {
         if names.get(..i).is_some_and(|before| before.contains(c)) {
             return Err(format!("repeats the category \"{c}\""));
         }
-        // cJSON's lookup finds a key without ASCII case: to it, both names read one key.
+        // cJSON finds keys without ASCII case, Go with its folding, Facade and key converters by
+        // letters and digits: to them, both names read one key.
         if let Some(other) = names
             .get(..i)
-            .and_then(|before| before.iter().find(|b| b.eq_ignore_ascii_case(c)))
+            .and_then(|before| before.iter().find(|b| spelled_alike(b, c)))
         {
             return Err(format!(
-                "names the categories \"{other}\" and \"{c}\", which differ only in case (a reader that finds keys without case reads them as one)"
+                "names the categories \"{other}\" and \"{c}\", which differ only in case or in what is not a letter or digit (readers that find keys without case, or by letters and digits, read them as one)"
             ));
         }
     }
@@ -247,6 +249,18 @@ fn is_comma(ch: char) -> bool {
             | '\u{fe51}'
             | '\u{ff0c}'
             | '\u{ff64}'
+            | '\u{55d}'
+            | '\u{7f8}'
+            | '\u{1363}'
+            | '\u{2e32}'
+            | '\u{2e34}'
+            | '\u{2e4c}'
+            | '\u{2e4e}'
+            | '\u{a4fe}'
+            | '\u{a60d}'
+            | '\u{a6f5}'
+            | '\u{16e97}'
+            | '\u{1da87}'
     )
 }
 
@@ -415,6 +429,19 @@ mod tests {
                 "holds a comma: several categories are a list",
             ),
             (
+                r#"{"categories":["Data Sharing","DataSharing"]}"#,
+                "differ only in case or in what is not a letter or digit",
+            ),
+            (r#"{"categories":["Ads","ADS"]}"#, "differ only in case"),
+            (
+                r#"{"categories":["Werbung","werbung_"]}"#,
+                "differ only in case",
+            ),
+            (
+                r#"{"category":"C0001\u1363C0004"}"#,
+                "holds a comma: several categories are a list",
+            ),
+            (
                 r#"{"category":"Advertising\uff0cAnalytics"}"#,
                 "holds a comma: several categories are a list",
             ),
@@ -459,5 +486,7 @@ mod tests {
             let err = setting(json).unwrap_err();
             assert!(err.contains(want), "{json}: {err}");
         }
+        // Names in other scripts are other names.
+        assert!(setting(r#"{"categories":["\u5e83\u544a","\u5206\u6790"]}"#).is_ok());
     }
 }

@@ -175,13 +175,71 @@ pub fn is_plain_authority(authority: &str) -> bool {
 /// `api.example.com:080`, `api.example.com:` or `api.example.com:80:80` can reach a catch-all
 /// route while a receiver (or a forward proxy, which reads `080` as 80) takes it for
 /// `api.example.com`'s.
+/// An IP address must be in its usual spelling too (`127.0.0.1`, `[2001:db8::1]`): a virtual
+/// host for `127.0.0.1` does not match `127.1`, which a forward proxy behind Envoy connects to
+/// all the same.
 pub fn is_canonical_authority(authority: &str) -> bool {
     if !is_plain_authority(authority) || authority.ends_with(':') {
         return false;
     }
-    match split_authority(authority).1 {
-        None => true,
-        Some(port) => !port.starts_with('0') && port.parse::<u16>().is_ok(),
+    let (host, port) = split_authority(authority);
+    let port_plain = port.is_none_or(|p| !p.starts_with('0') && p.parse::<u16>().is_ok());
+    port_plain && usual_address(&host, authority)
+}
+
+/// Whether the host in `authority` (whose address reading is `host`, see [`split_authority`])
+/// is written as addresses usually are, if it is one: IPv4 in four decimal parts, IPv6 as
+/// RFC 5952 writes it (lower case, the longest run of zeros as `::`, an IPv4-mapped address
+/// as `::ffff:a.b.c.d`).
+fn usual_address(host: &str, authority: &str) -> bool {
+    let written = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_ascii_lowercase();
+    let written = written.as_str();
+    let name = match written.rsplit_once(':') {
+        Some((h, _)) if !h.contains(':') || h.ends_with(']') => h,
+        _ => written,
+    };
+    let name = name.trim_end_matches('.');
+    if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return ipv6_groups(v6).is_none_or(|groups| v6 == rfc5952(&groups));
+    }
+    ipv4_number(name).is_none_or(|_| name == host)
+}
+
+/// An IPv6 address as RFC 5952 writes it.
+fn rfc5952(groups: &[u16; 8]) -> String {
+    if groups[..6] == [0, 0, 0, 0, 0, 0xffff] {
+        let [a, b] = groups[6].to_be_bytes();
+        let [c, d] = groups[7].to_be_bytes();
+        return format!("::ffff:{a}.{b}.{c}.{d}");
+    }
+    // The longest run of two or more zero groups (the first of equals) becomes `::`.
+    let (mut best, mut run) = ((0, 0), (0, 0));
+    for (i, g) in groups.iter().enumerate() {
+        run = if *g == 0 {
+            (run.0, i + 1)
+        } else {
+            (i + 1, i + 1)
+        };
+        if run.1 - run.0 > best.1 - best.0 {
+            best = run;
+        }
+    }
+    let hex = |gs: &[u16]| {
+        gs.iter()
+            .map(|g| format!("{g:x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    match best.1 - best.0 {
+        0 | 1 => hex(groups),
+        _ => format!(
+            "{}::{}",
+            hex(groups.get(..best.0).unwrap_or_default()),
+            hex(groups.get(best.1..).unwrap_or_default())
+        ),
     }
 }
 
@@ -219,9 +277,17 @@ pub fn moves_when_decoded(path: &str) -> bool {
     if is_plain(plain) {
         return false;
     }
+    // Not in normal form: Envoy without `normalize_path` and `merge_slashes` routes
+    // `/open/../ads/v1/track`, `//ads/v1/track` or `/%61ds/v1/track` on the path as sent (an
+    // ungated `/open/` route, a catch-all), and the destination serves `/ads/v1/track`.
+    // (Escapes' hex digits in either case: Envoy's own normal form writes them in upper case.)
+    let normal = normalize_path(plain);
+    if !normal.eq_ignore_ascii_case(plain) {
+        return true;
+    }
     // Decoded once by the destination, or again by each proxy before it (`%252F`). `/a/.%2Fb`
     // is `/a/b` to nginx, which a route for `/a/b` matches and Envoy's did not.
-    decodings(&normalize_path(plain))
+    decodings(&normal)
         .iter()
         .any(|text| text.split('/').any(|seg| seg == "." || seg == ".."))
 }
@@ -422,7 +488,11 @@ fn named_in(path: &str) -> Endpoint {
             // A call's whole name before other segments, under any prefix: a handler mounted
             // there takes what follows (`/sdk/identify/x`, `/v2/identify/track`); Jitsu's
             // `/api/s/track` keeps its `s`.
-            Some(_) => found = found.and(endpoint_named(segment, 2)),
+            // (Whole names are 4 to 12 letters, a letter 1 to 3 bytes.)
+            Some(_) if (4..=36).contains(&segment.len()) => {
+                found = found.and(endpoint_named(segment, 4));
+            }
+            Some(_) => {}
             None => {}
         }
     }
@@ -615,7 +685,32 @@ mod tests {
         ] {
             assert!(is_canonical_authority(plain), "{plain}");
         }
+        for plain in [
+            "127.0.0.1:8080",
+            "[2001:db8::1]",
+            "[2001:DB8::1]",
+            "[::1]:443",
+            "[::]",
+            "[::ffff:127.0.0.1]",
+            "[2001:db8:0:1:1:1:1:1]",
+            "[2001:0:0:1::1]",
+            "[1::]",
+        ] {
+            assert!(is_canonical_authority(plain), "{plain}");
+        }
         for odd in [
+            "127.1",
+            "127.1:8080",
+            "0x7f.0.0.1",
+            "0177.0.0.1",
+            "2130706433",
+            "127.000.0.1",
+            "[::ffff:7f00:1]",
+            "[0:0:0:0:0:0:0:1]",
+            "[2001:0db8::1]",
+            "[2001:db8::0:1]",
+            "[2001:db8:0:0:1::1]",
+            "[2001:0:0:1:0:0:0:1]",
             "",
             "api.example.com:",
             "api.example.com:080",
@@ -681,6 +776,36 @@ mod tests {
         assert_eq!(host("10.0.0.5"), "10.0.0.5");
         assert_eq!(host("10.5"), "10.0.0.5");
         assert_eq!(host("1.2.65535"), "1.2.255.255");
+    }
+
+    #[test]
+    fn a_path_not_in_normal_form_moves() {
+        for moves in [
+            "/open/../ads/v1/track",
+            "/./ads/v1/track",
+            "//ads/v1/track",
+            "/ads//v1/track",
+            "/open/%2e%2e/ads/v1/track",
+            "/%61ds/v1/track",
+            "/ads/v1/%74rack?x=1",
+            "/ads/v1/track/.",
+            "/x/../v1/track",
+            "/%2e%2e/v1/track",
+        ] {
+            assert!(moves_when_decoded(moves), "{moves}");
+        }
+        for stays in [
+            "/ads/v1/track",
+            "/ads/v1/track/",
+            "/ads/v1/track?x=/../y",
+            "/a%3ab",
+            "/a%3Ab",
+            "/a%20b",
+            "/caf%C3%A9",
+            "/",
+        ] {
+            assert!(!moves_when_decoded(stays), "{stays}");
+        }
     }
 
     #[test]
@@ -750,8 +875,6 @@ mod tests {
         }
         for stays in [
             "/v1/track",
-            "/x/../v1/track",
-            "/%2e%2e/v1/track",
             "/v1%2ftrack",
             "/projects/group%2Fname/events",
             "/v1/track;jsessionid=1",

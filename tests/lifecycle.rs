@@ -439,9 +439,24 @@ fn a_path_that_a_decoding_server_reads_as_another_path_is_refused() {
             "{path}"
         );
     }
-    // Escapes of other characters pass as before.
-    let mut host = Fake::post("/open/group%41name/v1/tr%61ck", REFUSED).metadata(None);
+    // Escapes of other characters than unreserved ones (which Envoy's `normalize_path`
+    // decodes, so a path holding them is not in normal form) pass as before.
+    let mut host = Fake::post("/open/group%3Aname/v1/track%20x", REFUSED).metadata(None);
     assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+    // A path not in normal form is refused too: Envoy without `normalize_path` routed it as
+    // sent, the destination serves its normal form.
+    for path in [
+        "/open/group%41name/v1/tr%61ck",
+        "/open/../ads/v1/track",
+        "//ads/v1/track",
+    ] {
+        let mut host = Fake::post(path, REFUSED).metadata(None);
+        assert_eq!(
+            play(&config, &mut host),
+            replied(400, Reason::InvalidEvent),
+            "{path}"
+        );
+    }
     // On a gated route too: the route it was judged under is not the handler that serves it.
     let mut host = Fake::post("/zzz/..%2fads/v1/track", CONSENTED);
     assert_eq!(play(&config, &mut host), replied(400, Reason::InvalidEvent));
@@ -473,7 +488,7 @@ fn unconfigured_routes_can_be_refused() {
         r#"{"on_unconfigured_route":"deny","routes":[{"path_prefix":"/v1/","categories":["Ads"]}]}"#,
     )
     .unwrap();
-    let mut host = Fake::post("//v1/./track", REFUSED).metadata(None);
+    let mut host = Fake::post("/V1/track", REFUSED).metadata(None);
     assert_eq!(
         play(&config, &mut host),
         replied(403, Reason::FilteredByEndUserConsent)
@@ -486,22 +501,45 @@ fn rules_see_every_spelling_of_the_target() {
         r#"{"routes":[{"host":"api.example.com","path_prefix":"/v1/track","categories":["Ads"],"match":"any"}]}"#,
     )
     .unwrap();
-    for (authority, path) in [
-        ("api.example.com", "/v1/track"),
-        ("api.example.com.", "/v1/track"),
-        ("API.EXAMPLE.COM.:8080", "/v1/track"),
-        ("api.example.com", "//v1/track"),
-        ("api.example.com", "/x/../v1/track"),
-        ("api.example.com", "/v1/%74rack"),
+    for (authority, path, status, reason) in [
+        (
+            "api.example.com",
+            "/v1/track",
+            403,
+            Reason::FilteredByEndUserConsent,
+        ),
+        (
+            "api.example.com.",
+            "/v1/track",
+            403,
+            Reason::FilteredByEndUserConsent,
+        ),
+        (
+            "API.EXAMPLE.COM.:8080",
+            "/v1/track",
+            403,
+            Reason::FilteredByEndUserConsent,
+        ),
+        (
+            "api.example.com",
+            "/V1/TRACK",
+            403,
+            Reason::FilteredByEndUserConsent,
+        ),
+        // Not in normal form: refused on every route, before any rule.
+        ("api.example.com", "//v1/track", 400, Reason::InvalidEvent),
+        (
+            "api.example.com",
+            "/x/../v1/track",
+            400,
+            Reason::InvalidEvent,
+        ),
+        ("api.example.com", "/v1/%74rack", 400, Reason::InvalidEvent),
     ] {
         let mut host = Fake::post(path, REFUSED).metadata(None);
         host.headers[1].1 = authority.into();
         let got = play(&config, &mut host);
-        assert_eq!(
-            got,
-            replied(403, Reason::FilteredByEndUserConsent),
-            "{authority} {path}"
-        );
+        assert_eq!(got, replied(status, reason), "{authority} {path}");
     }
     // An escaped slash is refused before any rule is tried: a decoding server may route it to
     // another handler than Envoy's route.
@@ -530,6 +568,16 @@ fn a_target_a_receiver_reads_otherwise_is_refused_on_every_route() {
         ("x-original-url", "/ads/v1/track"),
         ("x-rewrite-url", "/ads/v1/track"),
         ("x_forwarded_host", "ads.example.com"),
+        // Express cuts a named host at the first `:`: `ads.example.com`.
+        ("x-forwarded-host", "ads.example.com:1@api.example.com"),
+        (
+            "forwarded",
+            "for=192.0.2.1;host=ads.example.com:1@api.example.com",
+        ),
+        // A virtual host for 127.0.0.1 does not match these; a forward proxy connects there.
+        (":authority", "127.1"),
+        (":authority", "0x7f.0.0.1:8080"),
+        (":authority", "[0:0:0:0:0:0:0:1]"),
     ];
     let config = Config::default();
     {
@@ -564,6 +612,33 @@ fn a_target_a_receiver_reads_otherwise_is_refused_on_every_route() {
             play(&Config::default(), &mut host),
             Outcome::Forwarded(None),
             "{name}: {value}"
+        );
+    }
+}
+
+#[test]
+fn a_body_before_any_headers_is_refused() {
+    // A wasm `capability_restriction_config` that leaves out `proxy_on_request_headers`: the
+    // body (or the trailers) comes to a filter that never judged the request.
+    let config = Config::default();
+    for trailers in [false, true] {
+        let mut host = Fake::post("/v1/track", REFUSED);
+        let mut lc = Lifecycle::default();
+        let flow = match trailers {
+            false => lc.on_request_body(&config, &mut host, REFUSED.len(), true),
+            true => lc.on_request_trailers(&config, &mut host),
+        };
+        assert_eq!(flow, Flow::Stop);
+        let (status, ..) = host.reply.clone().unwrap();
+        assert_eq!(status, 500);
+        assert!(host
+            .logs
+            .iter()
+            .any(|(l, m)| *l == Level::Error && m.contains("before its headers")));
+        // Later callbacks keep it refused.
+        assert_eq!(
+            lc.on_request_body(&config, &mut host, REFUSED.len(), true),
+            Flow::Stop
         );
     }
 }
