@@ -483,8 +483,15 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
     };
     let (mine, batch) = (facts.integrations, top.integrations);
     let whole = if mine.present { mine } else { batch };
+    // Merged all the way down, the batch's other spellings of a required category sit beside
+    // the item's own keys in one object, which readers read first or last (see
+    // `read_preferences`): such an item cannot be judged.
+    let respelled_beside = matches!(
+        (facts.consent, top.consent),
+        (Consent::Preferences { .. }, Consent::Preferences { respelled, .. }) if respelled != 0
+    );
     let signals = |segment: Consent, rudder: Consent| Signals {
-        readable: facts.readable,
+        readable: facts.readable && !respelled_beside,
         is_track: facts.call == Some(Call::Track),
         allow_listed_name: facts.allow_listed_name,
         segment,
@@ -649,7 +656,7 @@ fn consent_denial(
                 })
             }
         },
-        Consent::Preferences { consented } => (consented & all, policy.match_mode),
+        Consent::Preferences { consented, .. } => (consented & all, policy.match_mode),
         Consent::Denied { denied, strategy } => (
             all & !denied,
             match strategy {

@@ -23,8 +23,10 @@ pub enum Consent {
     /// `categoryPreferences` (e.g. `consent: {}`), `consentManagement` without
     /// `deniedConsentIds`.
     NoPreferences,
-    /// Segment: bit `i` is set when required category `i` is JSON `true`.
-    Preferences { consented: u64 },
+    /// Segment: bit `i` of `consented` is set when required category `i` is JSON `true`; of
+    /// `respelled`, when the object also holds another spelling of it (with the same answer, or
+    /// it would be unreadable): merged with another object's keys, readers may take either.
+    Preferences { consented: u64, respelled: u64 },
     /// RudderStack: bit `i` is set when required category `i` is in `deniedConsentIds`.
     Denied { denied: u64, strategy: Strategy },
 }
@@ -810,8 +812,12 @@ fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Inv
         Consent::NoPreferences,
         |s| {
             Ok(
-                read_preferences(s, wanted.categories, wanted.plain_categories)?
-                    .map(|consented| Consent::Preferences { consented }),
+                read_preferences(s, wanted.categories, wanted.plain_categories)?.map(
+                    |(consented, respelled)| Consent::Preferences {
+                        consented,
+                        respelled,
+                    },
+                ),
             )
         },
     )
@@ -1077,7 +1083,8 @@ fn facade_folds(key: &str, name: &str) -> bool {
     folded_bytes(key.as_bytes()).eq(folded_bytes(name.as_bytes()))
 }
 
-/// The consented bits; `Ok(None)` for a non-object or a required category given twice.
+/// The consented bits and those of categories also given in another spelling; `Ok(None)` for a
+/// non-object or a required category given twice.
 /// Category keys count only exactly (`advertising: true` is no consent to `Advertising`), but
 /// readers find them otherwise: cJSON's `cJSON_GetObjectItem` without ASCII case, taking the
 /// first; Go's `encoding/json` and Jackson, when the categories are a struct's fields, with Go's
@@ -1089,7 +1096,7 @@ fn read_preferences(
     s: &mut Scanner,
     categories: &[String],
     plain_names: bool,
-) -> Result<Option<u64>, Invalid> {
+) -> Result<Option<(u64, u64)>, Invalid> {
     if s.peek_token() != Some(b'{') {
         s.skip_value()?;
         return Ok(None);
@@ -1138,7 +1145,11 @@ fn read_preferences(
     }
     // Some reader reads the other spelling: a repeat unless it says what the exact key says.
     ambiguous |= seen & ((respelled_true & !consented) | (respelled_other & consented)) != 0;
-    Ok(if ambiguous { None } else { Some(consented) })
+    Ok(if ambiguous {
+        None
+    } else {
+        Some((consented, respelled_true | respelled_other))
+    })
 }
 
 /// The required category that `key` (not one exactly) is another spelling of to some reader, if
@@ -1255,12 +1266,45 @@ mod tests {
 
     fn consent(body: &str) -> Option<Consent> {
         let f = facts(body, &["A", "B"]).unwrap();
-        f.readable.then_some(f.consent)
+        f.readable.then_some(without_respellings(f.consent))
+    }
+
+    /// The consent, without which categories were also given in other spellings.
+    fn without_respellings(c: Consent) -> Consent {
+        match c {
+            Consent::Preferences { consented, .. } => Consent::Preferences {
+                consented,
+                respelled: 0,
+            },
+            c => c,
+        }
+    }
+
+    #[test]
+    fn tells_which_categories_are_also_spelled_otherwise() {
+        let f = facts(
+            r#"{"context":{"consent":{"categoryPreferences":{"B":false,"A":true,"a":true,"b_":false}}}}"#,
+            &["A", "B"],
+        )
+        .unwrap();
+        assert!(f.readable);
+        assert_eq!(
+            f.consent,
+            Consent::Preferences {
+                consented: 0b01,
+                respelled: 0b11
+            }
+        );
     }
 
     #[test]
     fn reads_consent_bits_for_required_categories_only() {
-        let p = |consented| Some(Consent::Preferences { consented });
+        let p = |consented| {
+            Some(Consent::Preferences {
+                consented,
+                respelled: 0,
+            })
+        };
         assert_eq!(
             consent(
                 r#"{"context":{"consent":{"categoryPreferences":{"A":true,"B":false,"C":true}}}}"#
@@ -1298,9 +1342,14 @@ mod tests {
         let read = |prefs: &str| {
             let body = format!(r#"{{"context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#);
             let f = facts(&body, &["Advertising", "Publicit\u{e9}", "Data Sharing"]).unwrap();
-            f.readable.then_some(f.consent)
+            f.readable.then_some(without_respellings(f.consent))
         };
-        let p = |consented| Some(Consent::Preferences { consented });
+        let p = |consented| {
+            Some(Consent::Preferences {
+                consented,
+                respelled: 0,
+            })
+        };
         // Alone, another spelling is no consent: category keys count only exactly.
         assert_eq!(read(r#"{"advertising":true}"#), p(0));
         assert_eq!(
@@ -1353,7 +1402,7 @@ mod tests {
         let cjk = |prefs: &str| {
             let body = format!(r#"{{"context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#);
             let f = facts(&body, &["\u{5e83}\u{544a}"]).unwrap();
-            f.readable.then_some(f.consent)
+            f.readable.then_some(without_respellings(f.consent))
         };
         assert_eq!(cjk(r#"{"\u5e83\u544a":true,"\u5206\u6790":false}"#), p(1));
         assert_eq!(
@@ -1593,7 +1642,10 @@ mod tests {
         );
         assert_eq!(
             consent(r#"{"context":{"consent":{"categoryPreferences":{"a":true}}}}"#),
-            Some(Consent::Preferences { consented: 0 })
+            Some(Consent::Preferences {
+                consented: 0,
+                respelled: 0
+            })
         );
     }
 

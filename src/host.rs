@@ -103,19 +103,25 @@ impl RequestHeaders {
             self.named_hosts
                 .extend(value.split(|b| *b == b',').map(|h| lossy(trimmed(h))));
         } else if cgi_name_is(name, b"forwarded") {
-            // `for=…;host=…;proto=…, …` (RFC 7239), a value maybe quoted.
-            for pair in value.split(|b| *b == b',' || *b == b';') {
-                let mut parts = pair.splitn(2, |b| *b == b'=');
-                if let (Some(key), Some(host)) = (parts.next(), parts.next()) {
-                    if trimmed(key).eq_ignore_ascii_case(b"host") {
-                        let host = trimmed(host);
-                        let host = host
-                            .strip_prefix(b"\"")
-                            .and_then(|h| h.strip_suffix(b"\""))
-                            .unwrap_or(host);
-                        self.named_hosts.push(lossy(host));
-                    }
-                }
+            // `for=…;host=…;proto=…, …` (RFC 7239), but Spring, Reactor Netty and Vert.x find
+            // `host=` anywhere in the value (`xhost=`, inside a quoted `for`), and take what
+            // follows up to `;`, `,` or a quote: every such `host=` counts.
+            let lower = value.to_ascii_lowercase();
+            let mut at = 0;
+            while let Some(found) = lower
+                .get(at..)
+                .and_then(|rest| rest.windows(5).position(|w| w == b"host="))
+            {
+                let start = at + found + 5;
+                let rest = value.get(start..).unwrap_or_default();
+                let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
+                let end = rest
+                    .iter()
+                    .position(|b| matches!(b, b';' | b',' | b'"'))
+                    .unwrap_or(rest.len());
+                self.named_hosts
+                    .push(lossy(trimmed(rest.get(..end).unwrap_or_default())));
+                at = start;
             }
         } else if cgi_name_is(name, b"x-original-url") || cgi_name_is(name, b"x-rewrite-url") {
             self.named_paths.push(lossy(value));

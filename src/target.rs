@@ -188,9 +188,9 @@ pub fn is_canonical_authority(authority: &str) -> bool {
 }
 
 /// Whether the host in `authority` (whose address reading is `host`, see [`split_authority`])
-/// is written as addresses usually are, if it is one: IPv4 in four decimal parts, IPv6 as
-/// RFC 5952 writes it (lower case, the longest run of zeros as `::`, an IPv4-mapped address
-/// as `::ffff:a.b.c.d`).
+/// is written as addresses usually are, if it is one (IPv4 in four decimal parts, IPv6 as
+/// RFC 5952 writes it: lower case, the longest run of zeros as `::`; not IPv4-mapped), and
+/// without a trailing dot.
 fn usual_address(host: &str, authority: &str) -> bool {
     let written = authority
         .rsplit_once('@')
@@ -201,20 +201,21 @@ fn usual_address(host: &str, authority: &str) -> bool {
         Some((h, _)) if !h.contains(':') || h.ends_with(']') => h,
         _ => written,
     };
-    let name = name.trim_end_matches('.');
+    // `api.example.com.` is the same name to resolvers and URL parsers, not to a virtual host
+    // (where Envoy's `strip_trailing_host_dot` is off).
+    if name.ends_with('.') {
+        return false;
+    }
     if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-        return ipv6_groups(v6).is_none_or(|groups| v6 == rfc5952(&groups));
+        // An IPv4-mapped address reaches the IPv4 one, which a virtual host names so.
+        return ipv6_groups(v6)
+            .is_none_or(|groups| groups[..6] != [0, 0, 0, 0, 0, 0xffff] && v6 == rfc5952(&groups));
     }
     ipv4_number(name).is_none_or(|_| name == host)
 }
 
 /// An IPv6 address as RFC 5952 writes it.
 fn rfc5952(groups: &[u16; 8]) -> String {
-    if groups[..6] == [0, 0, 0, 0, 0, 0xffff] {
-        let [a, b] = groups[6].to_be_bytes();
-        let [c, d] = groups[7].to_be_bytes();
-        return format!("::ffff:{a}.{b}.{c}.{d}");
-    }
     // The longest run of two or more zero groups (the first of equals) becomes `::`.
     let (mut best, mut run) = ((0, 0), (0, 0));
     for (i, g) in groups.iter().enumerate() {
@@ -675,7 +676,7 @@ mod tests {
     fn tells_an_authority_every_reader_reads_alike() {
         for plain in [
             "api.example.com",
-            "API.example.com.",
+            "API.example.com",
             "api.example.com:8080",
             "localhost:1",
             "localhost:65535",
@@ -691,7 +692,6 @@ mod tests {
             "[2001:DB8::1]",
             "[::1]:443",
             "[::]",
-            "[::ffff:127.0.0.1]",
             "[2001:db8:0:1:1:1:1:1]",
             "[2001:0:0:1::1]",
             "[1::]",
@@ -701,6 +701,10 @@ mod tests {
         for odd in [
             "127.1",
             "127.1:8080",
+            "[::ffff:127.0.0.1]",
+            "api.example.com.",
+            "API.example.com.:443",
+            "127.0.0.1.",
             "0x7f.0.0.1",
             "0177.0.0.1",
             "2130706433",

@@ -162,6 +162,25 @@ fn an_item_is_kept_only_if_every_way_of_merging_the_batch_context_allows_it() {
             json!({"consentManagement": rudder(&["Analytics"])}),
             true,
         ),
+        // Merged all the way down, the batch's other spelling of a category sits beside the
+        // item's exact key in one object: Facade's obj-case reads the first (the batch's, after
+        // lodash's `merge`), Go's struct the last (after `defaultsDeep`). Dropped even with the
+        // same answer: the filter keeps no answers of other spellings (SDKs send no consent at
+        // a batch's top level).
+        (
+            "segment",
+            "deny",
+            json!({"consent": {"categoryPreferences": {"advertising": false}}}),
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            false,
+        ),
+        (
+            "segment",
+            "deny",
+            json!({"consent": {"categoryPreferences": {"Ad-vertising": true}}}),
+            json!({"consent": {"categoryPreferences": {"Advertising": true}}}),
+            false,
+        ),
         // Merged all the way down (lodash's `merge`, `defaultsDeep`), lists element by element:
         // the item's empty list keeps the batch's denial, a shorter one the batch's later IDs,
         // and an item whose consent states nothing takes the batch's preferences, which

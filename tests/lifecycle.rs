@@ -509,17 +509,13 @@ fn rules_see_every_spelling_of_the_target() {
             Reason::FilteredByEndUserConsent,
         ),
         (
-            "api.example.com.",
+            "API.EXAMPLE.COM:8080",
             "/v1/track",
             403,
             Reason::FilteredByEndUserConsent,
         ),
-        (
-            "API.EXAMPLE.COM.:8080",
-            "/v1/track",
-            403,
-            Reason::FilteredByEndUserConsent,
-        ),
+        // A trailing dot (Envoy's `strip_trailing_host_dot` off): refused on every route.
+        ("api.example.com.", "/v1/track", 400, Reason::InvalidEvent),
         (
             "api.example.com",
             "/V1/TRACK",
@@ -578,6 +574,12 @@ fn a_target_a_receiver_reads_otherwise_is_refused_on_every_route() {
         (":authority", "127.1"),
         (":authority", "0x7f.0.0.1:8080"),
         (":authority", "[0:0:0:0:0:0:0:1]"),
+        (":authority", "[::ffff:127.0.0.1]"),
+        (":authority", "api.example.com."),
+        // Spring, Reactor Netty and Vert.x find `host=` anywhere in `Forwarded`.
+        ("forwarded", "for=192.0.2.1;xhost=ads.example.com"),
+        ("forwarded", "for=\"host=ads.example.com\""),
+        ("forwarded", "HOST=ads.example.com"),
     ];
     let config = Config::default();
     {
@@ -599,7 +601,7 @@ fn a_target_a_receiver_reads_otherwise_is_refused_on_every_route() {
     // The same host or path again, as a proxy in front sets them, passes.
     for (name, value) in [
         ("x-forwarded-host", "API.example.com"),
-        ("x-forwarded-host", "api.example.com:443, api.example.com."),
+        ("x-forwarded-host", "api.example.com:443, API.example.com"),
         (
             "forwarded",
             "for=192.0.2.1;host=api.example.com;proto=https",
