@@ -1161,7 +1161,14 @@ fn read_preferences(
 #[inline(always)]
 fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Option<usize> {
     let raw = key.raw();
-    if !plain_names || key.is_escaped() || !raw.is_ascii() {
+    if !plain_names || key.is_escaped() {
+        return respelled_rare(key, categories);
+    }
+    // A key spells no more letters than it has bytes: shorter than every name, it is none.
+    if categories.iter().all(|c| raw.len() < c.len()) {
+        return None;
+    }
+    if !raw.is_ascii() {
         return respelled_rare(key, categories);
     }
     // An ASCII key spells a plain name in another case (of its length), or with other

@@ -38,7 +38,9 @@ pub struct RequestHeaders {
     /// [`gpc_signal`].
     pub gpc: bool,
     /// The hosts that headers name for the request beside its authority, which receivers behind
-    /// a proxy route by: `x-forwarded-host`, `x-original-host`, and `forwarded`'s `host=`.
+    /// a proxy route by: `x-forwarded-host`, `x-original-host`, `x-forwarded-server` (Ktor's
+    /// `XForwardedHeaders` takes it when there is no `x-forwarded-host`), and `forwarded`'s
+    /// `host=`.
     pub named_hosts: Vec<String>,
     /// The paths that headers name for the request beside `:path`: `x-original-url` and
     /// `x-rewrite-url` (IIS, Symfony and Zend route by them).
@@ -98,7 +100,10 @@ impl RequestHeaders {
             append(&mut self.content_encoding);
         } else if cgi_name_is(name, b"content-type") {
             append(&mut self.content_type);
-        } else if cgi_name_is(name, b"x-forwarded-host") || cgi_name_is(name, b"x-original-host") {
+        } else if cgi_name_is(name, b"x-forwarded-host")
+            || cgi_name_is(name, b"x-original-host")
+            || cgi_name_is(name, b"x-forwarded-server")
+        {
             // A list: Express takes the first, Werkzeug's ProxyFix the last.
             self.named_hosts
                 .extend(value.split(|b| *b == b',').map(|h| lossy(trimmed(h))));

@@ -12,7 +12,8 @@ use crate::metrics::Counter;
 use crate::policy::{RoutePolicy, RouteSetting};
 use crate::reply;
 use crate::target::{
-    escapes_a_separator, hides_a_query, is_canonical_authority, moves_when_decoded,
+    escapes_a_separator, has_a_wide_escape, hides_a_query, is_canonical_authority,
+    moves_when_decoded,
 };
 
 /// The response header that tells the client how many batch items were dropped.
@@ -349,6 +350,7 @@ fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHead
         moves_when_decoded(&h.path)
             || hides_a_query(&h.path)
             || escapes_a_separator(&h.path)
+            || has_a_wide_escape(&h.path)
             || !is_canonical_authority(&h.authority)
             || h.names_another_target()
     };

@@ -311,6 +311,19 @@ pub fn escapes_a_separator(path: &str) -> bool {
     escapes(path, |b| matches!(b, b'/' | b'\\' | 0..=0x1f | 0x7f))
 }
 
+/// Whether the path holds an IIS `%uNNNN` escape: http.sys decodes them by default
+/// (`/open/%u002e%u002e/ads/v1/track` is `/ads/v1/track` to it), no other reader does, and
+/// Envoy routes them as sent.
+pub fn has_a_wide_escape(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.windows(6).any(|w| {
+        w.first() == Some(&b'%')
+            && matches!(w.get(1), Some(b'u' | b'U'))
+            && w.get(2..)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit))
+    })
+}
+
 /// Whether the path (query aside) holds an escape, once or more (`%2F`, `%252F`), of a byte
 /// `hidden` takes.
 fn escapes(path: &str, hidden: impl Fn(u8) -> bool) -> bool {
@@ -780,6 +793,16 @@ mod tests {
         assert_eq!(host("10.0.0.5"), "10.0.0.5");
         assert_eq!(host("10.5"), "10.0.0.5");
         assert_eq!(host("1.2.65535"), "1.2.255.255");
+    }
+
+    #[test]
+    fn tells_iis_wide_escapes() {
+        for wide in ["/open/%u002e%u002e/ads/v1/track", "/a%U002Fb", "/%uFF0E"] {
+            assert!(has_a_wide_escape(wide), "{wide}");
+        }
+        for plain in ["/v1/track", "/%u00", "/%uzzzz", "/%75002e", "/u002e"] {
+            assert!(!has_a_wide_escape(plain), "{plain}");
+        }
     }
 
     #[test]

@@ -449,6 +449,7 @@ fn a_path_that_a_decoding_server_reads_as_another_path_is_refused() {
         "/open/group%41name/v1/tr%61ck",
         "/open/../ads/v1/track",
         "//ads/v1/track",
+        "/open/%u002e%u002e/ads/v1/track",
     ] {
         let mut host = Fake::post(path, REFUSED).metadata(None);
         assert_eq!(
@@ -580,6 +581,7 @@ fn a_target_a_receiver_reads_otherwise_is_refused_on_every_route() {
         ("forwarded", "for=192.0.2.1;xhost=ads.example.com"),
         ("forwarded", "for=\"host=ads.example.com\""),
         ("forwarded", "HOST=ads.example.com"),
+        ("x-forwarded-server", "ads.example.com"),
     ];
     let config = Config::default();
     {

@@ -111,6 +111,8 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
                                   "/zzz/..%252fads/v1/track", "/open/..%252fads/v1/track",
                                   # A single dot: Envoy routes on `/.%2Fads`, nginx serves `/ads`.
                                   "/.%2Fads/v1/track",
+                                  # IIS's http.sys decodes `%uNNNN` by default.
+                                  "/open/%u002e%u002e/ads/v1/track",
                                   # A query a decoding proxy finds in `%3F`.
                                   "/open/v1/track%3Fdata=e30", "/ads/v1/pixel/track%3Fdata=e30",
                                   # No dot segment: Go's router, Flask, Django and Sinatra decode
@@ -257,6 +259,7 @@ OTHER_TARGETS = [
     {"forwarded": "for=192.0.2.1;host=ads.example.com;proto=https"},
     {"x-original-host": "ads.example.com"},
     {"forwarded": "for=192.0.2.1;xhost=ads.example.com"},
+    {"x-forwarded-server": "ads.example.com"},
     {"host": "[::ffff:127.0.0.1]"},
     {"x-original-url": "/ads/v1/identify"},
     {"x-rewrite-url": "/ads/v1/identify"},
