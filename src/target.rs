@@ -7,8 +7,15 @@ use crate::event::{folds_to, Call};
 
 /// The host of an authority (`user@Host.Example.:443` → `host.example`) and its port, if any.
 pub fn split_authority(authority: &str) -> (String, Option<&str>) {
+    let (host, port) = host_and_port(authority);
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (ip_address(&host).unwrap_or(host), port)
+}
+
+/// The host of an authority as written (userinfo dropped) and its port, if any.
+fn host_and_port(authority: &str) -> (&str, Option<&str>) {
     let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = match hostport.rsplit_once(':') {
+    match hostport.rsplit_once(':') {
         // An empty port is no port (RFC 3986): `host:` is `host`.
         Some((h, "")) if !h.contains(':') || h.ends_with(']') => (h, None),
         // `[::1]:80` has a port; `[::1]` and `::1` do not.
@@ -20,9 +27,7 @@ pub fn split_authority(authority: &str) -> (String, Option<&str>) {
             (h, Some(p))
         }
         _ => (hostport, None),
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    (ip_address(&host).unwrap_or(host), port)
+    }
 }
 
 /// One spelling for an IP address that a host names in any form a connecting client reads as
@@ -192,15 +197,8 @@ pub fn is_canonical_authority(authority: &str) -> bool {
 /// RFC 5952 writes it: lower case, the longest run of zeros as `::`; not IPv4-mapped), and
 /// without a trailing dot.
 fn usual_address(host: &str, authority: &str) -> bool {
-    let written = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, h)| h)
-        .to_ascii_lowercase();
-    let written = written.as_str();
-    let name = match written.rsplit_once(':') {
-        Some((h, _)) if !h.contains(':') || h.ends_with(']') => h,
-        _ => written,
-    };
+    let written = host_and_port(authority).0.to_ascii_lowercase();
+    let name = written.as_str();
     // `api.example.com.` is the same name to resolvers and URL parsers, not to a virtual host
     // (where Envoy's `strip_trailing_host_dot` is off).
     if name.ends_with('.') {
