@@ -92,6 +92,9 @@ test-modules: toolchain
 	@mkdir -p dist/test/native
 	cp target/panic-trigger/$(TARGET)/release/consent_gate.wasm dist/test/consent_gate_abort.wasm
 	cp --remove-destination target/panic-trigger/native/libconsent_gate.so dist/test/native/libconsent_gate.so
+	@# Another dynamic module, whose per-route configuration consent-gate must not read as its own.
+	cd bench/floor-native && cargo build --release
+	cp --remove-destination bench/floor-native/target/release/libnative_floor.so dist/test/libnative_floor.so
 
 ## e2e: the end-to-end suite, against each build in turn
 e2e: build venv toolchain test-modules dist oci

@@ -7,16 +7,19 @@ refuse the route configuration (so the gate is never silently off).
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from harness import clients
-from harness.checks import ALLOW, assert_outcome, denied, encode, event, Expect
+from harness.checks import ALLOW, assert_denied, assert_outcome, denied, encode, event, Expect
 from harness.envoy import (
     Envoy,
     MODULE,
+    REPO,
     STRING_VALUE,
     _hcm,
+    native_path,
     render_config,
     validate,
     write_config,
@@ -93,3 +96,43 @@ def test_a_mistake_in_a_per_route_configuration_is_refused(upstream, tmp_path, s
     result = validate(path)
     assert result.returncode != 0, result.output[-2000:]
     assert "invalid per-route configuration" in result.output and names in result.output, result.output[-2000:]
+
+
+def test_another_modules_per_route_configuration_is_refused_not_read(upstream, tmp_path):
+    """Envoy hands the filter the most specific per-route configuration under its name,
+    whichever dynamic module made it: a `DynamicModuleFilterPerRoute` that names another module
+    under the `consent_gate` key. Read as the filter's own, another module's object crashed
+    Envoy or read as `exempt: true` (this one is two `1`s: refused events were forwarded). The
+    filter refuses the route's requests instead, and says why."""
+    mods = tmp_path / "modules"
+    mods.mkdir()
+    (mods / "libconsent_gate.so").symlink_to(native_path())
+    (mods / "libnative_floor.so").symlink_to(REPO / "dist" / "test" / "libnative_floor.so")
+    config = config_with(upstream.port, {})
+    vhost = _hcm(config)["route_config"]["virtual_hosts"][0]
+    other = {"consent_gate": {
+        "@type": PER_ROUTE,
+        "dynamic_module_config": {"name": "native_floor", "do_not_close": True},
+        "filter_name": "floor",
+        "filter_config": {"@type": STRING_VALUE, "value": "{}"},
+    }}
+    vhost["routes"].insert(0, {"name": "other-module", "match": {"prefix": "/other-module"},
+                               "route": {"cluster": "recording_upstream"},
+                               "typed_per_filter_config": other})
+    (tmp_path / "envoy").mkdir()
+    envoy = Envoy("other-module", tmp_path / "envoy", config, module=mods / "libconsent_gate.so").start()
+    try:
+        for consented in (True, False):
+            resp = clients.http1(envoy.port, "POST", "/other-module",
+                                 encode(event({"Advertising": consented})), JSON)
+            assert_denied(resp, upstream, 500, "ROUTE_CONFIG_ERROR")
+        deadline = time.monotonic() + 5
+        while "another dynamic module made" not in envoy.stderr_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = next(l for l in envoy.stderr_text().splitlines() if "another dynamic module made" in l)
+        assert "[error]" in line and "other-module" in line, line
+        # Envoy is still up, and the filter's own routes still decide.
+        resp = clients.http1(envoy.port, "POST", "/ads", encode(event({"Advertising": True})), JSON)
+        assert resp.status == 200, resp
+    finally:
+        envoy.stop()

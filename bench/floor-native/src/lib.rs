@@ -6,6 +6,10 @@
 //! Only the ABI items it needs are declared (copied from consent-gate's
 //! `src/filter/native/abi.rs`); it exports every hook Envoy 1.40 requires a module to have. It
 //! runs inside Envoy's process, so no hook lets a panic unwind into Envoy.
+//!
+//! It is also the "other module" of an end-to-end test: its per-route configuration (two `1`s,
+//! which read as consent-gate's would say `exempt: true`) put under consent-gate's filter name
+//! must be refused by consent-gate, not read as its own.
 
 use std::ffi::{c_char, c_void};
 use std::panic::catch_unwind;
@@ -233,4 +237,28 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
     _envoy: FilterEnvoyPtr,
     _filter: *const c_void,
 ) {
+}
+
+/// A per-route configuration of this module: what it holds does not matter here.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+    _name: EnvoyBuffer,
+    _config: EnvoyBuffer,
+) -> *const c_void {
+    guarded(std::ptr::null(), || {
+        Box::into_raw(Box::new([1u64, 1u64]))
+            .cast::<c_void>()
+            .cast_const()
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
+    config: *const c_void,
+) {
+    if !config.is_null() {
+        // SAFETY: made by Box::into_raw in per_route_config_new; destroyed once.
+        let _ =
+            catch_unwind(|| drop(unsafe { Box::from_raw(config.cast::<[u64; 2]>().cast_mut()) }));
+    }
 }

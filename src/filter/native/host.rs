@@ -469,15 +469,15 @@ impl Host for NativeHost<'_> {
     /// The route's per-route configuration (parsed when Envoy loaded the routes: no lookup per
     /// request beyond one call), else its metadata.
     fn route_setting(&mut self, config: &Config) -> Result<RouteSetting, String> {
-        // SAFETY: a plain query; a non-null result is a PerRoute made by per_route_config_new,
-        // alive while the route is.
+        // SAFETY: a plain query; a non-null result is some module's per-route configuration.
         let per_route = unsafe {
             abi::envoy_dynamic_module_callback_get_most_specific_route_config(self.envoy)
         };
         if !per_route.is_null() {
-            // SAFETY: see above.
-            let per_route = unsafe { &*per_route.cast::<PerRoute>() };
-            return Ok(per_route.setting(config.match_mode).clone());
+            return match PerRoute::made_here(per_route) {
+                Some(per_route) => Ok(per_route.setting(config.match_mode).clone()),
+                None => Err("is a per-route configuration another dynamic module made (its dynamic_module_config must name consent_gate)".to_string()),
+            };
         }
         if !config.route_metadata {
             return Ok(RouteSetting::Unconfigured);

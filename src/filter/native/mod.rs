@@ -8,8 +8,10 @@
 mod abi;
 mod host;
 
+use std::collections::BTreeSet;
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::RwLock;
 
 use abi::{EnvoyBuffer, FilterEnvoyPtr};
 use host::{Counters, NativeHost};
@@ -41,7 +43,22 @@ impl PerRoute {
             Match::Any => &self.match_any,
         }
     }
+
+    /// The configuration at `ptr`, if this module made it. Envoy hands the filter the most
+    /// specific per-route configuration under the filter's name whichever dynamic module made
+    /// it (a `DynamicModuleFilterPerRoute` naming another module under the `consent_gate` key):
+    /// read as ours, another module's object crashed Envoy or read as `exempt: true`.
+    pub fn made_here<'a>(ptr: *const c_void) -> Option<&'a PerRoute> {
+        let made = MADE_PER_ROUTE.read().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: a pointer in the set is a live PerRoute made by per_route_config_new (taken
+        // out of the set before it is destroyed), alive while the route is.
+        made.contains(&(ptr as usize))
+            .then(|| unsafe { &*ptr.cast::<PerRoute>() })
+    }
 }
+
+/// The per-route configurations this module made and Envoy has not destroyed.
+static MADE_PER_ROUTE: RwLock<BTreeSet<usize>> = RwLock::new(BTreeSet::new());
 
 /// One request.
 struct Filter {
@@ -128,11 +145,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
             RouteSetting::from_json(text, default_match)
         };
         match (read(Match::All), read(Match::Any)) {
-            (Ok(match_all), Ok(match_any)) => Box::into_raw(Box::new(PerRoute {
-                match_all,
-                match_any,
-            }))
-            .cast_const(),
+            (Ok(match_all), Ok(match_any)) => {
+                let made = Box::into_raw(Box::new(PerRoute {
+                    match_all,
+                    match_any,
+                }))
+                .cast_const();
+                MADE_PER_ROUTE
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(made as usize);
+                made
+            }
             (Err(message), _) | (_, Err(message)) => {
                 // Envoy refuses the route configuration: a mistake never switches the gate off.
                 log(
@@ -150,11 +174,17 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
     config: *const c_void,
 ) {
-    if !config.is_null() {
-        // SAFETY: made by Box::into_raw in per_route_config_new; destroyed once.
-        let _ =
-            catch_unwind(|| drop(unsafe { Box::from_raw(config.cast::<PerRoute>().cast_mut()) }));
-    }
+    let _ = catch_unwind(|| {
+        let ours = MADE_PER_ROUTE
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(config as usize));
+        if ours {
+            // SAFETY: made by Box::into_raw in per_route_config_new; destroyed once (it has
+            // just left the set).
+            drop(unsafe { Box::from_raw(config.cast::<PerRoute>().cast_mut()) });
+        }
+    });
 }
 
 #[no_mangle]
