@@ -111,6 +111,11 @@ impl RequestHeaders {
             // `for=…;host=…;proto=…, …` (RFC 7239), but Spring, Reactor Netty and Vert.x find
             // `host=` anywhere in the value (`xhost=`, inside a quoted `for`), and take what
             // follows up to `;`, `,` or a quote: every such `host=` counts.
+            // A value longer than any authority, or more of them than any proxy chain sends,
+            // is kept as an empty name (refused) and ends the scan: each is read at most
+            // `LONGEST` bytes far, so a hostile header costs linear time and memory.
+            const LONGEST: usize = 300;
+            const MOST: usize = 64;
             let lower = value.to_ascii_lowercase();
             let mut at = 0;
             while let Some(found) = lower
@@ -122,10 +127,18 @@ impl RequestHeaders {
                 let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
                 let end = rest
                     .iter()
+                    .take(LONGEST)
                     .position(|b| matches!(b, b';' | b',' | b'"'))
-                    .unwrap_or(rest.len());
-                self.named_hosts
-                    .push(lossy(trimmed(rest.get(..end).unwrap_or_default())));
+                    .or((rest.len() < LONGEST).then_some(rest.len()));
+                match end {
+                    Some(end) if self.named_hosts.len() < MOST => self
+                        .named_hosts
+                        .push(lossy(trimmed(rest.get(..end).unwrap_or_default()))),
+                    _ => {
+                        self.named_hosts.push(String::new());
+                        break;
+                    }
+                }
                 at = start;
             }
         } else if cgi_name_is(name, b"x-original-url") || cgi_name_is(name, b"x-rewrite-url") {
@@ -338,6 +351,30 @@ mod tests {
         assert!(h.gpc);
         let h = RequestHeaders::from_pairs([(&b"sec-gpc"[..], &b" 1"[..])]);
         assert!(h.gpc);
+    }
+
+    #[test]
+    fn a_hostile_forwarded_header_costs_linear_time_and_memory() {
+        let with = |value: String| {
+            let mut h = RequestHeaders {
+                authority: "api.example.com".into(),
+                path: "/v1/track".into(),
+                ..RequestHeaders::default()
+            };
+            h.add_line(b"forwarded", value.as_bytes());
+            h
+        };
+        // 60 KB of `host=` without a separator: each value runs to the end.
+        let h = with("host=".repeat(12_000));
+        assert!(h.named_hosts.len() <= 1, "{}", h.named_hosts.len());
+        assert!(h.names_another_target());
+        // Thousands of short ones: the first 64 are read, then it is refused.
+        let h = with("host=api.example.com;".repeat(3_000));
+        assert_eq!(h.named_hosts.len(), 65);
+        assert!(h.names_another_target());
+        // A few, the request's own host: it passes.
+        let h = with("for=a;host=api.example.com, for=b;host=\"API.example.com\"".into());
+        assert!(!h.names_another_target(), "{:?}", h.named_hosts);
     }
 
     #[test]

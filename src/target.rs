@@ -206,8 +206,10 @@ fn usual_address(host: &str, authority: &str) -> bool {
     }
     if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
         // An IPv4-mapped address reaches the IPv4 one, which a virtual host names so.
-        return ipv6_groups(v6)
-            .is_none_or(|groups| groups[..6] != [0, 0, 0, 0, 0, 0xffff] && v6 == rfc5952(&groups));
+        // Nor one no reader parses (`[::00001]`): its readers are unknown.
+        return ipv6_groups(v6).is_some_and(|groups| {
+            groups[..6] != [0, 0, 0, 0, 0, 0xffff] && v6 == rfc5952(&groups)
+        });
     }
     ipv4_number(name).is_none_or(|_| name == host)
 }
@@ -312,14 +314,17 @@ pub fn escapes_a_separator(path: &str) -> bool {
 /// Whether the path holds an IIS `%uNNNN` escape: http.sys decodes them by default
 /// (`/open/%u002e%u002e/ads/v1/track` is `/ads/v1/track` to it), no other reader does, and
 /// Envoy routes them as sent.
+/// So is one a decoding proxy in front of it hands on (`%25u002e`).
 pub fn has_a_wide_escape(path: &str) -> bool {
-    let b = path.as_bytes();
-    b.windows(6).any(|w| {
-        w.first() == Some(&b'%')
-            && matches!(w.get(1), Some(b'u' | b'U'))
-            && w.get(2..)
-                .is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit))
-    })
+    let wide = |text: &str| {
+        text.as_bytes().windows(6).any(|w| {
+            w.first() == Some(&b'%')
+                && matches!(w.get(1), Some(b'u' | b'U'))
+                && w.get(2..)
+                    .is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit))
+        })
+    };
+    path.contains('%') && (wide(path) || decodings(path).iter().any(|text| wide(text)))
 }
 
 /// Whether the path (query aside) holds an escape, once or more (`%2F`, `%252F`), of a byte
@@ -725,6 +730,9 @@ mod tests {
             "[2001:0db8::1]",
             "[2001:db8::0:1]",
             "[2001:db8:0:0:1::1]",
+            "[::00001]",
+            "[::1::1]",
+            "[:::]",
             "[2001:0:0:1:0:0:0:1]",
             "",
             "api.example.com:",
@@ -795,7 +803,13 @@ mod tests {
 
     #[test]
     fn tells_iis_wide_escapes() {
-        for wide in ["/open/%u002e%u002e/ads/v1/track", "/a%U002Fb", "/%uFF0E"] {
+        for wide in [
+            "/open/%u002e%u002e/ads/v1/track",
+            "/a%U002Fb",
+            "/%uFF0E",
+            "/open/%25u002e%25u002e/ads/v1/track",
+            "/open/%2525u002e/ads",
+        ] {
             assert!(has_a_wide_escape(wide), "{wide}");
         }
         for plain in ["/v1/track", "/%u00", "/%uzzzz", "/%75002e", "/u002e"] {
