@@ -1062,13 +1062,10 @@ fn may_be_options(raw: &[u8]) -> bool {
         .is_some_and(|&b| b | 0x20 == b'o' || !b.is_ascii_alphanumeric())
 }
 
-/// [`facade_folds`] for a key as scanned: decoded only if escaped.
+/// [`facade_folds`] for a key as scanned (rare: see [`may_be_options`]).
 #[inline(never)]
 fn facade_folds_rare(key: &Str, name: &str) -> bool {
-    match key.is_escaped() {
-        false => folded_bytes(key.raw()).eq(folded_bytes(name.as_bytes())),
-        true => facade_folds(&key.decode(), name),
-    }
+    facade_folds(&key.decode(), name)
 }
 
 fn folded_bytes(text: &[u8]) -> impl Iterator<Item = u8> + '_ {
@@ -1213,7 +1210,10 @@ pub fn spelled_alike(key: &str, name: &str) -> bool {
         || (name.is_ascii() && folds_to(key, name))
         || (key.is_ascii() && folds_to(name, key))
         || (facade(name) && facade_folds(key, name))
-        || (!spelling(key).is_empty() && spelling(key).eq_ignore_ascii_case(&spelling(name)))
+        || {
+            let spelled = spelling(key);
+            !spelled.is_empty() && spelled.eq_ignore_ascii_case(&spelling(name))
+        }
 }
 
 /// goccy/go-json matches a key to a struct field by its decoded characters, without ASCII case,

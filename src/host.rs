@@ -150,12 +150,15 @@ impl RequestHeaders {
     /// `named_hosts` and `named_paths`): a receiver that routes by it may take the request
     /// for another route's, which Envoy did not choose.
     pub fn names_another_target(&self) -> bool {
-        let host = || split_authority(&self.authority).0;
         // A named host readers split otherwise (`ads.example:1@api.example`: Express reads
         // `ads.example`) is another target too.
-        self.named_hosts
-            .iter()
-            .any(|h| !is_canonical_authority(h) || split_authority(h).0 != host())
+        let another_host = || {
+            let host = split_authority(&self.authority).0;
+            self.named_hosts
+                .iter()
+                .any(|h| !is_canonical_authority(h) || split_authority(h).0 != host)
+        };
+        (!self.named_hosts.is_empty() && another_host())
             || self.named_paths.iter().any(|p| *p != self.path)
     }
 }

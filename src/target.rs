@@ -42,15 +42,7 @@ fn ip_address(host: &str) -> Option<String> {
         if groups[..6] == [0, 0, 0, 0, 0, 0xffff] {
             return Some(dotted((u32::from(groups[6]) << 16) | u32::from(groups[7])));
         }
-        let mut out = String::from("[");
-        for (i, g) in groups.iter().enumerate() {
-            if i > 0 {
-                out.push(':');
-            }
-            out.push_str(&format!("{g:x}"));
-        }
-        out.push(']');
-        return Some(out);
+        return Some(format!("[{}]", rfc5952(&groups)));
     }
     ipv4_number(host).map(dotted)
 }
@@ -680,12 +672,12 @@ mod tests {
             h("user:pw@api.example.com"),
             ("api.example.com".into(), None)
         );
-        assert_eq!(h("[::1]:80"), ("[0:0:0:0:0:0:0:1]".into(), Some("80")));
-        assert_eq!(h("[::1]"), ("[0:0:0:0:0:0:0:1]".into(), None));
+        assert_eq!(h("[::1]:80"), ("[::1]".into(), Some("80")));
+        assert_eq!(h("[0:0:0:0:0:0:0:1]"), ("[::1]".into(), None));
         // An empty port is no port.
         assert_eq!(h("api.example.com:"), ("api.example.com".into(), None));
         assert_eq!(h("api.example.com.:"), ("api.example.com".into(), None));
-        assert_eq!(h("[::1]:"), ("[0:0:0:0:0:0:0:1]".into(), None));
+        assert_eq!(h("[::1]:"), ("[::1]".into(), None));
     }
 
     #[test]
@@ -777,7 +769,7 @@ mod tests {
             "[2001:0DB8:0:0::1]",
             "[2001:db8:0:0:0:0:0:1]",
         ] {
-            assert_eq!(host(same), "[2001:db8:0:0:0:0:0:1]", "{same}");
+            assert_eq!(host(same), "[2001:db8::1]", "{same}");
         }
         // Not addresses: names, parts out of range, signs, too many parts, bad digits.
         for name in [
