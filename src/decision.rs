@@ -619,9 +619,15 @@ pub fn decide(config: &Config, policy: &RoutePolicy, e: &Signals) -> Verdict {
             }
         }
     };
-    // Events that pass regardless of consent (the consent change itself) still honour
-    // `integrations`.
-    if !(e.is_track && e.allow_listed_name) {
+    // Events that pass regardless of consent (Segment's consent change itself) still honour
+    // `integrations`. RudderStack has no such events: rudder-server drops a `Consent Change`
+    // that denies a destination's IDs like any other, so the list is for Segment's shape only.
+    let rudder_shape = match config.consent_format {
+        ConsentFormat::Segment => false,
+        ConsentFormat::Rudderstack => true,
+        ConsentFormat::Auto => e.rudder != Consent::Absent,
+    };
+    if !(e.is_track && e.allow_listed_name && !rudder_shape) {
         if let Some(denial) = consent_denial(config, policy, consent, other_shape, e.gpc) {
             return denial;
         }

@@ -826,7 +826,8 @@ fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Inv
 /// RudderStack's `consentManagement` object, read as rudder-server reads it (its Go struct, so
 /// keys in any case are the same field): `deniedConsentIds` decides; `provider: "custom"` takes
 /// the strategy from the route; `resolutionStrategy: "or"` needs only one required ID not
-/// denied. Every field it has must have the type rudder-server expects (where rudder-server
+/// denied, where rudder-server reads it (another `provider` than none, `""` or `oneTrust`, see
+/// [`Provider`]). Every field it has must have the type rudder-server expects (where rudder-server
 /// would then ignore the whole object and deliver, the filter refuses). `Ok(None)`: unreadable.
 fn read_consent_management(
     s: &mut Scanner,
@@ -845,7 +846,7 @@ fn read_consent_management(
     let mut readable = true;
     let mut seen = [Seen::default(); NAMES.len()];
     let mut denied: Option<u64> = None;
-    let mut custom = false;
+    let mut provider = Provider::OneTrustOrNone;
     let mut or = false;
     if s.object_start()? {
         loop {
@@ -874,8 +875,11 @@ fn read_consent_management(
                             };
                             readable &= ok;
                         }
-                        _ => match read_word(s, if i == 2 { "custom" } else { "or" })? {
-                            Some(is) if i == 2 => custom = is,
+                        2 => match read_provider(s)? {
+                            Some(p) => provider = p,
+                            None => readable = false,
+                        },
+                        _ => match read_word(s, "or")? {
                             Some(is) => or = is,
                             None => readable = false,
                         },
@@ -899,12 +903,10 @@ fn read_consent_management(
         None => Consent::NoPreferences,
         Some(denied) => Consent::Denied {
             denied,
-            strategy: if custom {
-                Strategy::Route
-            } else if or {
-                Strategy::Or
-            } else {
-                Strategy::And
+            strategy: match (provider, or) {
+                (Provider::Custom, _) => Strategy::Route,
+                (Provider::Other, true) => Strategy::Or,
+                _ => Strategy::And,
             },
         },
     }))
@@ -944,6 +946,47 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
         }
     }
     Ok(readable.then_some(bits))
+}
+
+/// Whose rules rudder-server applies to an event, by its `provider`.
+#[derive(Clone, Copy)]
+enum Provider {
+    /// `custom`: the destination's strategy (the route's `match` here).
+    Custom,
+    /// None, `""` or `oneTrust`: a destination with the older OneTrust setting
+    /// (`oneTrustCookieCategories`) drops the event when any of its IDs is denied, whatever
+    /// the event's `resolutionStrategy` says, so `or` counts for nothing.
+    OneTrustOrNone,
+    /// Any other: the event's `resolutionStrategy` (rudder-server's generic consent management).
+    Other,
+}
+
+/// The `provider` value (see [`Provider`]), compared exactly as rudder-server compares it.
+/// `Ok(None)` for a value that is not a string, or that some reader would take for `custom`
+/// (see [`read_word`]). A value that a reader would take for `oneTrust` is read as it: that
+/// only makes the decision stricter.
+fn read_provider(s: &mut Scanner) -> Result<Option<Provider>, Invalid> {
+    if s.peek_token() != Some(b'"') {
+        s.skip_value()?;
+        return Ok(None);
+    }
+    let value = s.string()?;
+    if value.eq_str("custom") {
+        return Ok(Some(Provider::Custom));
+    }
+    let decoded = value.decode();
+    let cut = decoded.split('\0').next().unwrap_or_default();
+    let symbol = decoded.strip_prefix(':');
+    if cut == "custom" || symbol == Some("custom") {
+        return Ok(None);
+    }
+    let one_trust = |v: &str| v.is_empty() || v == "oneTrust";
+    Ok(Some(
+        match one_trust(&decoded) || one_trust(cut) || symbol.is_some_and(one_trust) {
+            true => Provider::OneTrustOrNone,
+            false => Provider::Other,
+        },
+    ))
 }
 
 /// A string value compared with `word`, exactly (as rudder-server compares it). `Ok(None)` for
@@ -990,14 +1033,15 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 Some(&mut out.all)
             } else {
                 let decoded = key.decode();
-                // A key that makes a reader read the object otherwise (`__proto__`, `$ref`, …);
-                // Segment's Facade finds entries without case or punctuation (`all`,
-                // `mix_panel`); a reader stopping at NUL sees only what comes before it.
-                let before_nul = decoded.split('\0').next().unwrap_or_default();
+                // A key that makes a reader read the object otherwise (`__proto__`, `$ref`, …),
+                // or that some reader takes for the route's entry or `All` (see
+                // [`names_entry`]; Facade also reads `providers` as an object of entries).
+                let names_destination =
+                    !destination.is_empty() && names_entry(&key, &decoded, destination);
                 readable &= !directive(decoded.as_bytes())
-                    && !facade_switch(&decoded, destination)
-                    && before_nul != destination
-                    && before_nul != "All";
+                    && !facade_folds(&decoded, "providers")
+                    && !names_destination
+                    && !names_entry(&key, &decoded, "All");
                 None
             };
             match slot {
@@ -1052,6 +1096,31 @@ fn holds_a_directive(s: &mut Scanner) -> Result<bool, Invalid> {
 /// (an object of entries).
 fn facade_switch(key: &str, destination: &str) -> bool {
     facade_folds(key, destination) || facade_folds(key, "All") || facade_folds(key, "providers")
+}
+
+/// Whether some reader takes the `integrations` key `key` (`text` decoded; not `name` exactly)
+/// for the entry `name`: in another spelling (Facade's folding, Go's and jsoniter's case
+/// folding: `M\u0130xpanel`, `Slac\u212a`; a key converter's, see [`spelled_alike`]), up to a
+/// NUL, by goccy/go-json's escaped prefix, or as a path to it (see [`path_to`]).
+fn names_entry(key: &Str, text: &str, name: &str) -> bool {
+    let before_nul = text.split('\0').next().unwrap_or_default();
+    before_nul == name
+        || spelled_alike(text, name)
+        || goccy_prefix(key, text, name)
+        || path_to(text, name)
+}
+
+/// Whether a reader that looks values up by a path of keys takes `key` (not `name`) for a path
+/// through `name`: lodash's `_.get` and `_.set` read the first segment of `"Mixpanel.x"` or
+/// `"Mixpanel[0]"` (see [`first_segment`]), in any spelling; stream-json's `pick` takes every
+/// key that starts with `name` and a dot for part of `name`'s value.
+fn path_to(key: &str, name: &str) -> bool {
+    if !key.contains(['.', '[', ']', '"', '\'']) {
+        return false;
+    }
+    key.strip_prefix(name)
+        .is_some_and(|rest| rest.starts_with('.'))
+        || spelled_alike(&first_segment(key), name)
 }
 
 /// Whether a raw key may be Facade's spelling of `options`: most keys start with a letter or
@@ -1165,7 +1234,8 @@ fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Op
     if categories.iter().all(|c| raw.len() < c.len()) {
         return None;
     }
-    if !raw.is_ascii() {
+    // Not ASCII, or a path to a name (see [`path_to`]).
+    if !raw.is_ascii() || raw.iter().any(|b| matches!(b, b'.' | b'[' | b']' | b'\'')) {
         return respelled_rare(key, categories);
     }
     // An ASCII key spells a plain name in another case (of its length), or with other
@@ -1198,6 +1268,7 @@ fn respelling(key: &Str, text: &str, name: &str) -> bool {
     spelled_alike(text, name)
         || (before_nul.len() < text.len() && spelled_alike(before_nul, name))
         || goccy_prefix(key, text, name)
+        || path_to(text, name)
 }
 
 /// Whether some reader takes `key` for the name `name` (or the name for the key): Go's folding
@@ -1390,6 +1461,17 @@ mod tests {
             r#"{"Advertising":true,"\u0041dvertisin":false}"#,
             r#"{"Data Sharing":true,"dataSharing":false}"#,
             r#"{"data_sharing":false,"Data Sharing":true}"#,
+            // Paths to the category: stream-json's `pick` takes `Advertising.x` for part of
+            // `Advertising`, lodash the first segment of a path.
+            r#"{"Advertising.x":false,"Advertising":true}"#,
+            r#"{"Advertising":true,"Advertising..x":false}"#,
+            r#"{"Advertising":true,"Advertising.":false}"#,
+            r#"{"Advertising":true,"advertising[0]":false}"#,
+            r#"{"Advertising":true,"[Advertising]":false}"#,
+            r#"{"Advertising":true,"'Advertising'.x":false}"#,
+            r#"{"Advertising":true,"Adv\u0065rtising.x":false}"#,
+            r#"{"Publicit\u00e9.0":false,"Publicit\u00e9":true}"#,
+            r#"{"Data Sharing.x":false,"Data Sharing":true}"#,
         ] {
             assert_eq!(read(prefs), None, "{prefs}");
         }
@@ -1403,6 +1485,9 @@ mod tests {
         assert_eq!(read(r#"{"Advertising":true,"\u0061d":false}"#), p(1));
         assert_eq!(read(r#"{"Advertising":true,"Advertisin":false}"#), p(1));
         assert_eq!(read(r#"{"Advertising":true,"Data":false}"#), p(1));
+        assert_eq!(read(r#"{"Advertising":true,"x.Advertising":false}"#), p(1));
+        assert_eq!(read(r#"{"Advertising":true,"Advertising.x":true}"#), p(1));
+        assert_eq!(read(r#"{"Advertising.x":true}"#), p(0));
         // Names without ASCII letters or digits: Facade's obj-case reads every such key alike
         // (it keeps none of their characters), so it is left out; other names are other
         // categories to every other reader.

@@ -233,6 +233,55 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             seg(true, r#"{"A_LL":false,"Mixpanel":true}"#),
             Deny(INVALID),
         ),
+        // Go's `encoding/json` folds `ſ` and the Kelvin sign, jsoniter lowers `İ`: into a
+        // struct with a `Mixpanel` field, these are `Mixpanel`.
+        (
+            "the destination with a dotted capital I",
+            &mixpanel,
+            seg(true, r#"{"All":true,"M\u0130xpanel":false}"#),
+            Deny(INVALID),
+        ),
+        (
+            "the destination with a raw dotless i",
+            &mixpanel,
+            seg(true, "{\"Mixpanel\":{},\"M\u{131}xpanel\":false}"),
+            Deny(INVALID),
+        ),
+        (
+            "All with goccy's escaped prefix",
+            &mixpanel,
+            seg(true, r#"{"A\u006c":false,"Mixpanel":true}"#),
+            Deny(INVALID),
+        ),
+        // Paths: stream-json's `pick('integrations.Mixpanel')` takes `Mixpanel.x` too, lodash
+        // the first segment.
+        (
+            "the destination as a path",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":true,"All":true,"Mixpanel.x":false}"#),
+            Deny(INVALID),
+        ),
+        (
+            "All as a path",
+            &mixpanel,
+            seg(true, r#"{"All.x":false,"All":true}"#),
+            Deny(INVALID),
+        ),
+        (
+            "All in brackets",
+            &mixpanel,
+            seg(true, r#"{"[All]":false,"Mixpanel":true}"#),
+            Deny(INVALID),
+        ),
+        (
+            "another destination's path",
+            &mixpanel,
+            seg(
+                true,
+                r#"{"Mixpanel":true,"Slack.x":false,"x.Mixpanel":false}"#,
+            ),
+            Allow,
+        ),
         // Where Facade falls back to: `integrations.providers`, a top-level `options`, and
         // `context` (read as the event's options).
         (
@@ -510,6 +559,52 @@ fn rudderstack_consent_as_rudder_server_decides() {
             &two_any,
             rs(&format!(r#"{{"provider":"oneTrust",{denied3}}}"#)),
             Deny(CONSENT),
+        ),
+        // rudder-server reads the event's strategy only through its generic consent management
+        // (a provider other than none, "" or oneTrust); the older OneTrust setting always drops
+        // an event that denies any of the destination's IDs.
+        (
+            "or without a provider is and",
+            &rudder,
+            &two_all,
+            rs(&format!(r#"{{"resolutionStrategy":"or",{denied3}}}"#)),
+            Deny(CONSENT),
+        ),
+        (
+            "or with an empty provider is and",
+            &rudder,
+            &two_all,
+            rs(&format!(
+                r#"{{"provider":"","resolutionStrategy":"or",{denied3}}}"#
+            )),
+            Deny(CONSENT),
+        ),
+        (
+            "or from oneTrust is and",
+            &rudder,
+            &two_all,
+            rs(&format!(
+                r#"{{"provider":"oneTrust","resolutionStrategy":"or",{denied3}}}"#
+            )),
+            Deny(CONSENT),
+        ),
+        (
+            "or from oneTrust, escaped and cut at a NUL, is and",
+            &rudder,
+            &two_all,
+            rs(&format!(
+                r#"{{"provider":"oneTr\u0075st\u0000x","resolutionStrategy":"or",{denied3}}}"#
+            )),
+            Deny(CONSENT),
+        ),
+        (
+            "or from another provider is or",
+            &rudder,
+            &two_all,
+            rs(&format!(
+                r#"{{"provider":"iubenda","resolutionStrategy":"or",{denied3}}}"#
+            )),
+            Allow,
         ),
         (
             "OR is not or",
@@ -830,7 +925,18 @@ fn a_batch_item_has_only_its_own_rudderstack_consent() {
     // overrides nothing the item says but its strategy: the item's `"or"` no longer holds.
     let two = policy(&["C0001", "C0002"], Match::All, None, &[]);
     let item = r#"{"messageId":"a","type":"track","context":{"consentManagement":{"deniedConsentIds":["C0001"],"resolutionStrategy":"or"}}}"#;
+    // Alone, without a provider, rudder-server reads its `"or"` as nothing (the older OneTrust
+    // setting); with one (`ketch`), it counts.
     let alone = format!(r#"{{"batch":[{item}]}}"#);
+    assert_eq!(
+        outcome(&run(&rudder, &two, "/v1/batch", false, &alone)),
+        Deny("FILTERED_BY_END_USER_CONSENT")
+    );
+    let ketch = item.replace(
+        r#""resolutionStrategy""#,
+        r#""provider":"ketch","resolutionStrategy""#,
+    );
+    let alone = format!(r#"{{"batch":[{ketch}]}}"#);
     assert_eq!(
         outcome(&run(&rudder, &two, "/v1/batch", false, &alone)),
         Allow

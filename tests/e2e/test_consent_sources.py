@@ -167,6 +167,16 @@ RUDDERSTACK = [
     row("or-both-denied", "/multi", rs({"provider": "ketch", "resolutionStrategy": "or",
                                         "deniedConsentIds": ["Analytics", "Advertising"]}),
         denied("Advertising", "Analytics")),
+    # rudder-server reads the event's strategy only for a provider other than none, "" or
+    # oneTrust; the older OneTrust setting drops an event that denies any of its IDs.
+    row("or-without-provider-is-and", "/multi", rs({"resolutionStrategy": "or", "deniedConsentIds": ["Advertising"]}),
+        denied("Advertising")),
+    row("or-from-onetrust-is-and", "/multi", rs({"provider": "oneTrust", "resolutionStrategy": "or",
+                                                 "deniedConsentIds": ["Advertising"]}), denied("Advertising")),
+    # Segment's consent events pass regardless of consent; rudder-server exempts none.
+    row("consent-change-is-not-exempt", "/ads", rs({"provider": "oneTrust", "resolutionStrategy": "and",
+                                                    "deniedConsentIds": ["Advertising"]}, name="Consent Change"),
+        denied("Advertising")),
     row("custom-takes-the-route-match-any", "/multi-any",
         rs({"provider": "custom", "resolutionStrategy": "and", "deniedConsentIds": ["Analytics"]}), ALLOW),
     row("custom-takes-the-route-match-all", "/multi",

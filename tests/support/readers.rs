@@ -532,8 +532,10 @@ pub struct Judge<'j> {
 
 impl Judge<'_> {
     pub fn allows(&self, item: &ItemReading) -> bool {
+        // Segment's consent change passes; rudder-server has no such events.
         let listed = item.call.as_deref() == Some("track")
             && self.track_endpoint
+            && !self.uses_rudder(item)
             && item
                 .event
                 .as_ref()
@@ -548,24 +550,33 @@ impl Judge<'_> {
         })
     }
 
+    /// Whether the format reads the item's RudderStack shape (`auto`: when it has one).
+    fn uses_rudder(&self, item: &ItemReading) -> bool {
+        match self.format {
+            "segment" => false,
+            "rudderstack" => true,
+            _ => item.rudder.is_some(),
+        }
+    }
+
     fn consents(&self, item: &ItemReading) -> bool {
         let segment = item.consent.as_ref();
         let rudder = item.rudder.as_ref();
-        let use_rudder = match self.format {
-            "segment" => false,
-            "rudderstack" => true,
-            _ if segment.is_some() && rudder.is_some() => return false,
-            _ => rudder.is_some(),
-        };
+        if self.format == "auto" && segment.is_some() && rudder.is_some() {
+            return false;
+        }
+        let use_rudder = self.uses_rudder(item);
         let n = self.withdrawn.len();
         let (bits, any): (Vec<bool>, bool) = match (use_rudder, segment, rudder) {
             (false, Some(Some(bits)), _) => (bits.clone(), self.match_any),
             (true, _, Some(Some(r))) => (
                 r.denied.iter().map(|d| !d).collect(),
-                if r.provider.as_deref() == Some("custom") {
-                    self.match_any
-                } else {
-                    r.strategy.as_deref() == Some("or")
+                // rudder-server: `custom` takes the destination's strategy; no provider, `""`
+                // or `oneTrust` the older OneTrust setting's (`and`); any other the event's.
+                match r.provider.as_deref() {
+                    Some("custom") => self.match_any,
+                    None | Some("" | "oneTrust") => false,
+                    Some(_) => r.strategy.as_deref() == Some("or"),
                 },
             ),
             _ if self.missing_allowed => (vec![true; n], self.match_any),
