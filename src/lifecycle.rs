@@ -94,7 +94,7 @@ impl Lifecycle {
             Route::Gated(policy) => policy,
             Route::Ungated(decision, counter) => {
                 host.add(Metric::Counter(counter), 1);
-                record_only(config, host, decision);
+                record_only(config, host, decision, None);
                 return Flow::Continue;
             }
             Route::Refused(reason) => {
@@ -201,6 +201,19 @@ impl Lifecycle {
         )
     }
 
+    /// The host caught a failure inside the filter (the dynamic module catches panics) and
+    /// refuses the request itself, whatever the mode: counted and recorded as a refusal
+    /// (`INTERNAL_ERROR`) like any other, under the route's policy when it is still known.
+    pub fn record_failure(&mut self, config: &Config, host: &mut impl Host) {
+        let state = std::mem::replace(&mut self.state, State::Answered);
+        let policy = match &state {
+            State::Buffering(pending) => Some(&*pending.policy),
+            _ => None,
+        };
+        let j = Judgement::refused(Reason::InternalError);
+        record(config, host, &j, policy, false);
+    }
+
     /// The stream is over (answered, forwarded, or abandoned). A request still held was never
     /// judged and never forwarded: the client went away or timed out first. If no body ever
     /// reached the filter, the likely cause is a configuration mistake that makes every request
@@ -210,7 +223,7 @@ impl Lifecycle {
             return;
         };
         host.add(Metric::Counter(Counter::RequestsIncomplete), 1);
-        record_only(config, host, "incomplete");
+        record_only(config, host, "incomplete", Some(&pending.policy));
         if pending.body_seen {
             host.log(
                 Level::Debug,
@@ -227,6 +240,20 @@ impl Lifecycle {
     }
 
     pub fn on_response_headers(&mut self, host: &mut impl Host) -> Flow {
+        if matches!(self.state, State::Answered) {
+            return Flow::Continue; // the filter's own reply: its headers are the filter's
+        }
+        // A response from upstream: headers under the filter's names would speak for the filter
+        // (a destination's `x-consent-gate-reason: FILTERED_BY_END_USER_CONSENT` on an event it
+        // received), so only the filter's own values leave.
+        if host.remove_response_header(REASON_HEADER).is_err()
+            || (self.dropped == 0 && host.remove_response_header(DROPPED_HEADER).is_err())
+        {
+            host.log(
+                Level::Warn,
+                "cannot remove the upstream's x-consent-gate-* headers",
+            );
+        }
         if self.dropped > 0 {
             let n = self.dropped.to_string();
             if host.set_response_header(DROPPED_HEADER, &n).is_err() {
@@ -299,7 +326,7 @@ impl Lifecycle {
                 }
             }
         }
-        record(config, host, &j, policy);
+        record(config, host, &j, policy, config.dry_run);
         if config.dry_run {
             return Flow::Continue;
         }
@@ -429,18 +456,27 @@ fn gate(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHeade
     }
 }
 
-fn record_only(config: &Config, host: &mut impl Host, decision: &'static str) {
+/// A record without a judgement: an ungated or exempt request, or one abandoned under `policy`
+/// (which the record names, for the auditor).
+fn record_only(
+    config: &Config,
+    host: &mut impl Host,
+    decision: &'static str,
+    policy: Option<&RoutePolicy>,
+) {
     if !config.decision_record {
         return;
     }
     let record = Record {
         decision,
         reason: None,
-        required: String::new(),
+        required: policy.map(|p| p.categories.join(",")).unwrap_or_default(),
         denied: String::new(),
         events: 0,
         dropped: 0,
-        destination: String::new(),
+        destination: policy
+            .and_then(|p| p.destination.clone())
+            .unwrap_or_default(),
     };
     if host.record(&record).is_err() {
         host.log(Level::Warn, "cannot record the decision");
@@ -449,8 +485,13 @@ fn record_only(config: &Config, host: &mut impl Host, decision: &'static str) {
 
 /// Metrics, the decision record, and one log line per denial. Never any event content: only
 /// the route's categories, reason codes and counts.
-fn record(config: &Config, host: &mut impl Host, j: &Judgement, policy: Option<&RoutePolicy>) {
-    let dry_run = config.dry_run;
+fn record(
+    config: &Config,
+    host: &mut impl Host,
+    j: &Judgement,
+    policy: Option<&RoutePolicy>,
+    dry_run: bool,
+) {
     host.add(Metric::Counter(Counter::RequestsJudged), 1);
     let (counter, decision) = match j.action {
         Action::Forward => (Counter::RequestsAllowed, "allow"),

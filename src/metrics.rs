@@ -72,19 +72,20 @@ pub fn denied_category_family() -> String {
     format!("{PREFIX}.events_denied_category")
 }
 
-/// Events dropped because `category` was required and not consented.
+/// Events dropped because `category` was required and not consented. The name ends with the
+/// category as configured, so that no two categories share a counter (`Data Sharing` and
+/// `Data_Sharing`, `広告` and `宣伝`); only `.`, which separates a name's parts in Envoy, and `%`
+/// are written as escapes (`%2E`, `%25`). (The dynamic module gives the category as a label.)
 pub fn denied_category(category: &str) -> String {
-    let safe: String = category
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{PREFIX}.events_denied_category.{safe}")
+    let mut name = format!("{PREFIX}.events_denied_category.");
+    for c in category.chars() {
+        match c {
+            '.' => name.push_str("%2E"),
+            '%' => name.push_str("%25"),
+            c => name.push(c),
+        }
+    }
+    name
 }
 
 #[cfg(test)]
@@ -106,8 +107,20 @@ mod tests {
             "consent_gate.events_denied_category.C0004"
         );
         assert_eq!(
-            denied_category("Ads.v2 x"),
-            "consent_gate.events_denied_category.Ads_v2_x"
+            denied_category("Ads.v2 x%"),
+            "consent_gate.events_denied_category.Ads%2Ev2 x%25"
         );
+        // One counter per category: no two names meet.
+        let names = [
+            "Data Sharing",
+            "Data_Sharing",
+            "Data.Sharing",
+            "Data%2ESharing",
+            "広告",
+            "宣伝",
+        ];
+        let counters: std::collections::BTreeSet<String> =
+            names.iter().map(|c| denied_category(c)).collect();
+        assert_eq!(counters.len(), names.len(), "{counters:?}");
     }
 }

@@ -44,6 +44,14 @@ PLUGIN_CONFIGS = {
     "batch_reject": {"batch_mode": "reject"},
     "deny_429": {"deny_status": 429},  # a status the Segment client retries
     "metrics": {"max_body_bytes": 4096},
+    "category_names": {
+        "route_metadata": False,
+        "routes": [{"path_prefix": "/share-a", "categories": ["Data Sharing"]},
+                   {"path_prefix": "/share-b", "categories": ["Data_Sharing"]},
+                   {"path_prefix": "/share-c", "categories": ["Data.Sharing"]},
+                   {"path_prefix": "/jp-a", "categories": ["\u5e83\u544a"]},
+                   {"path_prefix": "/jp-b", "categories": ["\u5ba3\u4f1d"]}],
+    },
     "unconfigured_deny": {"on_unconfigured_route": "deny"},
     "gates_nothing": {"route_metadata": False},
     "target_rules": {

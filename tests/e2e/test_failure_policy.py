@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import clients, stats
+from harness import accesslog, clients, stats
 from harness.checks import assert_allowed, assert_local_reply, encode, event
 from harness.clients import RawHttp1, request_head
 from harness.envoy import MODULE, REPO, filter_log_lines
@@ -100,10 +100,18 @@ def test_fail_closed_stays_closed(envoys, upstream):
 def test_a_panic_is_caught_and_the_request_refused(envoys, upstream):
     envoy = envoys.get("panic_native", plugin_config="default", module=built_for_test(), expect_crash=True)
     held = hold_denied(envoy)
-    resp = clients.http1(envoy.port, "POST", "/ads", CRASH, JSON)
+    rid = accesslog.new_id("panic")
+    resp = clients.http1(envoy.port, "POST", "/ads", CRASH, accesslog.tag(JSON, rid))
     assert_local_reply(resp, 500, "INTERNAL_ERROR")
     assert envoy.is_running(), "the panic took Envoy down"
-    assert stats.counters(envoy)["consent_gate.events_dropped.INTERNAL_ERROR"] == 1
+    # Counted and recorded as the refusal it is.
+    counters = stats.counters(envoy)
+    assert (counters["consent_gate.events_dropped.INTERNAL_ERROR"], counters["consent_gate.requests_judged"],
+            counters["consent_gate.requests_denied"], counters["consent_gate.requests_incomplete"]) == (1, 1, 1, 0), \
+        counters
+    entry = accesslog.wait_for(envoy, rid)
+    assert (entry.status, entry.details, entry.decision, entry.fields.get("reason")) == (
+        500, "consent_gate.INTERNAL_ERROR", "deny", "INTERNAL_ERROR"), entry.line
     # The request held at the time, and the ones after, are judged as usual.
     held.send(DENIED[20:])
     assert held.read_response().status == 403

@@ -49,7 +49,9 @@ def test_a_client_that_hangs_up_mid_body_is_counted_and_nothing_is_forwarded(env
     assert after == expected, stats.diff(expected, after)
     assert upstream.requests == [] and upstream.bytes_received() == 0
     # Envoy writes its access log when it flushes its files (every 100 ms here): waited for.
-    assert accesslog.wait_for(envoy, rid).decision == "incomplete"
+    entry = accesslog.wait_for(envoy, rid)
+    # The record names the policy the request was held under.
+    assert (entry.decision, entry.fields.get("required")) == ("incomplete", "Advertising"), entry.line
     # The body had started to arrive: the filter was configured right, no warning.
     assert not [line for line in filter_log_lines(envoy.stderr_text()) if HINT in line]
 

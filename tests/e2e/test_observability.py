@@ -580,3 +580,49 @@ def test_decision_record_off_leaves_no_record_and_counts_the_same(envoys, upstre
     assert entry.record == "-" and entry.details == "consent_gate.FILTERED_BY_END_USER_CONSENT", entry.line
     after = stats.counters(envoy)
     assert after["consent_gate.requests_denied"] == before["consent_gate.requests_denied"] + 1
+
+
+# ---- 7. only the filter speaks under its header names --------------------------------------------
+
+
+def test_an_upstreams_consent_gate_headers_never_reach_the_client(envoys, upstream):
+    """A destination that answers with `x-consent-gate-reason` / `x-consent-gate-dropped` would
+    tell the client (and an auditor reading responses) that an event it received was refused, or
+    hide how many batch items were: the filter removes them from every upstream response, and
+    sets `x-consent-gate-dropped` itself when it dropped items."""
+    envoy = envoys.get("privacy", plugin_config="default")
+    spoofed = [("x-consent-gate-reason", "FILTERED_BY_END_USER_CONSENT"), ("x-consent-gate-dropped", "0"),
+               ("x-consent-gate-reason", "MISSING_CONSENT"), ("x-upstream", "kept")]
+    allowed = encode(event({"Advertising": True}))
+    mixed = batch(event({"Advertising": True}), event({"Advertising": False}), event({"Advertising": False}))
+    for label, path, body, dropped in [("event", "/ads", allowed, None), ("batch", "/ads/v1/batch", mixed, "2"),
+                                       ("ungated route", "/open", allowed, None)]:
+        upstream.reset()
+        upstream.extra_response_headers = spoofed
+        resp = clients.http1(envoy.port, "POST", path, body, JSON)
+        assert resp.status == 200 and upstream.wait_for_requests(1), (label, resp)
+        assert resp.header("x-upstream") == "kept", (label, resp.headers)
+        assert resp.header("x-consent-gate-reason") is None, (label, resp.headers)
+        assert [v for k, v in resp.headers if k == "x-consent-gate-dropped"] == ([dropped] if dropped else []), \
+            (label, resp.headers)
+    # The filter's own replies keep theirs.
+    upstream.reset()
+    resp = clients.http1(envoy.port, "POST", "/ads", encode(event({"Advertising": False})), JSON)
+    assert_local_reply(resp, 403, "FILTERED_BY_END_USER_CONSENT")
+
+
+def test_each_category_has_a_counter_of_its_own(envoys, upstream):
+    """Categories that differ only in characters other than letters and digits, or in letters of
+    other scripts, are counted apart, under their own names, in both builds."""
+    envoy = envoys.get("category_names")
+    categories = {"/share-a": "Data Sharing", "/share-b": "Data_Sharing", "/share-c": "Data.Sharing",
+                  "/jp-a": "\u5e83\u544a", "/jp-b": "\u5ba3\u4f1d"}
+    for n, (prefix, category) in enumerate(categories.items(), start=1):
+        for _ in range(n):
+            resp = clients.http1(envoy.port, "POST", prefix + "/v1/track", encode(event({category: False})), JSON)
+            assert_local_reply(resp, 403, "FILTERED_BY_END_USER_CONSENT")
+    counted = {name: value for name, value in stats.counters(envoy).items() if name.startswith(stats.CATEGORY_PREFIX)}
+    # In the wasm module's names `.` is written `%2E` (it separates a name's parts in Envoy).
+    shown = (lambda c: c) if MODULE == "native" else (lambda c: c.replace(".", "%2E"))
+    assert counted == {stats.CATEGORY_PREFIX + shown(c): n for n, c in enumerate(categories.values(), start=1)}, counted
+    assert upstream.requests == []

@@ -610,6 +610,28 @@ impl Host for NativeHost<'_> {
         self.set_header(abi::RESPONSE_HEADER, name, value)
     }
 
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
+        // A null value removes the header (the ABI's `set_header`).
+        let none = ModuleBuffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: the key describes `name`, alive for the call; the value is null by design.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_set_header(
+                self.envoy,
+                abi::RESPONSE_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                none,
+            )
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(HostError(1))
+        }
+    }
+
     fn add(&mut self, metric: Metric<'_>, n: u64) {
         let c = self.counters;
         match metric {

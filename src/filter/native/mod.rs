@@ -234,33 +234,50 @@ fn request_hook<T: Copy>(
     // SAFETY: the configuration outlives its filters.
     let shared = unsafe { &*filter.config };
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut host = NativeHost::new(
-            envoy,
-            &shared.counters,
-            &mut filter.route_name,
-            in_body_hook,
-            shared.config.decision_metadata,
-        );
-        run(&mut filter.lifecycle, &shared.config, &mut host)
+        with_lifecycle(envoy, filter, shared, in_body_hook, run)
     }));
     match outcome {
         Ok(status) => status,
         Err(_) => {
             filter.failed = true;
-            let _ = catch_unwind(AssertUnwindSafe(|| fail_closed(envoy, &shared.counters)));
+            log(
+                Level::Error,
+                "a panic was caught in the filter; the request is refused (INTERNAL_ERROR), never forwarded",
+            );
+            // Counted and recorded first (the access log is written once the reply ends the
+            // stream), each step on its own: a second panic must not keep the reply from going.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                with_lifecycle(envoy, filter, shared, in_body_hook, |lc, config, host| {
+                    lc.record_failure(config, host)
+                })
+            }));
+            let _ = catch_unwind(AssertUnwindSafe(|| fail_closed(envoy)));
             stop
         }
     }
 }
 
-/// After a caught panic: a local `500 INTERNAL_ERROR`, counted and logged.
-fn fail_closed(envoy: FilterEnvoyPtr, counters: &Counters) {
-    log(
-        Level::Error,
-        "a panic was caught in the filter; the request is refused (INTERNAL_ERROR), never forwarded",
+/// Runs `run` on the filter's lifecycle, through a host for this hook.
+fn with_lifecycle<T>(
+    envoy: FilterEnvoyPtr,
+    filter: &mut Filter,
+    shared: &FilterConfig,
+    in_body_hook: bool,
+    run: impl FnOnce(&mut Lifecycle, &Config, &mut NativeHost) -> T,
+) -> T {
+    let mut host = NativeHost::new(
+        envoy,
+        &shared.counters,
+        &mut filter.route_name,
+        in_body_hook,
+        shared.config.decision_metadata,
     );
+    run(&mut filter.lifecycle, &shared.config, &mut host)
+}
+
+/// After a caught panic: a local `500 INTERNAL_ERROR`.
+fn fail_closed(envoy: FilterEnvoyPtr) {
     let reason = Reason::InternalError;
-    counters.add_reason(envoy, reason, 1);
     let body = reply::body(reason, &Judgement::refused(reason), None);
     let headers = [
         ("content-type", "application/json"),
@@ -381,14 +398,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     let filter = unsafe { &mut *filter.cast::<Filter>().cast_mut() };
     let shared = unsafe { &*filter.config };
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let mut host = NativeHost::new(
-            envoy,
-            &shared.counters,
-            &mut filter.route_name,
-            false,
-            shared.config.decision_metadata,
-        );
-        filter.lifecycle.on_stream_end(&shared.config, &mut host);
+        with_lifecycle(envoy, filter, shared, false, |lc, config, host| {
+            lc.on_stream_end(config, host)
+        })
     }));
 }
 

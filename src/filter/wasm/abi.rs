@@ -50,6 +50,7 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -150,6 +151,11 @@ pub fn set_header(map: u32, name: &str, value: &str) -> Result<(), HostError> {
     status(unsafe {
         proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     })
+}
+
+pub fn remove_header(map: u32, name: &str) -> Result<(), HostError> {
+    // SAFETY: the pointer and length describe `name`, valid for the call.
+    status(unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) })
 }
 
 fn property_path(path: &[&str]) -> Vec<u8> {

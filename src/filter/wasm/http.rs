@@ -167,6 +167,10 @@ impl Host for WasmHost<'_> {
         abi::set_header(MAP_HTTP_RESPONSE_HEADERS, name, value)
     }
 
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
+        abi::remove_header(MAP_HTTP_RESPONSE_HEADERS, name)
+    }
+
     fn add(&mut self, metric: Metric<'_>, n: u64) {
         self.metrics.add(metric, n);
     }

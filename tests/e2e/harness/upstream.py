@@ -3,7 +3,8 @@
 It is a raw-socket server (no http.server), so it sees exactly what Envoy sends: every accepted
 connection is recorded with the number of bytes received on it, and every request with its method,
 path, ordered raw header lines, framing (content-length / chunked / none) and exact body bytes.
-Each request is answered `200 {"ok":true}`.
+Each request is answered `200 {"ok":true}`, with any header lines a test sets in
+`extra_response_headers` (forgotten at `reset`).
 
 That is what lets a test prove "the destination never saw a byte": after a denied request,
 `upstream.requests == []` and `upstream.bytes_received() == 0`.
@@ -121,6 +122,7 @@ class RecordingUpstream:
         self._errors: list[str] = []
         self._next_id = 0
         self._stopping = False
+        self.extra_response_headers: list[tuple[str, str]] = []
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, 0))
@@ -136,6 +138,7 @@ class RecordingUpstream:
         with self._lock:
             self._requests.clear()
             self._errors.clear()
+            self.extra_response_headers = []
             self._connections = [c for c in self._connections if not c.closed]
             for c in self._connections:
                 c.bytes_received = 0
@@ -222,7 +225,8 @@ class RecordingUpstream:
                 with self._changed:
                     self._requests.append(request)
                     self._changed.notify_all()
-                sock.sendall(RESPONSE)
+                extra = b"".join(f"{k}: {v}\r\n".encode() for k, v in self.extra_response_headers)
+                sock.sendall(RESPONSE.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n", 1))
                 if (request.header("connection") or "").lower() == "close":
                     return
         except (ProtocolError, OSError) as exc:
