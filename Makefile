@@ -12,8 +12,9 @@ export ENVOY_BIN
 
 all: build
 
-# wasm-opt (binaryen, from Debian) shrinks the module; rustc 1.95 output needs these features.
-WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+# wasm-opt (binaryen, from Debian) shrinks the module (until a round gains nothing); rustc 1.95
+# output needs these features.
+WASM_OPT_FLAGS := -Oz --converge --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
                   --enable-mutable-globals --enable-multivalue --enable-reference-types --enable-simd
 
 # Debian packages, installed when their command is missing: wasm-opt shrinks the module; Go runs

@@ -68,9 +68,14 @@ fn ipv6_groups(text: &str) -> Option<[u16; 8]> {
         }
         Some(out)
     };
-    let (head, tail) = match text.split_once("::") {
-        Some((head, tail)) if !tail.contains("::") => (groups(head)?, Some(groups(tail)?)),
-        Some(_) => return None,
+    let (head, tail) = match find_pair(text, b"::") {
+        Some(i) => {
+            let (head, tail) = (text.get(..i)?, text.get(i + 2..)?);
+            if find_pair(tail, b"::").is_some() {
+                return None;
+            }
+            (groups(head)?, Some(groups(tail)?))
+        }
         None => (groups(text)?, None),
     };
     let given = head.len() + tail.as_ref().map_or(0, Vec::len);
@@ -417,6 +422,12 @@ fn without_format_suffix(path: &str) -> String {
     }
 }
 
+/// Where the two bytes `pair` first occur in `text`. (`str::find` with a string would bring
+/// its general searcher into the module, 3 KB, for these two-byte patterns.)
+fn find_pair(text: &str, pair: &[u8; 2]) -> Option<usize> {
+    text.as_bytes().windows(2).position(|w| w == pair)
+}
+
 /// The path without its query and fragment.
 fn path_only(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or("")
@@ -427,7 +438,7 @@ fn path_only(path: &str) -> &str {
 fn is_plain(path: &str) -> bool {
     path.starts_with('/')
         && !path.bytes().any(|b| matches!(b, b'%' | b'\\' | b';'))
-        && !path.contains("//")
+        && find_pair(path, b"//").is_none()
         && !path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
