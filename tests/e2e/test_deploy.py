@@ -732,6 +732,13 @@ def test_istio_manifests_agree_with_each_other():
         rules = [d for d in by_kind(docs, "DestinationRule") if d["spec"]["host"] in rule_hosts]
         tls = [s["tls"] for r in rules for s in r["spec"]["trafficPolicy"]["portLevelSettings"]]
         assert tls and all(t["mode"] == "SIMPLE" and t["sni"] in rule_hosts for t in tls)
+    # Every pod that has a way to the destination has the filter: the sidecar filters select no
+    # workloads (all of the namespace's), and the destination is exported to that namespace alone
+    # (Istio exports a ServiceEntry to every namespace by default).
+    for path in (ISTIO_DIR / "consent-gate-sidecar.yaml", ISTIO_DIR / "consent-gate-route-metadata.yaml"):
+        assert "workloadSelector" not in envoy_filter(path)["spec"], path
+    for doc in yaml_documents(ISTIO_DIR / "consent-gate-destination.yaml"):
+        assert doc["spec"].get("exportTo") == ["."], doc["kind"]
     # Sidecar TLS origination: the app's port 80 is sent to 443, with TLS on that port's traffic.
     (entry,) = by_kind(yaml_documents(ISTIO_DIR / "consent-gate-destination.yaml"), "ServiceEntry")
     (http_port,) = entry["spec"]["ports"]
@@ -746,9 +753,15 @@ def eg_docs() -> list[dict]:
 
 
 def eg_listener_name(docs: list[dict]) -> str:
+    """The Gateway listener's xDS name as Envoy Gateway gives it with the `XDSNameSchemeV2`
+    runtime flag (`tcp-<port>`), which the shipped Envoy Gateway configuration must turn on:
+    under the older scheme (`<namespace>/<gateway>/<listener>`) the patch names no listener."""
+    (config_map,) = by_kind(docs, "ConfigMap")
+    eg = yaml.safe_load(config_map["data"]["envoy-gateway.yaml"])
+    assert "XDSNameSchemeV2" in eg.get("runtimeFlags", {}).get("enabled", []), eg
     (gateway,) = by_kind(docs, "Gateway")
     (listener,) = gateway["spec"]["listeners"]
-    return f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}/{listener['name']}"
+    return f"tcp-{listener['port']}"
 
 
 def eg_config(destination_port: int, listener_name: str) -> dict:
@@ -759,7 +772,7 @@ def eg_config(destination_port: int, listener_name: str) -> dict:
         stat_prefix="http-80",
         default_filter_chain=True,
         route_config={
-            "name": listener_name,
+            "name": "http-80",
             "virtual_hosts": [{
                 "name": "consent-gate/egress/http/*",
                 "domains": ["*"],
