@@ -1091,11 +1091,27 @@ fn holds_a_directive(s: &mut Scanner) -> Result<bool, Invalid> {
     Ok(found)
 }
 
-/// Whether Facade takes `key`, on `integrations` or where it falls back to (`context`, a
-/// top-level `options`), for a switch of `destination`: its own entry, `All`, or `providers`
-/// (an object of entries).
+/// Whether Facade takes `key` on `context`, which it reads as the event's options, for a switch
+/// of `destination`: its entry, `all`, `providers` (an object of entries) and `providers.all`
+/// (see [`facade_takes`]).
 fn facade_switch(key: &str, destination: &str) -> bool {
-    facade_folds(key, destination) || facade_folds(key, "All") || facade_folds(key, "providers")
+    facade_takes(key, destination) || facade_takes(key, "all") || facade_takes(key, "providers.all")
+}
+
+/// Whether Facade's `obj-case`, looking `path` up, takes `key` for it or for its first segments
+/// (it then reads on inside the key's value): it compares keys and paths with every character
+/// but ASCII letters, digits and `.` dropped, without case, so `"Providers.ALL"` is
+/// `providers.all` and `providers` its start.
+fn facade_takes(key: &str, path: &str) -> bool {
+    let mut key = folded_bytes(key.as_bytes());
+    let mut path = folded_bytes(path.as_bytes());
+    loop {
+        match (key.next(), path.next()) {
+            (None, None | Some(b'.')) => return true,
+            (Some(k), Some(p)) if k == p => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Whether some reader takes the `integrations` key `key` (`text` decoded; not `name` exactly)
@@ -1111,16 +1127,22 @@ fn names_entry(key: &Str, text: &str, name: &str) -> bool {
 }
 
 /// Whether a reader that looks values up by a path of keys takes `key` (not `name`) for a path
-/// through `name`: lodash's `_.get` and `_.set` read the first segment of `"Mixpanel.x"` or
-/// `"Mixpanel[0]"` (see [`first_segment`]), in any spelling; stream-json's `pick` takes every
-/// key that starts with `name` and a dot for part of `name`'s value.
+/// through `name`, or `name` for a path through `key`: lodash's `_.get` and `_.set` read the
+/// first segment of `"Mixpanel.x"` or `"Mixpanel[0]"` (see [`first_segment`]), in any
+/// spelling; stream-json's `pick` takes every key that starts with `name` and a dot for part of
+/// `name`'s value; and a name with a dot is a path to them (lodash's `_.get` from the event's
+/// root, dot-prop and object-path read `{"Customer": {"io": false}}` as `Customer.io`).
 fn path_to(key: &str, name: &str) -> bool {
-    if !key.contains(['.', '[', ']', '"', '\'']) {
-        return false;
-    }
-    key.strip_prefix(name)
-        .is_some_and(|rest| rest.starts_with('.'))
-        || spelled_alike(&first_segment(key), name)
+    let through_name = key.contains(['.', '[', ']', '"', '\''])
+        && (key
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('.'))
+            || spelled_alike(&first_segment(key), name));
+    through_name
+        || name.match_indices('.').any(|(at, _)| {
+            name.get(..at)
+                .is_some_and(|head| !head.is_empty() && (key == head || spelled_alike(key, head)))
+        })
 }
 
 /// Whether a raw key may be Facade's spelling of `options`: most keys start with a letter or
@@ -1419,7 +1441,16 @@ mod tests {
     fn a_required_category_in_another_spelling_with_another_answer_is_a_repeat() {
         let read = |prefs: &str| {
             let body = format!(r#"{{"context":{{"consent":{{"categoryPreferences":{prefs}}}}}}}"#);
-            let f = facts(&body, &["Advertising", "Publicit\u{e9}", "Data Sharing"]).unwrap();
+            let f = facts(
+                &body,
+                &[
+                    "Advertising",
+                    "Publicit\u{e9}",
+                    "Data Sharing",
+                    "Data.Sharing",
+                ],
+            )
+            .unwrap();
             f.readable.then_some(without_respellings(f.consent))
         };
         let p = |consented| {
@@ -1472,6 +1503,10 @@ mod tests {
             r#"{"Advertising":true,"Adv\u0065rtising.x":false}"#,
             r#"{"Publicit\u00e9.0":false,"Publicit\u00e9":true}"#,
             r#"{"Data Sharing.x":false,"Data Sharing":true}"#,
+            // A name with a dot is a path to the keys before it (lodash from the event's root,
+            // dot-prop, object-path).
+            r#"{"Data.Sharing":true,"Data":{"Sharing":false}}"#,
+            r#"{"data":{"Sharing":false},"Data.Sharing":true}"#,
         ] {
             assert_eq!(read(prefs), None, "{prefs}");
         }

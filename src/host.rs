@@ -318,6 +318,8 @@ pub trait Host {
     fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     /// Removes every line of a response header (none is fine).
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Removes every line of a response trailer (none is fine).
+    fn remove_response_trailer(&mut self, name: &str) -> Result<(), HostError>;
     fn add(&mut self, metric: Metric<'_>, n: u64);
     /// Leaves the decision record where the access log can read it.
     fn record(&mut self, record: &Record) -> Result<(), HostError>;

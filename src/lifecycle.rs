@@ -263,6 +263,19 @@ impl Lifecycle {
         Flow::Continue
     }
 
+    /// Response trailers from upstream: the filter's names are the filter's there too.
+    pub fn on_response_trailers(&mut self, host: &mut impl Host) -> Flow {
+        if host.remove_response_trailer(REASON_HEADER).is_err()
+            || host.remove_response_trailer(DROPPED_HEADER).is_err()
+        {
+            host.log(
+                Level::Warn,
+                "cannot remove the upstream's x-consent-gate-* trailers",
+            );
+        }
+        Flow::Continue
+    }
+
     /// Judges the complete body and carries the judgement out.
     fn finish(&mut self, config: &Config, host: &mut impl Host, empty: bool) -> Flow {
         let State::Buffering(pending) = std::mem::replace(&mut self.state, State::Open) else {

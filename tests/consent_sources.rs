@@ -84,6 +84,7 @@ fn seg(ads: bool, integrations: &str) -> String {
 fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
     let config = Config::default();
     let mixpanel = policy(&["Advertising"], Match::All, Some("Mixpanel"), &[]);
+    let customer_io = policy(&["Advertising"], Match::All, Some("Customer.io"), &[]);
     let plain = policy(&["Advertising"], Match::All, None, &[]);
     let rows: Vec<(&str, &RoutePolicy, String, Want)> = vec![
         ("no integrations", &mixpanel, seg(true, ""), Allow),
@@ -307,6 +308,42 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             &mixpanel,
             seg(true, "").replacen(r#""context":{"#, r#""context":{"Mixpanel":false,"#, 1),
             Deny(INVALID),
+        ),
+        // obj-case reads a key that folds to the path, or to its first segments:
+        // `options.providers.all` is `"providers.all"`, in any spelling.
+        (
+            "context.providers.all as one key",
+            &mixpanel,
+            seg(true, "").replacen(r#""context":{"#, r#""context":{"providers.all":false,"#, 1),
+            Deny(INVALID),
+        ),
+        (
+            "context.providers.all as one key, spelled otherwise",
+            &mixpanel,
+            seg(true, "").replacen(
+                r#""context":{"#,
+                r#""context":{"pro_viders . A-LL":false,"#,
+                1,
+            ),
+            Deny(INVALID),
+        ),
+        (
+            "a destination with a dot, as nested keys",
+            &customer_io,
+            seg(true, r#"{"Customer":{"io":false}}"#),
+            Deny(INVALID),
+        ),
+        (
+            "a destination with a dot, and as nested keys",
+            &customer_io,
+            seg(true, r#"{"Customer.io":true,"Customer":{"io":false}}"#),
+            Deny(INVALID),
+        ),
+        (
+            "a destination with a dot, exactly",
+            &customer_io,
+            seg(true, r#"{"Customer.io":false,"Customer2":{"io":true}}"#),
+            Deny(OFF),
         ),
         (
             "context keys of every day stay other",

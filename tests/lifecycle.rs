@@ -31,6 +31,7 @@ struct Fake {
     replaced: Option<Vec<u8>>,
     reply: Option<Reply>,
     response_headers: Vec<(String, String)>,
+    response_trailers: Vec<(String, String)>,
     counters: BTreeMap<String, u64>,
     records: Vec<String>,
     logs: Vec<(Level, String)>,
@@ -138,6 +139,11 @@ impl Host for Fake {
         Ok(())
     }
 
+    fn remove_response_trailer(&mut self, name: &str) -> Result<(), HostError> {
+        self.response_trailers.retain(|(n, _)| n != name);
+        Ok(())
+    }
+
     fn add(&mut self, metric: Metric<'_>, n: u64) {
         let name = match metric {
             Metric::Counter(c) => c.name(),
@@ -171,7 +177,11 @@ enum Outcome {
 
 /// Plays headers, then the body in two chunks (or none), as Envoy would.
 fn play(config: &Config, host: &mut Fake) -> Outcome {
-    let mut lc = Lifecycle::default();
+    play_with(&mut Lifecycle::default(), config, host)
+}
+
+/// [`play`] with a lifecycle the caller goes on with.
+fn play_with(lc: &mut Lifecycle, config: &Config, host: &mut Fake) -> Outcome {
     let body_len = host.body.len();
     let mut flow = lc.on_request_headers(config, host, body_len == 0);
     if flow == Flow::Hold && body_len > 0 {
@@ -367,8 +377,17 @@ fn the_upstreams_own_consent_gate_headers_never_reach_the_client() {
     ];
     for (config, mut host, expected) in cases {
         host.response_headers = spoofed();
-        assert!(matches!(play(config, &mut host), Outcome::Forwarded(_)));
+        host.response_trailers = spoofed();
+        let mut lc = Lifecycle::default();
+        let outcome = play_with(&mut lc, config, &mut host);
+        assert!(matches!(outcome, Outcome::Forwarded(_)));
         assert_eq!(host.response_headers, expected);
+        // Trailers after the body, as HTTP/2 and chunked HTTP/1.1 carry them.
+        lc.on_response_trailers(&mut host);
+        assert_eq!(
+            host.response_trailers,
+            [("x-upstream".into(), "kept".into())]
+        );
     }
     // The filter's own reply passes its response hook too (Envoy runs encoders on local
     // replies): its headers stay.

@@ -611,6 +611,22 @@ def test_an_upstreams_consent_gate_headers_never_reach_the_client(envoys, upstre
     assert_local_reply(resp, 403, "FILTERED_BY_END_USER_CONSENT")
 
 
+def test_an_upstreams_consent_gate_trailers_never_reach_the_client(envoys, upstream):
+    """The same names as response trailers (HTTP/2 to the client, chunked HTTP/1.1 from
+    upstream) are removed too; other trailers pass."""
+    envoy = envoys.get("trailers", plugin_config="default", upstream_trailers=True)
+    mixed = batch(event({"Advertising": True}), event({"Advertising": False}))
+    for path, body, dropped in [("/ads", encode(event({"Advertising": True})), None),
+                                ("/ads/v1/batch", mixed, "1")]:
+        upstream.reset()
+        upstream.response_trailers = [("x-consent-gate-reason", "FILTERED_BY_END_USER_CONSENT"),
+                                      ("x-consent-gate-dropped", "7"), ("x-upstream-trailer", "kept")]
+        resp = clients.http2(envoy.port, "POST", path, body, JSON)
+        assert resp.status == 200 and upstream.wait_for_requests(1), resp
+        assert resp.trailers == [("x-upstream-trailer", "kept")], resp.trailers
+        assert [v for k, v in resp.headers if k == "x-consent-gate-dropped"] == ([dropped] if dropped else []), resp
+
+
 def test_each_category_has_a_counter_of_its_own(envoys, upstream):
     """Categories that differ only in characters other than letters and digits, or in letters of
     other scripts, are counted apart, under their own names, in both builds."""

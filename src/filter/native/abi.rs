@@ -108,6 +108,7 @@ impl EnvoyHttpHeader {
 // envoy_dynamic_module_type_http_header_type
 pub const REQUEST_HEADER: u32 = 0;
 pub const RESPONSE_HEADER: u32 = 2;
+pub const RESPONSE_TRAILER: u32 = 3;
 // envoy_dynamic_module_type_http_body_type
 pub const RECEIVED_REQUEST_BODY: u32 = 0;
 pub const BUFFERED_REQUEST_BODY: u32 = 1;

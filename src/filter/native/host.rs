@@ -267,6 +267,28 @@ impl<'a> NativeHost<'a> {
         }
     }
 
+    fn remove_header(&self, header_type: u32, name: &str) -> Result<(), HostError> {
+        // A null value removes the header (the ABI's `set_header`).
+        let none = ModuleBuffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: the key describes `name`, alive for the call; the value is null by design.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_set_header(
+                self.envoy,
+                header_type,
+                ModuleBuffer::of(name.as_bytes()),
+                none,
+            )
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(HostError(1))
+        }
+    }
+
     /// Reads the route's metadata namespace into `out`: its keys in order, each with its typed
     /// value. False when the route has none (no namespace, or an empty one). There is no type
     /// query in the ABI: each value is tried as a string, a number, a bool, a list.
@@ -611,25 +633,11 @@ impl Host for NativeHost<'_> {
     }
 
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
-        // A null value removes the header (the ABI's `set_header`).
-        let none = ModuleBuffer {
-            ptr: std::ptr::null(),
-            length: 0,
-        };
-        // SAFETY: the key describes `name`, alive for the call; the value is null by design.
-        let ok = unsafe {
-            abi::envoy_dynamic_module_callback_http_set_header(
-                self.envoy,
-                abi::RESPONSE_HEADER,
-                ModuleBuffer::of(name.as_bytes()),
-                none,
-            )
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(HostError(1))
-        }
+        self.remove_header(abi::RESPONSE_HEADER, name)
+    }
+
+    fn remove_response_trailer(&mut self, name: &str) -> Result<(), HostError> {
+        self.remove_header(abi::RESPONSE_TRAILER, name)
     }
 
     fn add(&mut self, metric: Metric<'_>, n: u64) {

@@ -379,10 +379,19 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _envoy: FilterEnvoyPtr,
-    _filter: *const c_void,
+    envoy: FilterEnvoyPtr,
+    filter: *const c_void,
 ) -> u32 {
-    abi::TRAILERS_CONTINUE
+    request_hook(
+        envoy,
+        filter,
+        abi::TRAILERS_CONTINUE,
+        false,
+        |lc, _, host| {
+            lc.on_response_trailers(host);
+            abi::TRAILERS_CONTINUE
+        },
+    )
 }
 
 /// Before the access log is written: a request still held was abandoned.

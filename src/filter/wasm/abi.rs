@@ -15,6 +15,7 @@ pub const BUFFER_HTTP_REQUEST_BODY: u32 = 0;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 pub const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
+pub const MAP_HTTP_RESPONSE_TRAILERS: u32 = 3;
 pub const METRIC_COUNTER: u32 = 0;
 
 // Same symbols as the SDK's declarations, with plain integer statuses (a status value the SDK's

@@ -9,6 +9,7 @@ use proxy_wasm::types::Action;
 
 use super::abi::{
     self, BUFFER_HTTP_REQUEST_BODY, MAP_HTTP_REQUEST_HEADERS, MAP_HTTP_RESPONSE_HEADERS,
+    MAP_HTTP_RESPONSE_TRAILERS,
 };
 use super::Shared;
 use crate::config::Config;
@@ -77,6 +78,11 @@ impl HttpContext for Http {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let (lifecycle, _, mut host) = self.parts();
         action(lifecycle.on_response_headers(&mut host))
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        let (lifecycle, _, mut host) = self.parts();
+        action(lifecycle.on_response_trailers(&mut host))
     }
 
     fn on_log(&mut self) {
@@ -169,6 +175,10 @@ impl Host for WasmHost<'_> {
 
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
         abi::remove_header(MAP_HTTP_RESPONSE_HEADERS, name)
+    }
+
+    fn remove_response_trailer(&mut self, name: &str) -> Result<(), HostError> {
+        abi::remove_header(MAP_HTTP_RESPONSE_TRAILERS, name)
     }
 
     fn add(&mut self, metric: Metric<'_>, n: u64) {

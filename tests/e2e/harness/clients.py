@@ -23,6 +23,7 @@ class Response:
     status: int
     headers: list[tuple[str, str]]  # (lower-cased name, value)
     body: bytes
+    trailers: list[tuple[str, str]] | None = None  # HTTP/2: what came after the body
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -182,7 +183,7 @@ def http2(
             conn.send_headers(stream_id, list(trailers.items()), end_stream=True)
         sock.sendall(conn.data_to_send())
 
-        status, response_headers, body_parts = None, [], []
+        status, response_headers, body_parts, response_trailers = None, [], [], []
         while True:
             data = sock.recv(65536)
             if not data:
@@ -198,6 +199,8 @@ def http2(
                 elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream_id:
                     body_parts.append(event.data)
                     conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                elif isinstance(event, h2.events.TrailersReceived) and event.stream_id == stream_id:
+                    response_trailers.extend(event.headers)
                 elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
                     if event.stream_id == stream_id:
                         done = True
@@ -211,7 +214,7 @@ def http2(
                 break
         if status is None:
             raise ConnectionError("HTTP/2 stream ended without a response")
-        return Response(status, response_headers, b"".join(body_parts))
+        return Response(status, response_headers, b"".join(body_parts), response_trailers)
     finally:
         try:
             conn.close_connection()

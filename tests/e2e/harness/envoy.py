@@ -104,6 +104,7 @@ def render_config(
     module: Path | None = None,
     failure_policy: str | None = None,
     allow_on_headers_stop_iteration: bool = True,
+    upstream_trailers: bool = False,
 ) -> dict:
     """The canonical config with this run's ports, plugin configuration and paths.
 
@@ -113,7 +114,8 @@ def render_config(
     MODULE "native" the wasm filter block becomes the dynamic module's (Envoy must then be
     started with ENVOY_DYNAMIC_MODULES_SEARCH_PATH: `Envoy` does it).
 `allow_on_headers_stop_iteration=False` leaves out the wasm setting the filter requires (the
-mistake tests/e2e/test_incomplete.py makes on purpose).
+mistake tests/e2e/test_incomplete.py makes on purpose). `upstream_trailers` lets Envoy read the
+upstream's HTTP/1.1 trailers (and pass them on).
 
     `plugin_config` is a dict (dumped as JSON) or a raw string (sent as is, for bad-config cases).
     """
@@ -126,6 +128,10 @@ mistake tests/e2e/test_incomplete.py makes on purpose).
         for endpoint in group["lb_endpoints"]:
             endpoint["endpoint"]["address"]["socket_address"]["port_value"] = upstream_port
 
+    if upstream_trailers:
+        cluster["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}}}}
     hcm = _hcm(config)
     if not envoy_normalization:
         for key in ("normalize_path", "merge_slashes", "strip_trailing_host_dot"):

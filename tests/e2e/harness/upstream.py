@@ -4,7 +4,8 @@ It is a raw-socket server (no http.server), so it sees exactly what Envoy sends:
 connection is recorded with the number of bytes received on it, and every request with its method,
 path, ordered raw header lines, framing (content-length / chunked / none) and exact body bytes.
 Each request is answered `200 {"ok":true}`, with any header lines a test sets in
-`extra_response_headers` (forgotten at `reset`).
+`extra_response_headers`, and chunked with `response_trailers` after the body when a test sets
+those (both forgotten at `reset`).
 
 That is what lets a test prove "the destination never saw a byte": after a denied request,
 `upstream.requests == []` and `upstream.bytes_received() == 0`.
@@ -123,6 +124,7 @@ class RecordingUpstream:
         self._next_id = 0
         self._stopping = False
         self.extra_response_headers: list[tuple[str, str]] = []
+        self.response_trailers: list[tuple[str, str]] = []
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, 0))
@@ -139,6 +141,7 @@ class RecordingUpstream:
             self._requests.clear()
             self._errors.clear()
             self.extra_response_headers = []
+            self.response_trailers = []
             self._connections = [c for c in self._connections if not c.closed]
             for c in self._connections:
                 c.bytes_received = 0
@@ -225,8 +228,7 @@ class RecordingUpstream:
                 with self._changed:
                     self._requests.append(request)
                     self._changed.notify_all()
-                extra = b"".join(f"{k}: {v}\r\n".encode() for k, v in self.extra_response_headers)
-                sock.sendall(RESPONSE.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n", 1))
+                sock.sendall(self._response())
                 if (request.header("connection") or "").lower() == "close":
                     return
         except (ProtocolError, OSError) as exc:
@@ -236,6 +238,15 @@ class RecordingUpstream:
             with self._lock:
                 conn.closed = True
             sock.close()
+
+    def _response(self) -> bytes:
+        extra = b"".join(f"{k}: {v}\r\n".encode() for k, v in self.extra_response_headers)
+        if not self.response_trailers:
+            return RESPONSE.replace(b"\r\n\r\n", b"\r\n" + extra + b"\r\n", 1)
+        trailers = b"".join(f"{k}: {v}\r\n".encode() for k, v in self.response_trailers)
+        return (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
+                + extra + b"\r\n" + f"{len(RESPONSE_BODY):x}\r\n".encode() + RESPONSE_BODY
+                + b"\r\n0\r\n" + trailers + b"\r\n")
 
     @staticmethod
     def _read_request(reader: _Reader, conn: Connection) -> Request:
