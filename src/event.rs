@@ -242,6 +242,11 @@ fn directive_key(key: &Str) -> bool {
 pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
     if !key.is_escaped() {
         let raw = key.raw();
+        if raw.is_empty() {
+            // Flatteners (flat, flatten_json, pandas' json_normalize) add no prefix for an empty
+            // key: the members of `"": {…}` become the object's own, after the real ones.
+            return KeyMatch::Lookalike;
+        }
         if let Some(i) = names.iter().position(|n| n.text.as_bytes() == raw) {
             return KeyMatch::Exact(i);
         }
@@ -605,6 +610,9 @@ pub fn read_event<'a>(
             if at.is_none() && may_be_options(key.raw()) && facade_folds_rare(&key, "options") {
                 facts.readable = false;
             }
+            if at.is_none() && may_join(key.raw()) && joins_event_fields(&key.decode(), wanted) {
+                facts.readable = false;
+            }
             let field = at.and_then(|i| fields.get(i).copied());
             // Only a body's top level can be a batch envelope.
             if top
@@ -692,12 +700,53 @@ fn read_items<'a>(
     Ok((open, s.pos().saturating_sub(1)))
 }
 
+/// Whether an event's key joins `context` or `integrations` with a field the decision reads
+/// inside it (see [`joined_path`]).
+#[inline(never)] // rare: keys with separators
+fn joins_event_fields(key: &str, wanted: &Wanted) -> bool {
+    joined_path(key, "context", &|s| {
+        s.eq_ignore_ascii_case("consent") || s.eq_ignore_ascii_case("consentManagement")
+    }) || wanted.destination.is_some_and(|d| {
+        joined_path(key, "integrations", &|s| {
+            s.eq_ignore_ascii_case(d) || s.eq_ignore_ascii_case("All")
+        })
+    })
+}
+
+/// Separators flatteners join nested keys with (flatten_json's `_`, flat's configurable one,
+/// pandas' `sep`), and Snowflake-style warehouses compare the columns without case.
+const JOINERS: [u8; 6] = *b"_/:-|.";
+
+/// Whether `key` is a field the decision reads on this object (`first`) joined, by one of
+/// [`JOINERS`], with one it reads inside it (`second` says which): flattened with that
+/// separator, `context_consent_…` and `context.consent.…` become the same column, and the later
+/// value wins.
+#[inline(never)] // rare: keys that hold a separator
+fn joined_path(key: &str, first: &str, second: &dyn Fn(&str) -> bool) -> bool {
+    JOINERS.iter().any(|&j| {
+        key.as_bytes().contains(&j) && {
+            let mut parts = key.split(char::from(j)).filter(|p| !p.is_empty());
+            parts.next().is_some_and(|p| p.eq_ignore_ascii_case(first))
+                && parts.next().is_some_and(second)
+        }
+    })
+}
+
+/// Whether a raw key holds one of [`JOINERS`] (most keys do not).
+#[inline(always)]
+fn may_join(raw: &[u8]) -> bool {
+    raw.iter()
+        .any(|b| matches!(b, b'_' | b'/' | b':' | b'-' | b'|' | b'.' | b'\\'))
+}
+
 /// Reads an object in which the decision uses one field, `name`, read by `read_field`.
 /// `Ok(None)`: the object is unreadable (not an object, or the field is ambiguous).
+/// `inside` says which keys the decision reads inside `name` (see [`joined_path`]).
 fn read_one_field<T>(
     s: &mut Scanner,
     name: Name,
     absent: T,
+    inside: impl Fn(&str) -> bool,
     mut read_field: impl FnMut(&mut Scanner) -> Result<Option<T>, Invalid>,
 ) -> Result<Option<T>, Invalid> {
     if s.peek_token() != Some(b'{') {
@@ -718,6 +767,12 @@ fn read_one_field<T>(
                     s.skip_value()?;
                     value = None;
                     seen.add();
+                }
+                KeyMatch::Other
+                    if may_join(key.raw()) && joined_path(&key.decode(), name.text, &inside) =>
+                {
+                    s.skip_value()?;
+                    value = None;
                 }
                 KeyMatch::Other => s.skip_value()?,
             }
@@ -777,6 +832,16 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     readable = false;
                 }
                 KeyMatch::Other => {
+                    if may_join(key.raw()) {
+                        let text = key.decode();
+                        readable &= !joined_path(&text, "consent", &|s| {
+                            s.eq_ignore_ascii_case("categoryPreferences")
+                        }) && !joined_path(&text, "consentManagement", &|s| {
+                            CONSENT_MANAGEMENT_FIELDS
+                                .iter()
+                                .any(|f| f.eq_ignore_ascii_case(s))
+                        });
+                    }
                     // Any key a reader takes for the other shape's (`Consent`, `con\u017fent`).
                     other_present |=
                         other.is_some_and(|name| match_key(&key, &[name]) != KeyMatch::Other);
@@ -810,6 +875,12 @@ fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Inv
         s,
         Name::new("categoryPreferences"),
         Consent::NoPreferences,
+        |inner| {
+            wanted
+                .categories
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(inner))
+        },
         |s| {
             Ok(
                 read_preferences(s, wanted.categories, wanted.plain_categories)?.map(
@@ -823,6 +894,14 @@ fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Inv
     )
 }
 
+/// The fields of RudderStack's `consentManagement` object.
+const CONSENT_MANAGEMENT_FIELDS: [&str; 4] = [
+    "deniedConsentIds",
+    "allowedConsentIds",
+    "provider",
+    "resolutionStrategy",
+];
+
 /// RudderStack's `consentManagement` object, read as rudder-server reads it (its Go struct, so
 /// keys in any case are the same field): `deniedConsentIds` decides; `provider: "custom"` takes
 /// the strategy from the route; `resolutionStrategy: "or"` needs only one required ID not
@@ -834,10 +913,10 @@ fn read_consent_management(
     categories: &[String],
 ) -> Result<Option<Consent>, Invalid> {
     const NAMES: [Name; 4] = [
-        Name::new("deniedConsentIds"),
-        Name::new("allowedConsentIds"),
-        Name::new("provider"),
-        Name::new("resolutionStrategy"),
+        Name::new(CONSENT_MANAGEMENT_FIELDS[0]),
+        Name::new(CONSENT_MANAGEMENT_FIELDS[1]),
+        Name::new(CONSENT_MANAGEMENT_FIELDS[2]),
+        Name::new(CONSENT_MANAGEMENT_FIELDS[3]),
     ];
     if s.peek_token() != Some(b'{') {
         s.skip_value()?;
@@ -1038,7 +1117,9 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 // [`names_entry`]; Facade also reads `providers` as an object of entries).
                 let names_destination =
                     !destination.is_empty() && names_entry(&key, &decoded, destination);
-                readable &= !directive(decoded.as_bytes())
+                // An empty key is no prefix to a flattener: see [`match_key`].
+                readable &= !decoded.is_empty()
+                    && !directive(decoded.as_bytes())
                     && !facade_folds(&decoded, "providers")
                     && !names_destination
                     && !names_entry(&key, &decoded, "All");
@@ -1216,7 +1297,10 @@ fn read_preferences(
                     // A key that makes a reader read the object otherwise (`__proto__`, Oj's
                     // `^#1`, `json_class`, `$ref`, …), and Oj's Symbol `:Ads`, which is `Ads` to
                     // Rails' indifferent access.
-                    ambiguous |= directive_key(&key) || symbol_position(&key, categories).is_some();
+                    // An empty key is no prefix to a flattener: see [`match_key`].
+                    ambiguous |= key.raw().is_empty()
+                        || directive_key(&key)
+                        || symbol_position(&key, categories).is_some();
                     let respelled = respelled_position(&key, categories, plain_names)
                         .and_then(|i| 1u64.checked_shl(i as u32));
                     match respelled {
@@ -1752,9 +1836,30 @@ mod tests {
             // A reader that stops at NUL reads these as the field.
             r#"{"context\u0000":{}}"#,
             r#"{"context":{"consent":{"categoryPreferences":{"A\u0000x":true}}}}"#,
+            // Flatteners add no prefix for an empty key: its members become the object's own.
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}}},"":{"context":{}}}"#,
+            r#"{"context":{"":{"consent":{}},"consent":{"categoryPreferences":{"A":true}}}}"#,
+            r#"{"context":{"consent":{"":{},"categoryPreferences":{"A":true}}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true,"":{"A":false}}}}}"#,
+            // Flatteners join nested keys with a separator: these are the same column.
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}}},"context_consent_categoryPreferences_A":false}"#,
+            r#"{"context_consent":{"categoryPreferences":{"A":false}},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
+            r#"{"context":{"consent_categoryPreferences":{"A":false},"consent":{"categoryPreferences":{"A":true}}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true},"categoryPreferences_A":false}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true},"categorypreferences/a":false}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true},"categoryPreferences__A":false}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true},"categoryPreferences:A":false}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}},"consentManagement_deniedConsentIds":["A"]}}"#,
+            r#"{"CONTEXT-CONSENT":{},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
+            r#"{"context\u005fconsent":{},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
         ] {
             assert_eq!(consent(body), None, "{body}");
         }
+        // Keys with separators that join nothing the decision reads are other keys.
+        assert!(consent(
+            r#"{"event_id":"x","context_id":1,"user_id":"u","anonymous_id":"a","type_version":2,"context":{"page_url":"x","consent_version":2,"consent":{"categoryPreferences":{"A":true,"B_x":false},"categoryPreferences_version":1}}}"#
+        )
+        .is_some());
         // A key no route needs may repeat, in any case: nobody reads it for the decision.
         assert!(
             consent(r#"{"context":{"consent":{"categoryPreferences":{"C":true,"C":false}}}}"#)

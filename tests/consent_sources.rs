@@ -340,6 +340,32 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             Deny(INVALID),
         ),
         (
+            "integrations and the destination joined, as flatteners write them",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":true}"#).replacen(
+                r#""integrations""#,
+                r#""integrations_Mixpanel":false,"integrations""#,
+                1,
+            ),
+            Deny(INVALID),
+        ),
+        (
+            "integrations and All joined",
+            &mixpanel,
+            seg(true, "{}").replacen(
+                r#""integrations""#,
+                r#""integrations/All":false,"integrations""#,
+                1,
+            ),
+            Deny(INVALID),
+        ),
+        (
+            "an empty key in integrations",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":true,"":{"Mixpanel":false}}"#),
+            Deny(INVALID),
+        ),
+        (
             "a destination with a dot, exactly",
             &customer_io,
             seg(true, r#"{"Customer.io":false,"Customer2":{"io":true}}"#),
