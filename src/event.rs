@@ -242,10 +242,8 @@ fn directive_key(key: &Str) -> bool {
 pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
     if !key.is_escaped() {
         let raw = key.raw();
-        if raw.is_empty() {
-            // Flatteners (flat, flatten_json, pandas' json_normalize) add no prefix for an empty
-            // key: the members of `"": {…}` become the object's own, after the real ones.
-            return KeyMatch::Lookalike;
+        if !raw.iter().any(u8::is_ascii_alphanumeric) && raw.is_ascii() {
+            return KeyMatch::Lookalike; // see [`nameless`]
         }
         if let Some(i) = names.iter().position(|n| n.text.as_bytes() == raw) {
             return KeyMatch::Exact(i);
@@ -280,7 +278,7 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
 /// The rarer keys (escaped, or not ASCII).
 #[inline(never)]
 fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
-    if directive(text.as_bytes()) || jsoniter_takes(text.as_bytes(), names) {
+    if directive(text.as_bytes()) || jsoniter_takes(text.as_bytes(), names) || nameless(text) {
         return KeyMatch::Lookalike;
     }
     // A reader that stops at NUL sees only what comes before it; a key converter drops the NUL
@@ -610,7 +608,7 @@ pub fn read_event<'a>(
             if at.is_none() && may_be_options(key.raw()) && facade_folds_rare(&key, "options") {
                 facts.readable = false;
             }
-            if at.is_none() && may_join(key.raw()) && joins_event_fields(&key.decode(), wanted) {
+            if at.is_none() && may_flatten(&key, 13) && flattens_to_event_fields(&key, wanted) {
                 facts.readable = false;
             }
             let field = at.and_then(|i| fields.get(i).copied());
@@ -700,48 +698,82 @@ fn read_items<'a>(
     Ok((open, s.pos().saturating_sub(1)))
 }
 
-/// Whether an event's key joins `context` or `integrations` with a field the decision reads
-/// inside it (see [`joined_path`]).
-#[inline(never)] // rare: keys with separators
-fn joins_event_fields(key: &str, wanted: &Wanted) -> bool {
-    joined_path(key, "context", &|s| {
-        s.eq_ignore_ascii_case("consent") || s.eq_ignore_ascii_case("consentManagement")
-    }) || wanted.destination.is_some_and(|d| {
-        joined_path(key, "integrations", &|s| {
-            s.eq_ignore_ascii_case(d) || s.eq_ignore_ascii_case("All")
+/// Whether an event's key is, to a flattener, a path through `context` or `integrations` to a
+/// field the decision reads (see [`flattens_to`]).
+#[inline(never)] // rare: see [`may_flatten`]
+fn flattens_to_event_fields(key: &Str, wanted: &Wanted) -> bool {
+    let key = &key.decode();
+    wanted
+        .categories
+        .iter()
+        .any(|c| flattens_to(key, &["context", "consent", "categoryPreferences", c]))
+        || CONSENT_MANAGEMENT_FIELDS
+            .iter()
+            .any(|f| flattens_to(key, &["context", "consentManagement", f]))
+        || wanted.destination.is_some_and(|d| {
+            flattens_to(key, &["integrations", d]) || flattens_to(key, &["integrations", "All"])
         })
-    })
 }
 
-/// Separators flatteners join nested keys with (flatten_json's `_`, flat's configurable one,
-/// pandas' `sep`), and Snowflake-style warehouses compare the columns without case.
-const JOINERS: [u8; 6] = *b"_/:-|.";
-
-/// Whether `key` is a field the decision reads on this object (`first`) joined, by one of
-/// [`JOINERS`], with one it reads inside it (`second` says which): flattened with that
-/// separator, `context_consent_…` and `context.consent.…` become the same column, and the later
-/// value wins.
-#[inline(never)] // rare: keys that hold a separator
-fn joined_path(key: &str, first: &str, second: &dyn Fn(&str) -> bool) -> bool {
-    JOINERS.iter().any(|&j| {
-        key.as_bytes().contains(&j) && {
-            let mut parts = key.split(char::from(j)).filter(|p| !p.is_empty());
-            parts.next().is_some_and(|p| p.eq_ignore_ascii_case(first))
-                && parts.next().is_some_and(second)
+/// Whether a flattener or a warehouse loader writes `key` as the same column as a path of two or
+/// more fields the decision reads from this object, or as the start of one (the rest then comes
+/// from the key's value): they join nested keys with a separator (flatten_json's `_`, flat's and
+/// pandas' configurable one) and snake-case the result (RudderStack's warehouse loader), and the
+/// later value wins. So keys are compared with everything but letters and digits dropped and
+/// case ignored (see [`spelling`]): `consent_category_preferences_advertising`,
+/// `Consent-Category-Preferences` (holding `Advertising`) and `categoryPreferences/Advertising`
+/// are such paths.
+fn flattens_to(key: &str, path: &[&str]) -> bool {
+    fn letters(text: &str) -> std::borrow::Cow<'_, str> {
+        match text.is_ascii() {
+            true => std::borrow::Cow::Borrowed(text),
+            false => std::borrow::Cow::Owned(spelling(text)),
         }
-    })
+    }
+    let key = letters(key);
+    let mut k = key
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
+        .peekable();
+    for (i, field) in path.iter().enumerate() {
+        let field = letters(field);
+        let mut f = field
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| b.to_ascii_lowercase());
+        if !f.all(|b| k.next() == Some(b)) {
+            return false;
+        }
+        if i >= 1 && k.peek().is_none() {
+            return true;
+        }
+    }
+    false
 }
 
-/// Whether a raw key holds one of [`JOINERS`] (most keys do not).
+/// Whether a key as scanned is long enough to spell a path whose letters number at least `min`
+/// (see [`flattens_to`]; a key spells no more letters than it has bytes): nearly every key is
+/// shorter than a path of two fields.
 #[inline(always)]
-fn may_join(raw: &[u8]) -> bool {
-    raw.iter()
-        .any(|b| matches!(b, b'_' | b'/' | b':' | b'-' | b'|' | b'.' | b'\\'))
+fn may_flatten(key: &Str, min: usize) -> bool {
+    key.raw().len() >= min
+}
+
+/// Whether a key has no letter or digit at all (`""`, `" "`, `"_"`): a flattener adds nothing
+/// for it to the column's name, so the members of its value become the object's own, after the
+/// real ones (flatten_json, flat and pandas' `json_normalize` for `""`, a snake-casing
+/// warehouse loader for the others).
+/// (Only ASCII punctuation and white space count: a key in another script is a name, as it
+/// is to every other reader.)
+fn nameless(text: &str) -> bool {
+    text.chars()
+        .all(|c| !c.is_ascii_alphanumeric() && (c.is_ascii() || c.is_whitespace()))
 }
 
 /// Reads an object in which the decision uses one field, `name`, read by `read_field`.
 /// `Ok(None)`: the object is unreadable (not an object, or the field is ambiguous).
-/// `inside` says which keys the decision reads inside `name` (see [`joined_path`]).
+/// `inside` is whether a key is a path through `name` (see [`flattens_to`]).
 fn read_one_field<T>(
     s: &mut Scanner,
     name: Name,
@@ -768,9 +800,7 @@ fn read_one_field<T>(
                     value = None;
                     seen.add();
                 }
-                KeyMatch::Other
-                    if may_join(key.raw()) && joined_path(&key.decode(), name.text, &inside) =>
-                {
+                KeyMatch::Other if may_flatten(&key, 19) && inside(&key.decode()) => {
                     s.skip_value()?;
                     value = None;
                 }
@@ -832,15 +862,15 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     readable = false;
                 }
                 KeyMatch::Other => {
-                    if may_join(key.raw()) {
+                    // A path through `consent` or `consentManagement` to a flattener.
+                    if may_flatten(&key, 25) {
                         let text = key.decode();
-                        readable &= !joined_path(&text, "consent", &|s| {
-                            s.eq_ignore_ascii_case("categoryPreferences")
-                        }) && !joined_path(&text, "consentManagement", &|s| {
-                            CONSENT_MANAGEMENT_FIELDS
+                        readable &=
+                            !wanted.categories.iter().any(|c| {
+                                flattens_to(&text, &["consent", "categoryPreferences", c])
+                            }) && !CONSENT_MANAGEMENT_FIELDS
                                 .iter()
-                                .any(|f| f.eq_ignore_ascii_case(s))
-                        });
+                                .any(|f| flattens_to(&text, &["consentManagement", f]));
                     }
                     // Any key a reader takes for the other shape's (`Consent`, `con\u017fent`).
                     other_present |=
@@ -875,11 +905,11 @@ fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Inv
         s,
         Name::new("categoryPreferences"),
         Consent::NoPreferences,
-        |inner| {
+        |key| {
             wanted
                 .categories
                 .iter()
-                .any(|c| c.eq_ignore_ascii_case(inner))
+                .any(|c| flattens_to(key, &["categoryPreferences", c]))
         },
         |s| {
             Ok(
@@ -1117,8 +1147,7 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                 // [`names_entry`]; Facade also reads `providers` as an object of entries).
                 let names_destination =
                     !destination.is_empty() && names_entry(&key, &decoded, destination);
-                // An empty key is no prefix to a flattener: see [`match_key`].
-                readable &= !decoded.is_empty()
+                readable &= !nameless(&decoded)
                     && !directive(decoded.as_bytes())
                     && !facade_folds(&decoded, "providers")
                     && !names_destination
@@ -1297,8 +1326,8 @@ fn read_preferences(
                     // A key that makes a reader read the object otherwise (`__proto__`, Oj's
                     // `^#1`, `json_class`, `$ref`, …), and Oj's Symbol `:Ads`, which is `Ads` to
                     // Rails' indifferent access.
-                    // An empty key is no prefix to a flattener: see [`match_key`].
-                    ambiguous |= key.raw().is_empty()
+                    ambiguous |= !key.raw().iter().any(u8::is_ascii_alphanumeric)
+                        && nameless(&key.decode())
                         || directive_key(&key)
                         || symbol_position(&key, categories).is_some();
                     let respelled = respelled_position(&key, categories, plain_names)
@@ -1852,10 +1881,30 @@ mod tests {
             r#"{"context":{"consent":{"categoryPreferences":{"A":true}},"consentManagement_deniedConsentIds":["A"]}}"#,
             r#"{"CONTEXT-CONSENT":{},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
             r#"{"context\u005fconsent":{},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
+            // Snake-casing warehouse loaders (RudderStack's) drop all but letters and digits.
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}},"consent_category_preferences_a":false}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}},"consent_category_preferences":{"a":false}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}},"consent category preferences a":false}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}},"Consent-Category-Preferences-A":false}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}},"consent~categoryPreferences~A":false}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true},"category_preferences_a":false}}}"#,
+            r#"{"context_consent_category_preferences_a":false,"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
+            r#"{"context":{"consentManagement":{"deniedConsentIds":[]},"consent_management_denied_consent_ids":["A"]}}"#,
+            // Keys without a letter or digit add nothing to a column's name.
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true}}," ":{"consent":{}}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true},"_":{}}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true," ":{"A":false}}}}}"#,
+            r#"{"context":{"consent":{"categoryPreferences":{"A":true,"-":false}}}}"#,
+            r#"{"\u00a0":{},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
         ] {
             assert_eq!(consent(body), None, "{body}");
         }
-        // Keys with separators that join nothing the decision reads are other keys.
+        // Keys with separators that join nothing the decision reads are other keys, and so are
+        // keys in other scripts.
+        assert!(consent(
+            "{\"\u{5e83}\u{544a}\":1,\"context\":{\"\u{30da}\u{30fc}\u{30b8}\":{},\"consent\":{\"categoryPreferences\":{\"A\":true,\"\u{5206}\u{6790}\":false}}}}"
+        )
+        .is_some());
         assert!(consent(
             r#"{"event_id":"x","context_id":1,"user_id":"u","anonymous_id":"a","type_version":2,"context":{"page_url":"x","consent_version":2,"consent":{"categoryPreferences":{"A":true,"B_x":false},"categoryPreferences_version":1}}}"#
         )

@@ -350,6 +350,16 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             Deny(INVALID),
         ),
         (
+            "integrations and the destination snake-cased, as warehouse loaders write them",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":true}"#).replacen(
+                r#""integrations""#,
+                r#""INTEGRATIONS-mixpanel":false,"integrations""#,
+                1,
+            ),
+            Deny(INVALID),
+        ),
+        (
             "integrations and All joined",
             &mixpanel,
             seg(true, "{}").replacen(
