@@ -567,10 +567,13 @@ fn count_drop(j: &mut Judgement, reason: Reason, missing: u64) {
         *n += 1;
     }
     j.denied_categories |= missing;
-    for (i, n) in j.category_denials.iter_mut().enumerate() {
-        if missing & (1u64 << i) != 0 {
+    // Bit by bit over the set ones only: a denied batch item would otherwise cost 64 steps.
+    let mut bits = missing;
+    while bits != 0 {
+        if let Some(n) = j.category_denials.get_mut(bits.trailing_zeros() as usize) {
             *n += 1;
         }
+        bits &= bits - 1;
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::cmp::Ordering;
 
-use crate::json::{Invalid, Scanner, Str};
+use crate::json::{same_bytes, Invalid, Scanner, Str};
 
 /// The consent an event (or a batch's top-level context) carries for the required categories,
 /// in one of the two shapes: Segment's `context.consent.categoryPreferences`, RudderStack's
@@ -99,13 +99,18 @@ pub enum Call {
 impl Call {
     /// The call a `type` value names (exact, as Segment's API compares it).
     pub fn from_type(value: &str) -> Call {
+        Call::from_text(value.as_bytes())
+    }
+
+    /// [`Call::from_type`] on the text's bytes.
+    fn from_text(value: &[u8]) -> Call {
         match value {
-            "track" => Call::Track,
-            "identify" => Call::Identify,
-            "page" => Call::Page,
-            "screen" => Call::Screen,
-            "group" => Call::Group,
-            "alias" => Call::Alias,
+            b"track" => Call::Track,
+            b"identify" => Call::Identify,
+            b"page" => Call::Page,
+            b"screen" => Call::Screen,
+            b"group" => Call::Group,
+            b"alias" => Call::Alias,
             _ => Call::Other,
         }
     }
@@ -230,6 +235,7 @@ fn directive(key: &[u8]) -> bool {
 }
 
 /// [`directive`] for a key as scanned.
+#[inline(always)]
 fn directive_key(key: &Str) -> bool {
     match key.is_escaped() {
         true => directive(key.decode().as_bytes()),
@@ -245,16 +251,27 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
         if !raw.iter().any(u8::is_ascii_alphanumeric) && raw.is_ascii() {
             return KeyMatch::Lookalike; // see [`nameless`]
         }
-        if let Some(i) = names.iter().position(|n| n.text.as_bytes() == raw) {
+        if let Some(i) = names
+            .iter()
+            .position(|n| same_bytes(n.text.as_bytes(), raw))
+        {
             return KeyMatch::Exact(i);
+        }
+        let folds = |raw: &[u8]| {
+            names
+                .iter()
+                .any(|n| raw.eq_ignore_ascii_case(n.text.as_bytes()))
+        };
+        // The commonest keys first: ASCII, so only case folding can take them for a name.
+        if common_key(raw) {
+            return match folds(raw) {
+                true => KeyMatch::Lookalike,
+                false => KeyMatch::Other,
+            };
         }
         if raw.is_ascii() {
             // Most keys: Go's folding is then ASCII case, and a NUL cannot appear unescaped.
-            let folds = names
-                .iter()
-                .any(|n| raw.eq_ignore_ascii_case(n.text.as_bytes()));
-            let taken =
-                folds || (!common_key(raw) && (directive(raw) || read_as_a_name(raw, names)));
+            let taken = folds(raw) || directive(raw) || read_as_a_name(raw, names);
             return match taken {
                 true => KeyMatch::Lookalike,
                 false => KeyMatch::Other,
@@ -438,7 +455,7 @@ fn common_key(key: &[u8]) -> bool {
         (17, b'o', b'p') => b"originalTimestamp",
         _ => return false,
     };
-    key == candidate
+    same_bytes(key, candidate)
 }
 
 /// A field name the decision reads (ASCII), with the hashes jsoniter knows it by.
@@ -632,7 +649,11 @@ pub fn read_event<'a>(
                 },
                 Some(Field::Type) => {
                     facts.call = Some(match s.peek_token() {
-                        Some(b'"') => Call::from_type(&s.string()?.decode()),
+                        // Unescaped (as sent), its bytes are its text: no decoding per event.
+                        Some(b'"') => match s.string()? {
+                            value if value.is_escaped() => Call::from_type(&value.decode()),
+                            value => Call::from_text(value.raw()),
+                        },
                         _ => {
                             s.skip_value()?;
                             Call::Other
@@ -1437,6 +1458,7 @@ fn goccy_prefix(key: &Str, text: &str, name: &str) -> bool {
 
 /// The required category whose Symbol `key` (or a string value) is to Oj's object mode (`:Ads`),
 /// if any.
+#[inline(always)]
 fn symbol_position(key: &Str, categories: &[String]) -> Option<usize> {
     let symbol = |text: &[u8]| {
         let name = text.strip_prefix(b":")?;

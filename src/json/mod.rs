@@ -125,7 +125,7 @@ impl<'a> Str<'a> {
         if self.escaped {
             self.decode() == s
         } else {
-            self.raw == s.as_bytes()
+            same_bytes(self.raw, s.as_bytes())
         }
     }
 
@@ -135,9 +135,52 @@ impl<'a> Str<'a> {
             let decoded = self.decode();
             names.iter().position(|n| *n == decoded)
         } else {
-            names.iter().position(|n| n.as_bytes() == self.raw)
+            names
+                .iter()
+                .position(|n| same_bytes(n.as_bytes(), self.raw))
         }
     }
+}
+
+/// `a == b`, without a call to `memcmp` up to 16 bytes (keys and the names they are compared
+/// with are short): two overlapping loads a side. Every key of an event is compared with a few
+/// names, and a `memcmp` call each was about a twentieth of a batch's time natively.
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    let word8 = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_ne_bytes)
+    };
+    let word4 = |s: &[u8], at: usize| {
+        s.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_ne_bytes)
+    };
+    match len {
+        0 => true,
+        1..=3 => {
+            let byte = |s: &[u8], at: usize| s.get(at).copied();
+            byte(a, 0) == byte(b, 0)
+                && byte(a, len / 2) == byte(b, len / 2)
+                && byte(a, len - 1) == byte(b, len - 1)
+        }
+        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, len - 4) == word4(b, len - 4),
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, len - 8) == word8(b, len - 8),
+        _ => a == b,
+    }
+}
+
+/// In the wasm module, the slices' own comparison: as fast in V8, and smaller.
+#[cfg(target_arch = "wasm32")]
+#[inline(always)]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a == b
 }
 
 /// Bytes that end the fast run inside a string: the closing quote, a backslash, control characters.
@@ -1080,6 +1123,21 @@ mod tests {
             }
         }
         assert_eq!(find_string_stop(&[b'x'; 320]), None);
+    }
+
+    #[test]
+    fn compares_bytes_as_slices_do() {
+        let text: Vec<u8> = (0u8..40).collect();
+        for len in 0..text.len() {
+            let a = &text[..len];
+            assert!(same_bytes(a, a), "{len}");
+            assert!(!same_bytes(a, &text[..len + 1]), "{len}");
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(a, &b), "{len} {at}");
+            }
+        }
     }
 
     #[test]
