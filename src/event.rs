@@ -235,7 +235,8 @@ fn directive(key: &[u8]) -> bool {
 }
 
 /// [`directive`] for a key as scanned.
-#[inline(always)]
+// Inline natively (a call per key showed in the profile); one copy in the wasm module.
+#[cfg_attr(not(target_arch = "wasm32"), inline(always))]
 fn directive_key(key: &Str) -> bool {
     match key.is_escaped() {
         true => directive(key.decode().as_bytes()),
@@ -325,6 +326,8 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
 pub struct Spellings {
     whole: String,
     first_segment: String,
+    /// The key as dlt spells it (see [`reduced`]), when that differs.
+    reduced: Option<String>,
 }
 
 impl Spellings {
@@ -333,13 +336,40 @@ impl Spellings {
         Spellings {
             whole: spelling(key),
             first_segment: spelling(&first_segment(key)),
+            reduced: reduced(key).map(|r| spelling(&r)),
         }
     }
 
     /// Whether the key spells `name`.
     pub fn spell(&self, name: &str) -> bool {
-        self.whole.eq_ignore_ascii_case(name) || self.first_segment.eq_ignore_ascii_case(name)
+        self.whole.eq_ignore_ascii_case(name)
+            || self.first_segment.eq_ignore_ascii_case(name)
+            || self
+                .reduced
+                .as_ref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(name))
     }
+}
+
+/// The key as dlt, a warehouse loader, names its column: it writes `+` and `*` as `x`, `@` as
+/// `a` and `|` as `l` before snake-casing (`conte+t` is `context`, `An@lytics` `analytics`);
+/// `None` for a key without them (most keys), which it spells as key converters do.
+fn reduced(key: &str) -> Option<String> {
+    let bytes = key.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b'+' | b'*' | b'@' | b'|')) {
+        return None;
+    }
+    // ASCII for ASCII: the text stays UTF-8.
+    let mapped = bytes
+        .iter()
+        .map(|&b| match b {
+            b'+' | b'*' => b'x',
+            b'@' => b'a',
+            b'|' => b'l',
+            b => b,
+        })
+        .collect();
+    String::from_utf8(mapped).ok()
 }
 
 /// What of a key can spell an ASCII name, as key converters read it: ASCII letters and digits,
@@ -736,6 +766,20 @@ fn flattens_to_event_fields(key: &Str, wanted: &Wanted) -> bool {
         })
 }
 
+/// Whether a key of `context` is, to a flattener, a path through `consent` or
+/// `consentManagement` to a field the decision reads (see [`flattens_to`]).
+#[inline(never)] // rare: see [`may_flatten`]
+fn flattens_to_context_fields(key: &Str, wanted: &Wanted) -> bool {
+    let key = &key.decode();
+    wanted
+        .categories
+        .iter()
+        .any(|c| flattens_to(key, &["consent", "categoryPreferences", c]))
+        || CONSENT_MANAGEMENT_FIELDS
+            .iter()
+            .any(|f| flattens_to(key, &["consentManagement", f]))
+}
+
 /// Whether a flattener or a warehouse loader writes `key` as the same column as a path of two or
 /// more fields the decision reads from this object, or as the start of one (the rest then comes
 /// from the key's value): they join nested keys with a separator (flatten_json's `_`, flat's and
@@ -745,6 +789,14 @@ fn flattens_to_event_fields(key: &Str, wanted: &Wanted) -> bool {
 /// `Consent-Category-Preferences` (holding `Advertising`) and `categoryPreferences/Advertising`
 /// are such paths.
 fn flattens_to(key: &str, path: &[&str]) -> bool {
+    spells_path(key, path) || reduced(key).is_some_and(|r| spells_path(&r, path))
+}
+
+/// [`flattens_to`] for one spelling of the key. A path that ends at a list (`deniedConsentIds`)
+/// also takes an item's index after it: flatten_json writes the list's items as
+/// `…_deniedConsentIds_0`.
+#[inline(never)]
+fn spells_path(key: &str, path: &[&str]) -> bool {
     fn letters(text: &str) -> std::borrow::Cow<'_, str> {
         match text.is_ascii() {
             true => std::borrow::Cow::Borrowed(text),
@@ -770,7 +822,11 @@ fn flattens_to(key: &str, path: &[&str]) -> bool {
             return true;
         }
     }
-    false
+    let list = matches!(
+        path.last(),
+        Some(&"deniedConsentIds" | &"allowedConsentIds")
+    );
+    list && k.peek().is_some() && k.all(|b| b.is_ascii_digit())
 }
 
 /// Whether a key as scanned is long enough to spell a path whose letters number at least `min`
@@ -884,15 +940,8 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                 }
                 KeyMatch::Other => {
                     // A path through `consent` or `consentManagement` to a flattener.
-                    if may_flatten(&key, 25) {
-                        let text = key.decode();
-                        readable &=
-                            !wanted.categories.iter().any(|c| {
-                                flattens_to(&text, &["consent", "categoryPreferences", c])
-                            }) && !CONSENT_MANAGEMENT_FIELDS
-                                .iter()
-                                .any(|f| flattens_to(&text, &["consentManagement", f]));
-                    }
+                    readable &=
+                        !(may_flatten(&key, 25) && flattens_to_context_fields(&key, wanted));
                     // Any key a reader takes for the other shape's (`Consent`, `con\u017fent`).
                     other_present |=
                         other.is_some_and(|name| match_key(&key, &[name]) != KeyMatch::Other);
@@ -1019,7 +1068,14 @@ fn read_consent_management(
                     s.skip_value()?;
                     readable = false;
                 }
-                KeyMatch::Other => s.skip_value()?,
+                KeyMatch::Other => {
+                    // A list's item as a flattener writes it (`deniedConsentIds_0`).
+                    let text = key.decode();
+                    readable &= !CONSENT_MANAGEMENT_FIELDS[..2]
+                        .iter()
+                        .any(|f| flattens_to(&text, &[f]));
+                    s.skip_value()?;
+                }
             }
             if !s.object_more()? {
                 break;
@@ -1391,7 +1447,11 @@ fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Op
         return None;
     }
     // Not ASCII, or a path to a name (see [`path_to`]).
-    if !raw.is_ascii() || raw.iter().any(|b| matches!(b, b'.' | b'[' | b']' | b'\'')) {
+    if !raw.is_ascii()
+        || raw
+            .iter()
+            .any(|b| matches!(b, b'.' | b'[' | b']' | b'\'' | b'+' | b'*' | b'@' | b'|'))
+    {
         return respelled_rare(key, categories);
     }
     // An ASCII key spells a plain name in another case (of its length), or with other
@@ -1441,6 +1501,7 @@ pub fn spelled_alike(key: &str, name: &str) -> bool {
             let spelled = spelling(key);
             !spelled.is_empty() && spelled.eq_ignore_ascii_case(&spelling(name))
         }
+        || reduced(key).is_some_and(|r| spelling(&r).eq_ignore_ascii_case(&spelling(name)))
 }
 
 /// goccy/go-json matches a key to a struct field by its decoded characters, without ASCII case,
@@ -1458,7 +1519,8 @@ fn goccy_prefix(key: &Str, text: &str, name: &str) -> bool {
 
 /// The required category whose Symbol `key` (or a string value) is to Oj's object mode (`:Ads`),
 /// if any.
-#[inline(always)]
+// Inline natively (a call per key showed in the profile); one copy in the wasm module.
+#[cfg_attr(not(target_arch = "wasm32"), inline(always))]
 fn symbol_position(key: &Str, categories: &[String]) -> Option<usize> {
     let symbol = |text: &[u8]| {
         let name = text.strip_prefix(b":")?;
@@ -1642,6 +1704,8 @@ mod tests {
             // dot-prop, object-path).
             r#"{"Data.Sharing":true,"Data":{"Sharing":false}}"#,
             r#"{"data":{"Sharing":false},"Data.Sharing":true}"#,
+            // dlt writes `|` as `l`, `+` and `*` as `x`, `@` as `a`.
+            r#"{"Data Sharing":true,"D@ta Sharing":false}"#,
         ] {
             assert_eq!(read(prefs), None, "{prefs}");
         }
@@ -1918,6 +1982,10 @@ mod tests {
             r#"{"context":{"consent":{"categoryPreferences":{"A":true," ":{"A":false}}}}}"#,
             r#"{"context":{"consent":{"categoryPreferences":{"A":true,"-":false}}}}"#,
             r#"{"\u00a0":{},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
+            // dlt writes `+` and `*` as `x`, `@` as `a`, `|` as `l`.
+            r#"{"conte+t":{},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
+            r#"{"conte*t_consent":{},"context":{"consent":{"categoryPreferences":{"A":true}}}}"#,
+            r#"{"context":{"consent":{"c@tegoryPreferences":{},"categoryPreferences":{"A":true}}}}"#,
         ] {
             assert_eq!(consent(body), None, "{body}");
         }

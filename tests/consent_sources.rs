@@ -360,6 +360,22 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             Deny(INVALID),
         ),
         (
+            "the destination as dlt spells it (`+` is `x`)",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":true,"Mi+panel":false}"#),
+            Deny(INVALID),
+        ),
+        (
+            "integrations as dlt spells it (`@` is `a`)",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":true}"#).replacen(
+                r#""integrations""#,
+                r#""integr@tions":{"Mixpanel":false},"integrations""#,
+                1,
+            ),
+            Deny(INVALID),
+        ),
+        (
             "integrations and All joined",
             &mixpanel,
             seg(true, "{}").replacen(
@@ -636,6 +652,37 @@ fn rudderstack_consent_as_rudder_server_decides() {
         // rudder-server reads the event's strategy only through its generic consent management
         // (a provider other than none, "" or oneTrust); the older OneTrust setting always drops
         // an event that denies any of the destination's IDs.
+        // flatten_json writes a list's items as `…_deniedConsentIds_0`.
+        (
+            "a denied ID as a flattened list item",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":["C0002"],"deniedConsentIds_0":"C0001"}"#),
+            Deny(INVALID),
+        ),
+        (
+            "a denied ID as a flattened list item of context",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":[]}"#).replacen(
+                r#""consentManagement""#,
+                r#""consentManagement_deniedConsentIds_0":"C0001","consentManagement""#,
+                1,
+            ),
+            Deny(INVALID),
+        ),
+        // dlt, a warehouse loader, writes `@` as `a`: `consentM@nagement` is its column too.
+        (
+            "consentManagement as dlt spells it",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":[]}"#).replacen(
+                r#""consentManagement""#,
+                r#""consentM@nagement":{"deniedConsentIds":["C0001"]},"consentManagement""#,
+                1,
+            ),
+            Deny(INVALID),
+        ),
         (
             "or without a provider is and",
             &rudder,
