@@ -754,13 +754,7 @@ fn read_items<'a>(
 #[inline(never)] // rare: see [`may_flatten`]
 fn flattens_to_event_fields(key: &Str, wanted: &Wanted) -> bool {
     let key = &key.decode();
-    wanted
-        .categories
-        .iter()
-        .any(|c| flattens_to(key, &["context", "consent", "categoryPreferences", c]))
-        || CONSENT_MANAGEMENT_FIELDS
-            .iter()
-            .any(|f| flattens_to(key, &["context", "consentManagement", f]))
+    flattens_to_consent(key, wanted, true)
         || wanted.destination.is_some_and(|d| {
             flattens_to(key, &["integrations", d]) || flattens_to(key, &["integrations", "All"])
         })
@@ -770,14 +764,19 @@ fn flattens_to_event_fields(key: &Str, wanted: &Wanted) -> bool {
 /// `consentManagement` to a field the decision reads (see [`flattens_to`]).
 #[inline(never)] // rare: see [`may_flatten`]
 fn flattens_to_context_fields(key: &Str, wanted: &Wanted) -> bool {
-    let key = &key.decode();
-    wanted
-        .categories
-        .iter()
-        .any(|c| flattens_to(key, &["consent", "categoryPreferences", c]))
-        || CONSENT_MANAGEMENT_FIELDS
-            .iter()
-            .any(|f| flattens_to(key, &["consentManagement", f]))
+    flattens_to_consent(&key.decode(), wanted, false)
+}
+
+/// The paths to the consent the decision reads, from the event (`from_event`) or its `context`.
+fn flattens_to_consent(key: &str, wanted: &Wanted, from_event: bool) -> bool {
+    let from = usize::from(!from_event);
+    wanted.categories.iter().any(|c| {
+        let path = ["context", "consent", "categoryPreferences", c];
+        path.get(from..).is_some_and(|p| flattens_to(key, p))
+    }) || CONSENT_MANAGEMENT_FIELDS.iter().any(|f| {
+        let path = ["context", "consentManagement", f];
+        path.get(from..).is_some_and(|p| flattens_to(key, p))
+    })
 }
 
 /// Whether a flattener or a warehouse loader writes `key` as the same column as a path of two or

@@ -480,7 +480,15 @@ fn record_only(
     if !config.decision_record {
         return;
     }
-    let record = Record {
+    let record = record_of(decision, policy);
+    if host.record(&record).is_err() {
+        host.log(Level::Warn, "cannot record the decision");
+    }
+}
+
+/// A record that names `policy`'s categories and destination, and nothing judged.
+fn record_of(decision: &'static str, policy: Option<&RoutePolicy>) -> Record {
+    Record {
         decision,
         reason: None,
         required: policy.map(|p| p.categories.join(",")).unwrap_or_default(),
@@ -490,9 +498,6 @@ fn record_only(
         destination: policy
             .and_then(|p| p.destination.clone())
             .unwrap_or_default(),
-    };
-    if host.record(&record).is_err() {
-        host.log(Level::Warn, "cannot record the decision");
     }
 }
 
@@ -526,14 +531,12 @@ fn record(
             host.add(Metric::Dropped(*reason), n.into());
         }
     }
-    let mut required = String::new();
     if let Some(p) = policy {
         for (category, n) in p.categories.iter().zip(j.category_denials) {
             if n > 0 {
                 host.add(Metric::DeniedCategory(category), n.into());
             }
         }
-        required = p.categories.join(",");
     }
     let denied = policy
         .map(|p| {
@@ -543,15 +546,11 @@ fn record(
         })
         .unwrap_or_default();
     let record = Record {
-        decision,
         reason: j.reason(),
-        required,
         denied,
         events: j.events,
         dropped: j.dropped,
-        destination: policy
-            .and_then(|p| p.destination.clone())
-            .unwrap_or_default(),
+        ..record_of(decision, policy)
     };
     if config.decision_record && host.record(&record).is_err() {
         host.log(Level::Warn, "cannot record the decision");
