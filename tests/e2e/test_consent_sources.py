@@ -101,6 +101,17 @@ INTEGRATIONS = [
         seg(True, {"All": False, "Mixpanel": {"$ref": "#/integrations/All"}}), INVALID),
     row("go-reads-Integrations", "/mixpanel",
         seg(True).replace(b'{"type"', b'{"Integrations":{"Mixpanel":false},"type"'), INVALID),
+    # Go's and jsoniter's folding into a struct field, dlt's column names, paths (stream-json's
+    # `pick`, lodash), Facade's obj-case path on `context`.
+    row("go-folds-the-destination", "/mixpanel", seg(True, {"All": True, "M\u0130xpanel": False}), INVALID),
+    row("dlt-spells-the-destination", "/mixpanel", seg(True, {"Mixpanel": True, "Mi+panel": False}), INVALID),
+    row("the-destination-as-a-path", "/mixpanel", seg(True, {"Mixpanel": True, "Mixpanel.x": False}), INVALID),
+    row("facade-reads-providers-all-in-one-key", "/mixpanel",
+        encode(event(context={"providers.all": False, "consent": {"categoryPreferences": {"Advertising": True}}})),
+        INVALID),
+    # Flatteners and warehouse loaders: the same column as the field the filter read.
+    row("flattened-integrations-key", "/mixpanel",
+        seg(True, {"Mixpanel": True}).replace(b'{"type"', b'{"integrations_Mixpanel":false,"type"'), INVALID),
     # Routes without a destination do not read `integrations` at all.
     row("no-destination-ignores-it", "/ads", seg(True, {"All": False}), ALLOW),
     row("no-destination-ignores-anything", "/ads", seg(True, "not an object"), ALLOW),
@@ -112,6 +123,38 @@ def test_integrations_on_a_route_with_a_destination(gate, upstream, path, body, 
     resp = send(gate, upstream, path, body, headers, expect)
     if expect == OFF:
         assert resp.json()["destination"] == "Mixpanel", resp
+
+
+# ---- keys that flatteners, warehouse loaders and path readers read as the consent ------------------
+
+CONSENTED = {"categoryPreferences": {"Advertising": True}}
+
+PATH_READERS = [
+    # flat, flatten_json, pandas' json_normalize: an empty key adds nothing to the column's name.
+    row("empty-key", "/ads", encode(event(context={"consent": CONSENTED}, **{"": {"context": {"consent": {
+        "categoryPreferences": {"Advertising": False}}}}})), INVALID),
+    row("punctuation-key", "/ads", encode(event(context={"consent": CONSENTED, " ": {"consent": {}}})), INVALID),
+    # Fields joined into one key, as flatteners and RudderStack's snake-casing loader write columns.
+    row("joined-fields", "/ads", encode(event(context={"consent": CONSENTED},
+                                              context_consent_categoryPreferences_Advertising=False)), INVALID),
+    row("snake-cased-column", "/ads", encode(event(context={
+        "consent": CONSENTED, "consent_category_preferences_advertising": False})), INVALID),
+    # dlt writes `+` as `x`: `conte+t` is its `context` column.
+    row("dlt-column", "/ads", encode(event(context={"consent": CONSENTED},
+                                           **{"conte+t": {"consent": {"categoryPreferences": {
+                                               "Advertising": False}}}})), INVALID),
+    # A category as a path (stream-json's `pick`, lodash).
+    row("category-as-a-path", "/ads", encode(event(context={"consent": {"categoryPreferences": {
+        "Advertising": True, "Advertising.x": False}}})), INVALID),
+    # Keys that join nothing the decision reads are other keys.
+    row("other-joined-keys", "/ads", encode(event(context={"consent": CONSENTED, "consent_version": 2},
+                                                  event_id="e1")), ALLOW),
+]
+
+
+@pytest.mark.parametrize("path, body, headers, expect", PATH_READERS)
+def test_keys_other_readers_take_for_the_consent(gate, upstream, path, body, headers, expect):
+    send(gate, upstream, path, body, headers, expect)
 
 
 def batch(items: list[bytes], **top) -> bytes:
@@ -159,6 +202,9 @@ RUDDERSTACK = [
     row("denied", "/ads", rs({"provider": "oneTrust", "resolutionStrategy": "and",
                               "allowedConsentIds": [], "deniedConsentIds": ["Advertising"]}), denied("Advertising")),
     row("neither-list-is-not-denied", "/ads", rs({"allowedConsentIds": ["C0001"], "deniedConsentIds": []}), ALLOW),
+    # flatten_json writes a list's items as `deniedConsentIds_0`.
+    row("a-denied-id-as-a-flattened-item", "/ads", rs({"deniedConsentIds": [], "deniedConsentIds_0": "Advertising"}),
+        INVALID),
     row("ids-are-case-sensitive", "/ads", rs({"deniedConsentIds": ["advertising"]}), ALLOW),
     row("and-one-of-two-denied", "/multi", rs({"provider": "ketch", "resolutionStrategy": "and",
                                                "deniedConsentIds": ["Analytics"]}), denied("Analytics")),
