@@ -207,6 +207,16 @@ pub enum KeyMatch {
     Lookalike,
     /// None of the names, for every reader.
     Other,
+    /// [`KeyMatch::Other`], for a key beyond ASCII (a transliterating loader may write one of
+    /// its characters as many letters: see [`may_flatten`]).
+    OtherBeyondAscii,
+}
+
+impl KeyMatch {
+    /// Whether no reader takes the key for one of the names.
+    pub fn is_other(self) -> bool {
+        matches!(self, KeyMatch::Other | KeyMatch::OtherBeyondAscii)
+    }
 }
 
 /// Whether a reader makes an object holding `key` (decoded) something other than the plain map
@@ -310,7 +320,8 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
             || cut.as_ref().is_some_and(|c| c.spell(n.text))
     }) {
         true => KeyMatch::Lookalike,
-        false => KeyMatch::Other,
+        false if text.is_ascii() => KeyMatch::Other,
+        false => KeyMatch::OtherBeyondAscii,
     }
 }
 
@@ -328,6 +339,8 @@ pub struct Spellings {
     first_segment: String,
     /// The key as dlt spells it (see [`reduced`]), when that differs.
     reduced: Option<String>,
+    /// A key beyond ASCII as written, for [`transliterates_to`].
+    beyond_ascii: Option<String>,
 }
 
 impl Spellings {
@@ -337,6 +350,7 @@ impl Spellings {
             whole: spelling(key),
             first_segment: spelling(&first_segment(key)),
             reduced: reduced(key).map(|r| spelling(&r)),
+            beyond_ascii: (!key.is_ascii()).then(|| key.to_string()),
         }
     }
 
@@ -348,6 +362,10 @@ impl Spellings {
                 .reduced
                 .as_ref()
                 .is_some_and(|r| r.eq_ignore_ascii_case(name))
+            || self
+                .beyond_ascii
+                .as_ref()
+                .is_some_and(|key| transliterates_to_name(key, name))
     }
 }
 
@@ -385,6 +403,123 @@ fn spelling(key: &str) -> String {
         }
     }
     out
+}
+
+/// The most letters and digits a transliterating loader writes for one character: unidecode
+/// (and text-unidecode, python-slugify's) up to twelve (`爫` is `Tsumekanmuri`), NFKD up to five.
+const TRANSLITERATED_MAX: usize = 12;
+
+/// Whether a loader that transliterates keys into Latin before naming columns can write `key`
+/// as the letters and digits `target` (lower case), or as as many of them as one of `ends` says
+/// (and then, with `index_after`, an index: see [`spells_path`]). Such loaders (unidecode,
+/// text-unidecode and python-slugify, npm's `transliteration` and `slugify`, Airbyte's and
+/// Fivetran's NFKD-and-drop-the-marks naming) disagree and their tables are large, so a
+/// character beyond ASCII is taken for any letters and digits up to [`TRANSLITERATED_MAX`], or
+/// none (a dropped mark or symbol): `ｃｏｎｔｅｘｔ`, a Cyrillic `Аdvertising`, `con\u{219}ent`,
+/// a Greek `τ` in `τype` and `conセnt` (`セ` is `se`) can be those names, but not
+/// a key written wholly in a script far from Latin (see [`near_latin`]). Separators (ASCII
+/// but not letters or digits) are dropped, as columns are compared by their letters and digits.
+#[inline(never)] // rare: keys beyond ASCII
+fn transliterates_to(key: &str, target: &[u8], ends: &[usize], index_after: bool) -> bool {
+    let n = target.len();
+    if n == 0
+        || !key
+            .chars()
+            .any(|c| c.is_ascii_alphanumeric() || near_latin(c))
+    {
+        return false;
+    }
+    if n > 120 {
+        return true; // too long a name to follow (none is): a look-alike
+    }
+    // States as bits: bit `p` when `p` of `target`'s letters are written, bit `n + 1` when an
+    // index follows all of them.
+    let letters: u128 = (1 << (n + 1)) - 1;
+    let index: u128 = 1 << (n + 1);
+    let mut at: u128 = 1;
+    for c in key.chars() {
+        let finished = at & (index | 1 << n) != 0;
+        let mut next = 0;
+        if c.is_ascii_alphanumeric() {
+            let b = (c as u8).to_ascii_lowercase();
+            for (p, &t) in target.iter().enumerate() {
+                if t == b {
+                    next |= (at >> p & 1) << (p + 1);
+                }
+            }
+            if index_after && finished && b.is_ascii_digit() {
+                next |= index;
+            }
+        } else if !c.is_ascii() {
+            for shift in 0..=TRANSLITERATED_MAX {
+                next |= (at & letters) << shift;
+            }
+            // The rest of the letters, then digits.
+            if index_after && (next & 1 << n != 0 || at & index != 0) {
+                next |= index;
+            }
+        } else {
+            continue; // a separator
+        }
+        at = next & (letters | index);
+        if at == 0 {
+            return false;
+        }
+    }
+    ends.iter().any(|&end| end <= n && at >> end & 1 == 1) || (index_after && at & index != 0)
+}
+
+/// Whether a character is of the scripts and forms that transliteration writes letter for
+/// letter, and that look like Latin letters: Latin beyond ASCII and its marks, Greek, Cyrillic,
+/// Armenian, Georgian, Cherokee, phonetic letters, letter-like, enclosed, fullwidth and
+/// mathematical forms, and the invisible characters loaders drop. A key with none of these
+/// (nor an ASCII letter or digit) is a name in another script (`広告`, `ページ`, `分析`), as it
+/// is to every other reader.
+fn near_latin(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x80..=0x58F
+            | 0x10A0..=0x10FF
+            | 0x13A0..=0x13FF
+            | 0x1C80..=0x1C8F
+            | 0x1D00..=0x2BFF
+            | 0x2C60..=0x2C7F
+            | 0x2DE0..=0x2DFF
+            | 0xA640..=0xA69F
+            | 0xA720..=0xA7FF
+            | 0xAB30..=0xAB6F
+            | 0xFB00..=0xFB06
+            | 0xFE00..=0xFE0F
+            | 0xFE20..=0xFE2F
+            | 0xFEFF
+            | 0xFF00..=0xFFEF
+            | 0x1D400..=0x1D7FF
+            | 0x1F100..=0x1F1FF
+            | 0xE0000..=0xE007F
+    )
+}
+
+/// Whether a transliterating loader can write `key` as `name` (see [`transliterates_to`]).
+fn transliterates_to_name(key: &str, name: &str) -> bool {
+    let letters = letters_of(name);
+    transliterates_to(key, &letters, &[letters.len()], false)
+}
+
+/// A name's letters and digits, in lower case, as [`transliterates_to`] compares them (a name
+/// beyond ASCII as key converters spell it).
+fn letters_of(name: &str) -> Vec<u8> {
+    let spelled;
+    let text = match name.is_ascii() {
+        true => name,
+        false => {
+            spelled = spelling(name);
+            &spelled
+        }
+    };
+    text.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
+        .collect()
 }
 
 /// A Latin-1 Supplement or Latin Extended-A letter as lodash's `deburr` writes it in ASCII, in
@@ -636,13 +771,14 @@ pub fn read_event<'a>(
     if s.object_start()? {
         loop {
             let key = s.key()?;
-            let at = match match_key(&key, names) {
+            let matched = match_key(&key, names);
+            let at = match matched {
                 KeyMatch::Exact(i) => Some(i),
                 KeyMatch::Lookalike => {
                     facts.readable = false;
                     None
                 }
-                KeyMatch::Other => None,
+                KeyMatch::Other | KeyMatch::OtherBeyondAscii => None,
             };
             if let Some(i) = at {
                 if let Some(seen) = seen.get_mut(i) {
@@ -655,7 +791,10 @@ pub fn read_event<'a>(
             if at.is_none() && may_be_options(key.raw()) && facade_folds_rare(&key, "options") {
                 facts.readable = false;
             }
-            if at.is_none() && may_flatten(&key, 13) && flattens_to_event_fields(&key, wanted) {
+            if at.is_none()
+                && may_flatten(&key, 13, matched)
+                && flattens_to_event_fields(&key, wanted)
+            {
                 facts.readable = false;
             }
             let field = at.and_then(|i| fields.get(i).copied());
@@ -788,7 +927,28 @@ fn flattens_to_consent(key: &str, wanted: &Wanted, from_event: bool) -> bool {
 /// `Consent-Category-Preferences` (holding `Advertising`) and `categoryPreferences/Advertising`
 /// are such paths.
 fn flattens_to(key: &str, path: &[&str]) -> bool {
-    spells_path(key, path) || reduced(key).is_some_and(|r| spells_path(&r, path))
+    spells_path(key, path)
+        || reduced(key).is_some_and(|r| spells_path(&r, path))
+        || (!key.is_ascii() && transliterates_to_path(key, path))
+}
+
+/// [`spells_path`] for a loader that transliterates the key (see [`transliterates_to`]).
+#[inline(never)]
+fn transliterates_to_path(key: &str, path: &[&str]) -> bool {
+    let mut letters = Vec::new();
+    // Where the letters of the second field and those after it end.
+    let mut ends = Vec::new();
+    for (i, field) in path.iter().enumerate() {
+        letters.extend(letters_of(field));
+        if i >= 1 {
+            ends.push(letters.len());
+        }
+    }
+    let list = matches!(
+        path.last(),
+        Some(&"deniedConsentIds" | &"allowedConsentIds")
+    );
+    transliterates_to(key, &letters, &ends, list)
 }
 
 /// [`flattens_to`] for one spelling of the key. A path that ends at a list (`deniedConsentIds`)
@@ -828,12 +988,13 @@ fn spells_path(key: &str, path: &[&str]) -> bool {
     list && k.peek().is_some() && k.all(|b| b.is_ascii_digit())
 }
 
-/// Whether a key as scanned is long enough to spell a path whose letters number at least `min`
-/// (see [`flattens_to`]; a key spells no more letters than it has bytes): nearly every key is
-/// shorter than a path of two fields.
+/// Whether a key as scanned may spell a path whose letters number at least `min` (see
+/// [`flattens_to`]): an ASCII key spells no more letters than it has bytes, and nearly every
+/// key is shorter than a path of two fields; a character beyond ASCII may be transliterated
+/// into many.
 #[inline(always)]
-fn may_flatten(key: &Str, min: usize) -> bool {
-    key.raw().len() >= min
+fn may_flatten(key: &Str, min: usize, matched: KeyMatch) -> bool {
+    key.raw().len() >= min || matched == KeyMatch::OtherBeyondAscii
 }
 
 /// Whether a key has no letter or digit at all (`""`, `" "`, `"_"`): a flattener adds nothing
@@ -866,7 +1027,8 @@ fn read_one_field<T>(
     if s.object_start()? {
         loop {
             let key = s.key()?;
-            match match_key(&key, &[name]) {
+            let matched = match_key(&key, &[name]);
+            match matched {
                 KeyMatch::Exact(_) => {
                     let read = read_field(s)?;
                     value = if seen.add() { read } else { None };
@@ -876,11 +1038,14 @@ fn read_one_field<T>(
                     value = None;
                     seen.add();
                 }
-                KeyMatch::Other if may_flatten(&key, 19) && inside(&key.decode()) => {
+                _ if matched.is_other()
+                    && may_flatten(&key, 19, matched)
+                    && inside(&key.decode()) =>
+                {
                     s.skip_value()?;
                     value = None;
                 }
-                KeyMatch::Other => s.skip_value()?,
+                KeyMatch::Other | KeyMatch::OtherBeyondAscii => s.skip_value()?,
             }
             if !s.object_more()? {
                 break;
@@ -919,7 +1084,8 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
     if s.object_start()? {
         loop {
             let key = s.key()?;
-            match match_key(&key, names) {
+            let matched = match_key(&key, names);
+            match matched {
                 KeyMatch::Exact(i) => {
                     readable &= seen.get_mut(i).is_some_and(Seen::add);
                     let read = if names.get(i).is_some_and(|n| n.text == CONSENT.text) {
@@ -937,13 +1103,12 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     s.skip_value()?;
                     readable = false;
                 }
-                KeyMatch::Other => {
+                KeyMatch::Other | KeyMatch::OtherBeyondAscii => {
                     // A path through `consent` or `consentManagement` to a flattener.
-                    readable &=
-                        !(may_flatten(&key, 25) && flattens_to_context_fields(&key, wanted));
+                    readable &= !(may_flatten(&key, 25, matched)
+                        && flattens_to_context_fields(&key, wanted));
                     // Any key a reader takes for the other shape's (`Consent`, `con\u017fent`).
-                    other_present |=
-                        other.is_some_and(|name| match_key(&key, &[name]) != KeyMatch::Other);
+                    other_present |= other.is_some_and(|name| !match_key(&key, &[name]).is_other());
                     // Facade reads `context` as the event's options: `context.all: false` turns
                     // every destination off for it, `context.Mixpanel` is Mixpanel's switch
                     // when the event has no `integrations`.
@@ -1067,7 +1232,7 @@ fn read_consent_management(
                     s.skip_value()?;
                     readable = false;
                 }
-                KeyMatch::Other => {
+                KeyMatch::Other | KeyMatch::OtherBeyondAscii => {
                     // A list's item as a flattener writes it (`deniedConsentIds_0`).
                     let text = key.decode();
                     readable &= !CONSENT_MANAGEMENT_FIELDS[..2]
@@ -1438,18 +1603,19 @@ fn read_preferences(
 #[inline(always)]
 fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Option<usize> {
     let raw = key.raw();
-    if !plain_names || key.is_escaped() {
+    // Not ASCII: a transliterating loader may write a character as many letters.
+    if !plain_names || key.is_escaped() || !raw.is_ascii() {
         return respelled_rare(key, categories);
     }
-    // A key spells no more letters than it has bytes: shorter than every name, it is none.
+    // An ASCII key spells no more letters than it has bytes: shorter than every name, it is
+    // none.
     if categories.iter().all(|c| raw.len() < c.len()) {
         return None;
     }
-    // Not ASCII, or a path to a name (see [`path_to`]).
-    if !raw.is_ascii()
-        || raw
-            .iter()
-            .any(|b| matches!(b, b'.' | b'[' | b']' | b'\'' | b'+' | b'*' | b'@' | b'|'))
+    // A path to a name (see [`path_to`]).
+    if raw
+        .iter()
+        .any(|b| matches!(b, b'.' | b'[' | b']' | b'\'' | b'+' | b'*' | b'@' | b'|'))
     {
         return respelled_rare(key, categories);
     }
@@ -1501,6 +1667,7 @@ pub fn spelled_alike(key: &str, name: &str) -> bool {
             !spelled.is_empty() && spelled.eq_ignore_ascii_case(&spelling(name))
         }
         || reduced(key).is_some_and(|r| spelling(&r).eq_ignore_ascii_case(&spelling(name)))
+        || (!key.is_ascii() && transliterates_to_name(key, name))
 }
 
 /// goccy/go-json matches a key to a struct field by its decoded characters, without ASCII case,
@@ -1877,6 +2044,14 @@ mod tests {
             "\"\u{167}ype\"",
             "\"c\u{f8}ntext\"",
             r#""ev\u0113nt""#,
+            // What transliterating loaders write as the name: look-alikes in other scripts,
+            // Latin letters beyond Extended-A, fullwidth forms, a syllable in a Latin key.
+            r#""cont\u0435xt""#,
+            r#""\u043a\u043e\u043d\u0442\u0435\u043a\u0441\u0442""#,
+            r#""\u03c4ype""#,
+            r#""t\u1e8fpe""#,
+            r#""\uff43\uff4f\uff4e\uff54\uff45\uff58\uff54""#,
+            "\"ev\u{30a8}nt\"",
             // lodash's path grammar (`_.get`, `_.set`).
             r#""[context].consent.categoryPreferences.Advertising""#,
             r#""[\"context\"][\"consent\"]""#,
@@ -1915,10 +2090,11 @@ mod tests {
             r#""my_context""#,
             r#""batch_size""#,
             r#""x[context]""#,
-            r#""cont\u0435xt""#,
-            r#""\u043a\u043e\u043d\u0442\u0435\u043a\u0441\u0442""#,
+            // Other scripts, wholly far from Latin.
+            "\"\u{5e83}\u{544a}\"",
+            "\"\u{30da}\u{30fc}\u{30b8}\"",
         ] {
-            assert_eq!(key(text), KeyMatch::Other, "{text}");
+            assert!(key(text).is_other(), "{text}");
         }
     }
 

@@ -742,6 +742,62 @@ fn another_spelling_or_a_path_of_a_field_is_invalid() {
 }
 
 #[test]
+fn a_key_a_transliterating_loader_writes_as_a_field_is_invalid() {
+    // Loaders that transliterate keys into Latin before naming columns (unidecode,
+    // python-slugify, npm's transliteration, NFKD with the marks dropped) write each of these
+    // keys as the column of a field the decision reads, and the later value wins: the stored
+    // row reads a refusal, another call or the destination off. Renamed to a key that is no
+    // field's spelling, each body is forwarded.
+    let segment = Config::default();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let allow_listed = Config::parse(r#"{"always_allow_events":["Consent Change"]}"#).unwrap();
+    let ads = policy(&["Advertising"], Match::All);
+    let mixpanel = policy(&["Advertising"], Match::All)
+        .with_extras("", Some("Mixpanel".into()), None)
+        .unwrap();
+    let granted = r#""context":{"consent":{"categoryPreferences":{"Advertising":true}}}"#;
+    let denied_context = r#"{"consent":{"categoryPreferences":{"Advertising":false}}}"#;
+    let cases: [(&Config, &RoutePolicy, String, &str); 14] = [
+        // Fullwidth letters (NFKD, unidecode).
+        (&segment, &ads, format!(r#"{{"type":"track",{granted},"ｃｏｎｔｅｘｔ":{denied_context}}}"#), "ｃｏｎｔｅｘｔ"),
+        // Cyrillic and Greek look-alikes (unidecode: `о` is `o`, `τ` is `t`).
+        (&segment, &ads, format!(r#"{{"type":"track",{granted},"cоntext":{denied_context}}}"#), "cоntext"),
+        (&segment, &ads, event(r#"{"Advertising":true,"Аdvertising":false}"#), "Аdvertising"),
+        (&segment, &ads, event(r#"{"Аdvertising":false,"Advertising":true}"#), "Аdvertising"),
+        (&allow_listed, &ads, r#"{"type":"track","event":"Consent Change","τype":"identify","traits":{"email":"a@b.c"}}"#.into(), "τype"),
+        // Latin letters beyond Latin-1 and Latin Extended-A, and a combining mark.
+        (&segment, &ads, r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true}},"con\u0219ent":{"categoryPreferences":{"Advertising":false}}}}"#.into(), r"con\u0219ent"),
+        (&allow_listed, &ads, r#"{"type":"track","event":"Consent Change","t\u1e8fpe":"identify"}"#.into(), r"t\u1e8fpe"),
+        (&segment, &ads, event(r#"{"Advertising":true,"Adve\u0301rtising":false}"#), r"Adve\u0301rtising"),
+        (&segment, &mixpanel, format!(r#"{{"type":"track",{granted},"integrations":{{"Mixpanel":true,"\u1e3eixpanel":false}}}}"#), r"\u1e3eixpanel"),
+        (&segment, &mixpanel, format!(r#"{{"type":"track",{granted},"integrations":{{"Mixpanel":true,"\u01cdll":false}}}}"#), r"\u01cdll"),
+        // A character another script spells as letters (unidecode: `セ` is `se`).
+        (&segment, &ads, r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true}},"conセnt":{"categoryPreferences":{"Advertising":false}}}}"#.into(), "conセnt"),
+        // Joined paths, as flatteners and warehouse loaders write them.
+        (&segment, &ads, format!(r#"{{"type":"track",{granted},"cоntext_consent_category_preferences_advertising":false}}"#), "cоntext_consent_category_preferences_advertising"),
+        (&segment, &mixpanel, format!(r#"{{"type":"track",{granted},"integrations":{{"Mixpanel":true}},"integrations_Ｍixpanel":false}}"#), "integrations_Ｍixpanel"),
+        (&rudder, &ads, r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[]},"consentManagement_deniedConsentIds_\u0660":"Advertising"}}"#.into(), r"consentManagement_deniedConsentIds_\u0660"),
+    ];
+    for (config, policy, body, lookalike) in cases {
+        let j = run(config, policy, "/v1/track", None, body.as_bytes());
+        assert_eq!(j.action, Action::Reply(Reason::InvalidEvent), "{body}");
+        let renamed = body.replace(&format!("\"{lookalike}\""), r#""extra""#);
+        assert_ne!(renamed, body);
+        let j = run(config, policy, "/v1/track", None, renamed.as_bytes());
+        assert_eq!(j.action, Action::Forward, "{renamed}");
+    }
+    // The same answer under both keys is one reading; keys beyond ASCII elsewhere are data.
+    for body in [
+        event(r#"{"Advertising":true,"Аdvertising":true}"#),
+        format!(r#"{{"type":"track",{granted},"properties":{{"ｃｏｎｔｅｘｔ":1,"広告":false}}}}"#),
+        format!(r#"{{"type":"track",{granted},"context2":{{"広告":false}}}}"#),
+    ] {
+        let j = run(&segment, &ads, "/v1/track", None, body.as_bytes());
+        assert_eq!(j.action, Action::Forward, "{body}");
+    }
+}
+
+#[test]
 fn a_batch_envelope_carries_only_what_batching_clients_send() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);

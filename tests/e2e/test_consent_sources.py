@@ -157,6 +157,71 @@ def test_keys_other_readers_take_for_the_consent(gate, upstream, path, body, hea
     send(gate, upstream, path, body, headers, expect)
 
 
+# ---- keys that transliterating loaders write as a field ------------------------------------------
+# Loaders that transliterate keys into Latin before naming columns (unidecode, python-slugify and
+# NFKD with the marks dropped, as Airbyte and Fivetran name columns) write each look-alike as the
+# column of the field beside it, and the later value wins: the stored row reads a refusal, another
+# call or the destination off. Each row holds the look-alike and the field it is written as.
+
+def column(key: str) -> set[str]:
+    """The column names real transliterating loaders give `key`, compared by letters and digits."""
+    import unicodedata
+
+    from slugify import slugify
+    from text_unidecode import unidecode as text_unidecode
+    from unidecode import unidecode
+
+    nfkd = "".join(c for c in unicodedata.normalize("NFKD", key) if not unicodedata.combining(c))
+    names = [unidecode(key), text_unidecode(key), slugify(key, separator="_"), nfkd]
+    return {"".join(c for c in n.lower() if c.isascii() and c.isalnum()) for n in names}
+
+
+GRANTED = {"consent": CONSENTED}
+DENIED = {"consent": {"categoryPreferences": {"Advertising": False}}}
+
+TRANSLITERATED = [
+    # (id, path, look-alike, the field it is written as, the body with the look-alike as `{key}`)
+    ("fullwidth-context", "/ads", "ｃｏｎｔｅｘｔ", "context",
+     lambda k: event(context=GRANTED, **{k: DENIED})),
+    ("cyrillic-o-in-context", "/ads", "cоntext", "context", lambda k: event(context=GRANTED, **{k: DENIED})),
+    ("cyrillic-a-in-a-category", "/ads", "Аdvertising", "Advertising",
+     lambda k: event(context={"consent": {"categoryPreferences": {"Advertising": True, k: False}}})),
+    ("greek-tau-in-type", "/ads", "τype", "type", lambda k: event(context=GRANTED, **{k: "identify"})),
+    ("latin-extended-b-in-consent", "/ads", "con\u0219ent", "consent",
+     lambda k: event(context={**GRANTED, k: DENIED["consent"]})),
+    ("combining-mark-in-a-category", "/ads", "Adve\u0301rtising", "Advertising",
+     lambda k: event(context={"consent": {"categoryPreferences": {"Advertising": True, k: False}}})),
+    ("katakana-in-consent", "/ads", "conセnt", "consent", lambda k: event(context={**GRANTED, k: DENIED["consent"]})),
+    ("latin-extended-additional-destination", "/mixpanel", "\u1e3eixpanel", "Mixpanel",
+     lambda k: event({"Advertising": True, "Analytics": True}, integrations={"Mixpanel": True, k: False})),
+    ("latin-extended-b-all", "/mixpanel", "\u01cdll", "All",
+     lambda k: event({"Advertising": True, "Analytics": True}, integrations={"Mixpanel": True, k: False})),
+    ("joined-path-with-a-cyrillic-o", "/ads", "cоntext_consent_category_preferences_advertising",
+     "context_consent_categoryPreferences_Advertising", lambda k: event(context=GRANTED, **{k: False})),
+]
+
+
+@pytest.mark.parametrize("path, key, field, build", [pytest.param(*r[1:], id=r[0]) for r in TRANSLITERATED])
+def test_keys_transliterating_loaders_write_as_a_field(gate, upstream, path, key, field, build):
+    key = json.loads(f'"{key}"')  # escapes written as escapes above, for legibility
+    assert key != field and column(field) & column(key), (key, column(key))
+    send(gate, upstream, path, encode(build(key)), JSON, INVALID)
+    upstream.reset()
+    send(gate, upstream, path, encode(build("extra")), JSON, ALLOW)
+
+
+def test_keys_in_scripts_far_from_latin_and_the_same_answer_are_forwarded(gate, upstream):
+    for body in [
+        # The same answer under both keys is one reading.
+        event(context={"consent": {"categoryPreferences": {"Advertising": True, "Аdvertising": True}}}),
+        # Keys written wholly in another script are names in it; look-alikes elsewhere are data.
+        event(context={**GRANTED, "ページ": {"広告": False}}, **{"広告": 1}),
+        event(context=GRANTED, properties={"ｃｏｎｔｅｘｔ": DENIED, "τype": "identify"}),
+    ]:
+        upstream.reset()
+        send(gate, upstream, "/ads", encode(body), JSON, ALLOW)
+
+
 def batch(items: list[bytes], **top) -> bytes:
     tail = b"".join(b"," + json.dumps(k).encode() + b":" + encode(v) for k, v in top.items())
     return b'{"batch":[' + b",".join(items) + b"]" + tail + b"}"
