@@ -301,6 +301,94 @@ fn invisible(ch: char) -> bool {
         )
 }
 
+/// Envoy's convention for a filter's own metadata namespace, which operators may add.
+const ENVOY_FILTER_PREFIX: &str = "envoy.filters.http.";
+
+/// Whether `key`, a namespace in a route's metadata, misspells `namespace` (and is not it): the
+/// same once ASCII case, `-`, `_` and `.` between words and Envoy's `envoy.filters.http.`
+/// prefix are set aside (`consent-gate`, `ConsentGate`, `envoy.filters.http.consent_gate` for
+/// `consent_gate`). A route that carries one meant to be gated; taken for an unconfigured
+/// route, it would pass ungated.
+pub fn misspells_namespace(key: &[u8], namespace: &str) -> bool {
+    fn folded(text: &[u8]) -> impl Iterator<Item = u8> + '_ {
+        let prefix = ENVOY_FILTER_PREFIX.as_bytes();
+        let bare = match text.get(..prefix.len()) {
+            Some(head) if head.eq_ignore_ascii_case(prefix) => text.get(prefix.len()..),
+            _ => Some(text),
+        };
+        bare.unwrap_or_default()
+            .iter()
+            .filter(|b| !matches!(b, b'-' | b'_' | b'.'))
+            .map(u8::to_ascii_lowercase)
+    }
+    key != namespace.as_bytes() && folded(key).eq(folded(namespace.as_bytes()))
+}
+
+/// What a route's metadata says when it holds `found`, a misspelling of the namespace, and not
+/// the namespace itself.
+pub fn misspelled_namespace(found: &[u8]) -> String {
+    format!(
+        "is absent, but the route has \"{}\", a misspelling of it: namespaces are matched exactly (rename it, or set metadata_namespace)",
+        crate::settings::shown(&String::from_utf8_lossy(found))
+    )
+}
+
+/// The likeliest misspellings of `namespace` (see [`misspells_namespace`]), for a host that
+/// looks namespaces up by name and cannot list them: its words joined by `_`, `-`, `.` or
+/// nothing, in lower, upper, title and camel case, and in lower case after Envoy's prefix.
+pub fn namespace_misspellings(namespace: &str) -> Vec<String> {
+    let bare = namespace
+        .strip_prefix(ENVOY_FILTER_PREFIX)
+        .unwrap_or(namespace);
+    // Words: between separators, and before an upper-case letter that follows a lower-case one.
+    let mut words: Vec<String> = Vec::new();
+    let mut previous_lower = false;
+    for c in bare.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            words.push(String::new());
+            previous_lower = false;
+            continue;
+        }
+        if words.is_empty() || (c.is_ascii_uppercase() && previous_lower) {
+            words.push(String::new());
+        }
+        if let Some(word) = words.last_mut() {
+            word.push(c.to_ascii_lowercase());
+        }
+        previous_lower = c.is_ascii_lowercase();
+    }
+    words.retain(|w| !w.is_empty());
+    let title = |w: &String| {
+        let mut t = w.clone();
+        if let Some(first) = t.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        t
+    };
+    let mut out: Vec<String> = Vec::new();
+    for separator in ["_", "-", ".", ""] {
+        let lower = words.join(separator);
+        let camel: Vec<String> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i == 0 { w.clone() } else { title(w) })
+            .collect();
+        let titled: Vec<String> = words.iter().map(title).collect();
+        for spelling in [
+            format!("{ENVOY_FILTER_PREFIX}{lower}"),
+            lower.to_ascii_uppercase(),
+            camel.join(separator),
+            titled.join(separator),
+            lower,
+        ] {
+            if spelling != namespace && !out.contains(&spelling) {
+                out.push(spelling);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,5 +576,57 @@ mod tests {
         }
         // Names in other scripts are other names.
         assert!(setting(r#"{"categories":["\u5e83\u544a","\u5206\u6790"]}"#).is_ok());
+    }
+
+    #[test]
+    fn misspelled_namespaces_are_told_apart_from_others() {
+        for key in [
+            "consent-gate",
+            "Consent_Gate",
+            "consentgate",
+            "ConsentGate",
+            "consent.gate",
+            "CONSENT_GATE",
+            "envoy.filters.http.consent_gate",
+            "Envoy.Filters.HTTP.consent-gate",
+        ] {
+            assert!(misspells_namespace(key.as_bytes(), "consent_gate"), "{key}");
+        }
+        for key in [
+            "consent_gate",
+            "consent_gates",
+            "consent",
+            "gate_consent",
+            "istio",
+        ] {
+            assert!(
+                !misspells_namespace(key.as_bytes(), "consent_gate"),
+                "{key}"
+            );
+        }
+        assert!(misspells_namespace(b"consent_gate", "consent-gate"));
+        let probes = namespace_misspellings("consent_gate");
+        for key in [
+            "consent-gate",
+            "consentgate",
+            "ConsentGate",
+            "consentGate",
+            "Consent_Gate",
+            "CONSENT_GATE",
+            "consent.gate",
+            "envoy.filters.http.consent_gate",
+            "envoy.filters.http.consent-gate",
+        ] {
+            assert!(probes.iter().any(|p| p == key), "{key} in {probes:?}");
+        }
+        assert!(!probes.iter().any(|p| p == "consent_gate"));
+        assert!(probes
+            .iter()
+            .all(|p| misspells_namespace(p.as_bytes(), "consent_gate")));
+        assert!(probes.len() <= 20, "{probes:?}");
+        // A camel-case namespace splits into its words.
+        assert!(namespace_misspellings("consentGate")
+            .iter()
+            .any(|p| p == "consent_gate"));
     }
 }

@@ -70,6 +70,18 @@ pub fn typed_namespace(raw: &[u8], namespace: &str) -> bool {
     })
 }
 
+/// The first namespace, in `filter_metadata` or `typed_filter_metadata`, that `wanted` takes.
+pub fn find_namespace(raw: &[u8], wanted: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    Fields::new(raw).find_map(|field| match field {
+        Ok((1 | 2, Wire::Bytes(entry))) => map_entry(entry)
+            .ok()
+            .map(|(key, _)| key)
+            .filter(|key| wanted(key))
+            .map(<[u8]>::to_vec),
+        _ => None,
+    })
+}
+
 /// A map entry: field 1 the key (bytes), field 2 the value (a message), either may be absent.
 fn map_entry(raw: &[u8]) -> Result<(&[u8], Option<&[u8]>), Malformed> {
     let (mut key, mut value) = (&[][..], None);

@@ -38,6 +38,12 @@ MISCONFIGURED = [
      ['"gpc_denies[0]" names "Analytics", which the route does not require']),
     # The namespace is there but says nothing: a mistake, not an unconfigured route.
     ("/misconfigured/not-exempt", "misconfigured_not_exempt", ['has no "category" or "categories"']),
+    # The namespace misspelled (a wasm module lists the route's namespaces, a dynamic module looks
+    # up the likeliest misspellings): taken for an unconfigured route, it would pass ungated.
+    ("/misconfigured/ns-hyphen", "misconfigured_ns_hyphen", ['the route has "consent-gate", a misspelling']),
+    ("/misconfigured/ns-envoy", "misconfigured_ns_envoy",
+     ['the route has "envoy.filters.http.consent_gate", a misspelling']),
+    ("/misconfigured/ns-camel", "misconfigured_ns_camel", ['the route has "ConsentGate", a misspelling']),
 ]
 if MODULE == "wasm":
     # The dynamic module's ABI counts a namespace's keys, so it cannot tell `{}` from no

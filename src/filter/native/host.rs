@@ -145,6 +145,7 @@ thread_local! {
 pub struct NativeHost<'a> {
     envoy: FilterEnvoyPtr,
     counters: &'a Counters,
+    namespace_misspellings: &'a [String],
     route_name: &'a mut Option<String>,
     /// In the request body hook, the chunk just received is not yet part of the buffered body.
     in_body_hook: bool,
@@ -156,6 +157,7 @@ impl<'a> NativeHost<'a> {
     pub fn new(
         envoy: FilterEnvoyPtr,
         counters: &'a Counters,
+        namespace_misspellings: &'a [String],
         route_name: &'a mut Option<String>,
         in_body_hook: bool,
         record_metadata: bool,
@@ -163,6 +165,7 @@ impl<'a> NativeHost<'a> {
         NativeHost {
             envoy,
             counters,
+            namespace_misspellings,
             route_name,
             in_body_hook,
             record_metadata,
@@ -292,7 +295,12 @@ impl<'a> NativeHost<'a> {
     /// Reads the route's metadata namespace into `out`: its keys in order, each with its typed
     /// value. False when the route has none (no namespace, or an empty one). There is no type
     /// query in the ABI: each value is tried as a string, a number, a bool, a list.
-    fn route_metadata(&self, namespace: &str, out: &mut FlatMetadata) -> Result<bool, String> {
+    fn route_metadata(
+        &self,
+        namespace: &str,
+        misspellings: &[String],
+        out: &mut FlatMetadata,
+    ) -> Result<bool, String> {
         /// Keys read into the stack; a namespace with more is read into the heap.
         const ON_STACK: usize = 16;
         out.clear();
@@ -303,6 +311,19 @@ impl<'a> NativeHost<'a> {
             abi::envoy_dynamic_module_callback_http_get_metadata_keys_count(self.envoy, source, ns)
         };
         if n == 0 {
+            // Namespaces can only be looked up by name: the likeliest misspellings are.
+            for probe in misspellings {
+                let buffer = ModuleBuffer::of(probe.as_bytes());
+                // SAFETY: as above.
+                let n = unsafe {
+                    abi::envoy_dynamic_module_callback_http_get_metadata_keys_count(
+                        self.envoy, source, buffer,
+                    )
+                };
+                if n > 0 {
+                    return Err(crate::policy::misspelled_namespace(probe.as_bytes()));
+                }
+            }
             return Ok(false);
         }
         let mut stack = [EnvoyBuffer::EMPTY; ON_STACK];
@@ -507,7 +528,8 @@ impl Host for NativeHost<'_> {
         // What was read is compared with what this worker read before: the same metadata
         // is parsed once (see `route_memo`).
         let read = |flat: &mut FlatMetadata, memo: &mut RouteMemo| {
-            if self.route_metadata(&config.metadata_namespace, flat)? {
+            let misspellings = self.namespace_misspellings;
+            if self.route_metadata(&config.metadata_namespace, misspellings, flat)? {
                 memo.setting(flat, config.match_mode)
             } else {
                 Ok(RouteSetting::Unconfigured)

@@ -27,6 +27,8 @@ use crate::reply;
 pub struct FilterConfig {
     config: Config,
     counters: Counters,
+    /// The likeliest misspellings of the metadata namespace, looked for on routes without it.
+    namespace_misspellings: Vec<String>,
 }
 
 /// A route's `DynamicModuleFilterPerRoute` configuration, parsed once when Envoy loads the
@@ -108,7 +110,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                     ),
                 );
                 let counters = Counters::define(config_envoy);
-                Box::into_raw(Box::new(FilterConfig { config, counters })).cast_const()
+                let namespace_misspellings =
+                    crate::policy::namespace_misspellings(&config.metadata_namespace);
+                let shared = FilterConfig {
+                    config,
+                    counters,
+                    namespace_misspellings,
+                };
+                Box::into_raw(Box::new(shared)).cast_const()
             }
             Err(message) => {
                 // Envoy refuses the configuration (at start, or in `--mode validate`).
@@ -268,6 +277,7 @@ fn with_lifecycle<T>(
     let mut host = NativeHost::new(
         envoy,
         &shared.counters,
+        &shared.namespace_misspellings,
         &mut filter.route_name,
         in_body_hook,
         shared.config.decision_metadata,

@@ -15,7 +15,7 @@ use super::Shared;
 use crate::config::Config;
 use crate::host::{Host, HostError, Level, Metric, Record, RequestHeaders};
 use crate::lifecycle::{Flow, Lifecycle};
-use crate::policy::RouteSetting;
+use crate::policy::{self, RouteSetting};
 use crate::wire;
 
 /// The filter-state key of the decision record (`%FILTER_STATE(wasm.consent_gate:PLAIN)%`):
@@ -136,7 +136,12 @@ impl Host for WasmHost<'_> {
             Ok(None) if wire::typed_namespace(&raw, &config.metadata_namespace) => Err(
                 "is in typed_filter_metadata, which consent-gate does not read: put it in filter_metadata".into(),
             ),
-            Ok(None) => Ok(RouteSetting::Unconfigured),
+            Ok(None) => match wire::find_namespace(&raw, |key| {
+                policy::misspells_namespace(key, &config.metadata_namespace)
+            }) {
+                Some(found) => Err(policy::misspelled_namespace(&found)),
+                None => Ok(RouteSetting::Unconfigured),
+            },
             Err(_) => Err("cannot be decoded (the host sent a malformed Metadata message)".into()),
         }
     }
