@@ -385,6 +385,43 @@ fn trimmed_name(key: &str, value: String) -> Result<String, String> {
     Ok(value)
 }
 
+/// A rule's route name: compared exactly, so a glob's wildcard would match no route.
+fn route_name(key: &str, value: String) -> Result<String, String> {
+    let value = trimmed_name(key, value)?;
+    match value.bytes().any(|b| matches!(b, b'*' | b'?')) {
+        true => Err(format!(
+            "\"{key}\" is compared exactly with the route's name, not a pattern: '*' and '?' would match no route, and leave it ungated (got \"{}\")",
+            settings::shown(&value)
+        )),
+        false => Ok(value),
+    }
+}
+
+/// The first thing in a rule's path prefix that makes it a pattern, a list or a template, not a
+/// path: `%` without two hex digits (SQL's `LIKE`, printf's `%s`), `,` and `;` (lists), `+`
+/// and `!` (patterns' repeat and negation), `'`, `:` starting a segment (`/v1/:type`: a route
+/// parameter), and a segment of dots alone longer than `..` (`/v1/...`).
+fn not_a_path(prefix: &str) -> Option<String> {
+    let bytes = prefix.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let bad = match b {
+            b'%' => !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
+            b',' | b';' | b'+' | b'!' | b'\'' => true,
+            b':' => i > 0 && bytes.get(i - 1) == Some(&b'/'),
+            _ => false,
+        };
+        if bad {
+            return Some((b as char).to_string());
+        }
+    }
+    prefix
+        .split('/')
+        .find(|segment| segment.len() > 2 && segment.bytes().all(|b| b == b'.'))
+        .map(str::to_string)
+}
+
 fn in_range(key: &str, n: u64, min: u64, max: u64) -> Result<u64, String> {
     if (min..=max).contains(&n) {
         Ok(n)
@@ -424,7 +461,7 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
     let mut rule = RouteRule {
         route_name: raw
             .route_name
-            .map(|n| trimmed_name(&format!("{at}.route_name"), n))
+            .map(|n| route_name(&format!("{at}.route_name"), n))
             .transpose()?,
         host: None,
         path_prefix: None,
@@ -442,7 +479,10 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
         let (name, port) = split_authority(&text);
         // A DNS name or an IP address, as a request's host can be: anything else (a pattern,
         // a list, a scheme, white space) would match no request, and leave the route ungated.
-        let host_like = is_host(&name);
+        // A leading dot or an empty label is a suffix pattern or a typo (`.example.com`).
+        let host_like = is_host(&name)
+            && !name.starts_with('.')
+            && !name.as_bytes().windows(2).any(|w| w == b"..");
         let port = match port {
             None => Some(None),
             Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).map(Some),
@@ -485,6 +525,13 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
             return Err(format!(
                 "\"{path}\" is a literal path prefix, not a pattern: '{}' is a wildcard, a pattern's character or one no request path holds (got \"{}\")",
                 settings::shown(c.encode_utf8(&mut [0; 4])),
+                settings::shown(&prefix)
+            ));
+        }
+        if let Some(what) = not_a_path(&prefix) {
+            return Err(format!(
+                "\"{path}\" is a literal path prefix, not a pattern, a list or a template: \"{}\" would match no request path as meant, and leave the route ungated (got \"{}\")",
+                settings::shown(&what),
                 settings::shown(&prefix)
             ));
         }
@@ -918,6 +965,20 @@ mod tests {
             (r#"{"path_prefix":"/v1/tr\u00e4ck"}"#, "path_prefix"),
             (r#"{"route_name":" ads"}"#, "route_name"),
             (r#"{"route_name":"ads\n"}"#, "route_name"),
+            // Lists, templates, other pattern languages, globs in a name, host suffixes.
+            (r#"{"path_prefix":"/v1/track,/v1/page"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/track;/v1/page"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/:type"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/%"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/%s"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/+"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/!track"}"#, "path_prefix"),
+            (r#"{"path_prefix":"/v1/..."}"#, "path_prefix"),
+            (r#"{"route_name":"*"}"#, "route_name"),
+            (r#"{"route_name":"ads*"}"#, "route_name"),
+            (r#"{"route_name":"ad?"}"#, "route_name"),
+            (r#"{"host":".example.com"}"#, "host"),
+            (r#"{"host":"ads..example.com"}"#, "host"),
         ] {
             let text = format!(
                 r#"{{"routes":[{{"categories":["A"],{}}}]}}"#,
@@ -935,10 +996,11 @@ mod tests {
             let err = Config::parse(&text).unwrap_err();
             assert!(err.contains("\"metadata_namespace\""), "{text} -> {err}");
         }
-        // What paths do hold is still a prefix: sub-delimiters, `:`, `@`, escapes of reserved
-        // characters, and a name with inner white space.
+        // What API paths hold is still a prefix: `:` inside a segment (`events:batch`), `@`,
+        // `&`, `=`, `~`, escapes of reserved characters, and a name with inner white space.
         for good in [
-            r#"{"routes":[{"path_prefix":"/v1/a:b@c!d&e=f,g;h+i'j","categories":["A"]}]}"#,
+            r#"{"routes":[{"path_prefix":"/v1/a:b@c&e=f~g","categories":["A"]}]}"#,
+            r#"{"routes":[{"path_prefix":"/v1/events:batch/..x","categories":["A"]}]}"#,
             r#"{"routes":[{"path_prefix":"/v1/a%2Fb","categories":["A"]}]}"#,
             r#"{"routes":[{"route_name":"ads api","categories":["A"]}]}"#,
         ] {

@@ -53,6 +53,12 @@ BAD = [
     # So would a pattern for a prefix, or a name or namespace with stray white space.
     ({"routes": [{"path_prefix": "/v1/*", "categories": ["A"]}]}, "routes[0].path_prefix"),
     ({"routes": [{"route_name": "ads ", "categories": ["A"]}]}, "routes[0].route_name"),
+    # A list, a route template, another pattern language, a glob in a name, a host suffix.
+    ({"routes": [{"path_prefix": "/v1/track,/v1/page", "categories": ["A"]}]}, "routes[0].path_prefix"),
+    ({"routes": [{"path_prefix": "/v1/:type", "categories": ["A"]}]}, "routes[0].path_prefix"),
+    ({"routes": [{"path_prefix": "/v1/%", "categories": ["A"]}]}, "routes[0].path_prefix"),
+    ({"routes": [{"route_name": "ads*", "categories": ["A"]}]}, "routes[0].route_name"),
+    ({"routes": [{"host": ".example.com", "categories": ["A"]}]}, "routes[0].host"),
     ({"metadata_namespace": " consent_gate"}, "metadata_namespace"),
     # Category names no client sends: under RudderStack's deny-only format they deny nothing.
     ({"routes": [{"path_prefix": "/x", "categories": ["Advertising "]}]}, "routes[0].categories"),
