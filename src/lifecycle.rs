@@ -246,8 +246,9 @@ impl Lifecycle {
         // A response from upstream: headers under the filter's names would speak for the filter
         // (a destination's `x-consent-gate-reason: FILTERED_BY_END_USER_CONSENT` on an event it
         // received), so only the filter's own values leave.
+        // Both tried, whatever the first does (`|`, not `||`).
         if host.remove_response_header(REASON_HEADER).is_err()
-            || (self.dropped == 0 && host.remove_response_header(DROPPED_HEADER).is_err())
+            | (self.dropped == 0 && host.remove_response_header(DROPPED_HEADER).is_err())
         {
             host.log(
                 Level::Warn,
@@ -266,7 +267,7 @@ impl Lifecycle {
     /// Response trailers from upstream: the filter's names are the filter's there too.
     pub fn on_response_trailers(&mut self, host: &mut impl Host) -> Flow {
         if host.remove_response_trailer(REASON_HEADER).is_err()
-            || host.remove_response_trailer(DROPPED_HEADER).is_err()
+            | host.remove_response_trailer(DROPPED_HEADER).is_err()
         {
             host.log(
                 Level::Warn,

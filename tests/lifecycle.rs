@@ -27,6 +27,8 @@ struct Fake {
     /// The host hands over only this many bytes of the body.
     short_body_read: Option<usize>,
     fail_body_write: bool,
+    /// Removing this response header or trailer fails (the host says so).
+    fail_removal_of: Option<&'static str>,
     // What happened.
     replaced: Option<Vec<u8>>,
     reply: Option<Reply>,
@@ -135,11 +137,17 @@ impl Host for Fake {
     }
 
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
+        if self.fail_removal_of == Some(name) {
+            return Err(HostError(2));
+        }
         self.response_headers.retain(|(n, _)| n != name);
         Ok(())
     }
 
     fn remove_response_trailer(&mut self, name: &str) -> Result<(), HostError> {
+        if self.fail_removal_of == Some(name) {
+            return Err(HostError(2));
+        }
         self.response_trailers.retain(|(n, _)| n != name);
         Ok(())
     }
@@ -399,6 +407,24 @@ fn the_upstreams_own_consent_gate_headers_never_reach_the_client() {
     host.response_headers = host.reply.clone().unwrap().2;
     lc.on_response_headers(&mut host);
     assert_eq!(host.response_headers, host.reply.clone().unwrap().2);
+    // A removal the host fails is logged, and the other name is still removed.
+    let mut host = Fake::post("/v1/track", CONSENTED);
+    host.fail_removal_of = Some("x-consent-gate-reason");
+    host.response_headers = spoofed();
+    host.response_trailers = spoofed();
+    let mut lc = Lifecycle::default();
+    assert!(matches!(
+        play_with(&mut lc, &config, &mut host),
+        Outcome::Forwarded(_)
+    ));
+    lc.on_response_trailers(&mut host);
+    for kept in [&host.response_headers, &host.response_trailers] {
+        assert!(
+            !kept.iter().any(|(n, _)| n == "x-consent-gate-dropped"),
+            "{kept:?}"
+        );
+    }
+    assert!(host.logs.iter().any(|(_, m)| m.contains("cannot remove")));
 }
 
 #[test]
