@@ -140,19 +140,16 @@ impl Encoding {
                 // the raw stream need not end well. A zlib stream's first byte also starts a
                 // raw stored block whose length check fails at once for compressors' output,
                 // so read raw it yields nothing; but one can be built whose raw reading is
-                // another event. Refused when the raw reading starts an object or an array
-                // (receivers that take a list of events), after white space or a byte-order
-                // mark (which .NET's reader skips), or cannot be told from one (white space up
-                // to the cap).
+                // another event. Refused when the raw reading yields anything but white space
+                // (lenient readers skip what comes before the object: a byte-order mark, and
+                // Gson's `#`, `//` and `/* */` comments, so no first byte is safe), or white
+                // space up to the cap.
                 let mut raw_reading = Vec::new();
                 let read = inflate(&mut state, raw, false, &mut raw_reading, limit);
-                let text = raw_reading
-                    .strip_prefix(b"\xEF\xBB\xBF")
-                    .unwrap_or(&raw_reading);
-                match text.iter().find(|b| !b" \t\r\n".contains(b)) {
-                    Some(b'{' | b'[') => Err(DecodeError::Corrupt),
-                    None if read == Err(DecodeError::TooLarge) => Err(DecodeError::Corrupt),
-                    _ => Ok(out),
+                let blank = raw_reading.iter().all(|b| b" \t\r\n".contains(b));
+                match blank && read != Err(DecodeError::TooLarge) {
+                    true => Ok(out),
+                    false => Err(DecodeError::Corrupt),
                 }
             }
             Encoding::Gzip => {
@@ -497,6 +494,29 @@ mod tests {
                 .strip_prefix(b"\t\t")
                 .is_some_and(|r| r.starts_with(start)))
         );
+        assert_eq!(
+            Encoding::Deflate.decode(&body, 1 << 20),
+            Err(DecodeError::Corrupt)
+        );
+        // A raw reading that starts with a comment: Gson, reading raw DEFLATE, skips `#` up to
+        // the line's end and reads the object after it. The zlib header 08 5b is also a raw
+        // stored block of 0x025b bytes, whose content starts at zlib's third length byte.
+        let event =
+            br#"{"type":"track","context":{"consent":{"categoryPreferences":{"Ads":true}}}}"#;
+        let mut content = event.to_vec();
+        content.resize(0x23fd, b' ');
+        let mut body = vec![0x08, 0x5b, 0x02, 0xa4, 0xfd, 0x23, 0x02, 0xdc];
+        body.extend_from_slice(&content);
+        body.extend_from_slice(&adler32(&content).to_be_bytes());
+        let zlib = read(miniz_oxide::inflate::decompress_to_vec_zlib(&body).unwrap());
+        assert_eq!(
+            zlib["context"]["consent"]["categoryPreferences"]["Ads"],
+            true
+        );
+        let mut raw = Vec::new();
+        let mut state = Box::<DecompressorOxide>::default();
+        let _ = inflate(&mut state, &body, false, &mut raw, 1 << 20);
+        assert!(raw.starts_with(b"#\x02\xdc{\"type\""), "{raw:?}");
         assert_eq!(
             Encoding::Deflate.decode(&body, 1 << 20),
             Err(DecodeError::Corrupt)

@@ -7,6 +7,7 @@ before the body is read. `identity` is the same as no header.
 Routes in envoy/e2e.yaml: `/` (`/v1/track`, `/v1/batch`) → Analytics; `/open` → not gated.
 """
 
+import base64
 import gzip
 import json
 import time
@@ -322,6 +323,25 @@ def test_deflate_that_also_reads_as_raw_deflate_is_400(gate, upstream):
     assert as_zlib["context"]["consent"]["categoryPreferences"] == {"Analytics": True}
     assert as_raw == {"type": "track", "event": "Order Completed", "properties": {"note": 1}}
     post(gate, upstream, body, {**JSON, "content-encoding": "deflate"}, INVALID)
+
+
+# A `deflate` body zlib reads as a consented event and raw DEFLATE as `#…` followed by the refused
+# one: Gson, reading raw DEFLATE, skips the `#` comment to the line's end and reads the refusal.
+# The zlib header 08 5b is also a raw stored block whose content starts at zlib's third length
+# byte, `#`; its second raw block is a fixed-Huffman one that ends the raw stream. Kept compressed.
+COMMENT_POLYGLOT = zlib.decompress(base64.b64decode(
+    "eNrt0b9KA0EQx3FIJT7FsbYRYpvKP5WVBzaC1bo3keBl95ibCznCgs/gM/gyvoONhY8huGdeIVh9P9X8dmaZYk4eZ+8/Z7PP"
+    "vbOxE7d0pj68uLmTrUQr+U4b0eombbpWTJrSGXrR26a0houSQoomuzK5n8r+71Mpvclz0rFWWYlKDNJPz1fRt6OtQwmmg+Sc"
+    "567T1Ina+jCxc8sKx3D67ydd+bY/3DQmmxb7p3Bf1/XD4uv17fq8GgEAAAAAAAAAAAAAAHB8Lud8+b35+AUOJXMr"))
+
+
+def test_deflate_whose_raw_reading_starts_with_a_comment_is_400(gate, upstream):
+    as_zlib = json.loads(zlib.decompress(COMMENT_POLYGLOT))
+    raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(COMMENT_POLYGLOT)
+    comment, _, rest = raw.partition(b"\n")
+    assert as_zlib["context"]["consent"]["categoryPreferences"] == {"Analytics": True}
+    assert comment.startswith(b"#") and b'"categoryPreferences":{"Analytics":false}' in rest
+    post(gate, upstream, COMMENT_POLYGLOT, {**JSON, "content-encoding": "deflate"}, INVALID)
 
 
 def test_truncated_gzip_batch_is_400(gate, upstream):
