@@ -21,6 +21,7 @@ fn bench(c: &mut Criterion) {
         path,
         gpc: false,
         form: false,
+        preflight: false,
     };
     let cases = cases();
     let mut group = c.benchmark_group("judge");

@@ -19,6 +19,7 @@ pub fn measure(host: &str, mut report: impl FnMut(String)) {
             path,
             gpc: false,
             form: false,
+            preflight: false,
         };
         let once = || black_box(judge(&request, black_box(body.as_bytes())));
         // Warm up (V8 tiers the module up), then size each round to about 20 ms.

@@ -154,6 +154,8 @@ pub struct Request<'r> {
     pub gpc: bool,
     /// Some receiver reads the body as a form ([`Encoding::is_form`]).
     pub form: bool,
+    /// A CORS preflight ([`crate::host::RequestHeaders::is_cors_preflight`]).
+    pub preflight: bool,
 }
 
 /// Decides a complete request body.
@@ -176,6 +178,11 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
         Query::WriteKey | Query::Other => return Judgement::refused(Reason::InvalidEvent),
     }
     if raw.is_empty() {
+        // A browser's CORS preflight carries no event: refused, it would keep every event of
+        // the page's SDK from being sent, consented or not.
+        if req.preflight {
+            return Judgement::forward(false, 0);
+        }
         // No body at all: no consent either, and nothing that could be read two ways.
         return single(req, EventFacts::EMPTY, false);
     }

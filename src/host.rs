@@ -45,6 +45,10 @@ pub struct RequestHeaders {
     /// The paths that headers name for the request beside `:path`: `x-original-url` and
     /// `x-rewrite-url` (IIS, Symfony and Zend route by them).
     pub named_paths: Vec<String>,
+    /// `:method` is `OPTIONS`.
+    pub options: bool,
+    /// An `access-control-request-method` line: with `OPTIONS`, a CORS preflight.
+    pub cors_request_method: bool,
 }
 
 /// Whether one `sec-gpc` header line says `1`, as any receiver may read it: a line is read as
@@ -85,6 +89,12 @@ impl RequestHeaders {
     /// them, with any character but a letter or digit as `-`: `Sec-GPC` and `Sec_GPC` are both
     /// `HTTP_SEC_GPC` to them, PHP turns the `.` of a server's `HTTP_SEC.GPC` into `_`, and
     /// lighttpd turns every other character into `_` (`Sec~GPC`). Envoy forwards such names.
+    /// A browser's CORS preflight: `OPTIONS` with `Access-Control-Request-Method`. Without a
+    /// body it carries no event, and a browser sends no event without it where one is needed.
+    pub fn is_cors_preflight(&self) -> bool {
+        self.options && self.cors_request_method
+    }
+
     pub fn add_line(&mut self, name: &[u8], value: &[u8]) {
         let append = |to: &mut Option<String>| match to {
             Some(all) => {
@@ -93,7 +103,11 @@ impl RequestHeaders {
             }
             None => *to = Some(lossy(value)),
         };
-        if cgi_name_is(name, b"sec-gpc") {
+        if name == b":method" {
+            self.options = value == b"OPTIONS";
+        } else if cgi_name_is(name, b"access-control-request-method") {
+            self.cors_request_method = true;
+        } else if cgi_name_is(name, b"sec-gpc") {
             // Any line saying `1` counts: a reader of either line must not see a preference.
             self.gpc |= gpc_signal(value);
         } else if cgi_name_is(name, b"content-encoding") {

@@ -51,6 +51,8 @@ struct Pending {
     gpc: bool,
     /// The body is declared a form.
     form: bool,
+    /// A CORS preflight (see [`RequestHeaders::is_cors_preflight`]).
+    preflight: bool,
     /// Bytes buffered so far.
     body_size: usize,
     /// Whether any body callback came (none comes if the wasm filter was configured without
@@ -105,19 +107,20 @@ impl Lifecycle {
             Some(h) => Ok(h),
             None => host.request_headers(),
         };
-        let Ok(RequestHeaders {
+        let Ok(headers) = read else {
+            host.log(Level::Error, "cannot read the request headers");
+            let j = Judgement::refused(Reason::InternalError);
+            return self.carry_out(config, host, j, Some(&policy));
+        };
+        let preflight = headers.is_cors_preflight();
+        let RequestHeaders {
             content_encoding,
             content_type,
             content_length,
             path,
             gpc,
             ..
-        }) = read
-        else {
-            host.log(Level::Error, "cannot read the request headers");
-            let j = Judgement::refused(Reason::InternalError);
-            return self.carry_out(config, host, j, Some(&policy));
-        };
+        } = headers;
         // Refuse early what the body cannot change: nothing is buffered for it.
         if Encoding::from_header(content_encoding.as_deref()).is_none()
             || !Encoding::charset_is_utf8(content_type.as_deref())
@@ -133,6 +136,7 @@ impl Lifecycle {
         self.state = State::Buffering(Pending {
             policy,
             form: Encoding::is_form(content_type.as_deref()),
+            preflight,
             content_encoding,
             path,
             gpc,
@@ -289,6 +293,7 @@ impl Lifecycle {
             path: &pending.path,
             gpc: pending.gpc,
             form: pending.form,
+            preflight: pending.preflight,
         };
         let judgement = if empty {
             judge(&request, &[])

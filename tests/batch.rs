@@ -19,6 +19,7 @@ fn run(config: &Config, body: &str) -> Judgement {
             path: "/v1/batch",
             gpc: false,
             form: false,
+            preflight: false,
         },
         body.as_bytes(),
     )
@@ -395,6 +396,7 @@ fn rewritten_compressed_batches_are_compressed_the_same_way() {
                 path: "/",
                 gpc: false,
                 form: false,
+                preflight: false,
             },
             &packed,
         );

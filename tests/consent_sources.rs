@@ -46,6 +46,7 @@ fn run(config: &Config, policy: &RoutePolicy, path: &str, gpc: bool, body: &str)
             path,
             gpc,
             form: false,
+            preflight: false,
         },
         body.as_bytes(),
     )

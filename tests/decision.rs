@@ -27,6 +27,7 @@ fn run(
             path,
             gpc: false,
             form: false,
+            preflight: false,
         },
         body,
     )
@@ -350,6 +351,7 @@ fn a_form_body_is_refused_when_a_form_reader_finds_event_fields_in_it() {
                 path,
                 gpc: false,
                 form,
+                preflight: false,
             },
             body.as_bytes(),
         );

@@ -351,6 +351,7 @@ fn whatever_is_forwarded_reads_alike_and_is_allowed() {
             path,
             gpc,
             form: false,
+            preflight: false,
         };
         let out = match judge(&req, body.as_bytes()).action {
             Action::Forward => body.clone().into_bytes(),

@@ -947,3 +947,47 @@ fn the_route_match_mode_comes_from_the_plugin_unless_the_route_says() {
         Ok(RouteSetting::Gated(p)) if p.match_mode == Match::Any
     ));
 }
+
+#[test]
+fn a_cors_preflight_without_a_body_is_forwarded() {
+    // A browser sends an SDK's events only after its preflight is answered: refused, the page's
+    // consented events would never leave either. It carries no event; with a body, or a query
+    // that may carry one, it is judged as any request.
+    let config = Config::default();
+    let preflight = |path: &str, body: &str| {
+        Fake::post(path, body)
+            .header(":method", "OPTIONS")
+            .header("access-control-request-method", "POST")
+            .header("origin", "https://shop.example")
+    };
+    let mut host = preflight("/v1/track", "");
+    assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+    assert_eq!(
+        host.records,
+        ["decision=allow reason=- required=Ads denied=- events=0 dropped=0"]
+    );
+    for (mut host, reason) in [
+        // Not a preflight: no event, no consent.
+        (
+            Fake::post("/v1/track", "").header(":method", "OPTIONS"),
+            "MISSING_CONSENT",
+        ),
+        (
+            Fake::post("/v1/track", "")
+                .header(":method", "GET")
+                .header("access-control-request-method", "POST"),
+            "MISSING_CONSENT",
+        ),
+        // A preflight with a body, or with a query that may carry an event.
+        (
+            preflight("/v1/track", REFUSED),
+            "FILTERED_BY_END_USER_CONSENT",
+        ),
+        (preflight("/v1/pixel/track?data=e30", ""), "INVALID_EVENT"),
+    ] {
+        match play(&config, &mut host) {
+            Outcome::Replied(_, got) => assert_eq!(got, reason),
+            other => panic!("{other:?}"),
+        }
+    }
+}

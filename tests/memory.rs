@@ -54,6 +54,7 @@ fn peak_of(config: &Config, encoding: Option<&str>, path: &str, body: &[u8]) -> 
         path,
         gpc: false,
         form: false,
+        preflight: false,
     };
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let base = CURRENT.load(Ordering::SeqCst);

@@ -62,7 +62,7 @@ proptest! {
         let encodings = [None, Some("gzip"), Some("deflate"), Some("identity")];
         let config = Config::default();
         let p = policy();
-        let _ = judge(&Request { config: &config, policy: &p, content_encoding: encodings[enc], path: "/v1/track", gpc: false, form: false }, &body);
+        let _ = judge(&Request { config: &config, policy: &p, content_encoding: encodings[enc], path: "/v1/track", gpc: false, form: false, preflight: false }, &body);
     }
 
     #[test]
@@ -88,9 +88,9 @@ proptest! {
     fn judge_never_panics_on_jsonish_text(text in jsonish()) {
         let config = Config::default();
         let p = policy();
-        let _ = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/", gpc: false, form: false }, text.as_bytes());
+        let _ = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/", gpc: false, form: false, preflight: false }, text.as_bytes());
         let wrapped = format!("{{\"batch\":[{text}],\"context\":{{\"consent\":{text}}}}}");
-        let _ = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/", gpc: false, form: false }, wrapped.as_bytes());
+        let _ = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/", gpc: false, form: false, preflight: false }, wrapped.as_bytes());
     }
 
     #[test]
@@ -142,7 +142,7 @@ proptest! {
         let text = body.to_string();
         let config = Config::default();
         let p = policy();
-        let j = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/", gpc: false, form: false }, text.as_bytes());
+        let j = judge(&Request { config: &config, policy: &p, content_encoding: None, path: "/", gpc: false, form: false, preflight: false }, text.as_bytes());
         let forwarded: Vec<String> = match &j.action {
             Action::Forward => batch_ids(text.as_bytes()),
             Action::Rewrite(out) => {

@@ -74,6 +74,7 @@ pub fn judge_and_check(setup: &Setup, path: &str, encoding: Option<&str>, body: 
         path,
         gpc: setup.gpc,
         form: false,
+        preflight: false,
     };
     let j = judge(&req, body);
     let by_reason: u32 = j.dropped_by_reason.iter().sum();

@@ -17,6 +17,7 @@ from harness.checks import (
     SETTLE_SECONDS,
     TOO_LARGE,
     assert_allowed,
+    assert_denied,
     assert_local_reply,
     assert_outcome,
     assert_untouched,
@@ -136,6 +137,34 @@ def test_request_without_body(gate, upstream, protocol, method, path, expect):
     else:
         resp = clients.http2(gate.port, method, path, headers=headers)  # END_STREAM on HEADERS
     assert_outcome(resp, upstream, expect, b"", path=path, method=method, sent_headers=headers)
+
+
+PREFLIGHT = {"origin": "https://shop.example", "access-control-request-method": "POST",
+             "access-control-request-headers": "authorization, content-type"}
+
+CORS = [
+    # A browser's preflight carries no event, and without its answer the page's SDK sends none.
+    pytest.param("http1", "OPTIONS", "/ads/v1/track", PREFLIGHT, ALLOW, id="preflight"),
+    pytest.param("http2", "OPTIONS", "/ads/v1/batch", PREFLIGHT, ALLOW, id="h2-preflight"),
+    # Not a preflight, or one whose query may carry an event.
+    pytest.param("http1", "OPTIONS", "/ads/v1/track", {"origin": "https://shop.example"}, MISSING,
+                 id="options-without-request-method"),
+    pytest.param("http1", "OPTIONS", "/ads/v1/pixel/track?data=e30", PREFLIGHT, INVALID,
+                 id="preflight-with-an-event-query"),
+]
+
+
+@pytest.mark.parametrize("protocol, method, path, headers, expect", CORS)
+def test_cors_preflight(gate, upstream, protocol, method, path, headers, expect):
+    send = clients.http1 if protocol == "http1" else clients.http2
+    resp = send(gate.port, method, path, headers=headers)
+    assert_outcome(resp, upstream, expect, b"", path=path, method=method, sent_headers=headers)
+
+
+def test_a_preflight_with_a_body_is_judged(gate, upstream):
+    body = encode(event({"Advertising": False}))
+    resp = clients.http1(gate.port, "OPTIONS", "/ads/v1/track", body, {**PREFLIGHT, **JSON})
+    assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT")
 
 
 # A pixel reader takes the event from the query string (`?data=<base64 JSON>`, or field by field)
