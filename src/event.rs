@@ -207,15 +207,15 @@ pub enum KeyMatch {
     Lookalike,
     /// None of the names, for every reader.
     Other,
-    /// [`KeyMatch::Other`], for a key beyond ASCII (a transliterating loader may write one of
-    /// its characters as many letters: see [`may_flatten`]).
-    OtherBeyondAscii,
+    /// [`KeyMatch::Other`], for a key a loader may transliterate (see [`transliterable`]): one
+    /// of its characters may be written as many letters (see [`may_flatten`]).
+    OtherTransliterable,
 }
 
 impl KeyMatch {
     /// Whether no reader takes the key for one of the names.
     pub fn is_other(self) -> bool {
-        matches!(self, KeyMatch::Other | KeyMatch::OtherBeyondAscii)
+        matches!(self, KeyMatch::Other | KeyMatch::OtherTransliterable)
     }
 }
 
@@ -285,6 +285,7 @@ pub fn match_key(key: &Str, names: &[Name]) -> KeyMatch {
             let taken = folds(raw) || directive(raw) || read_as_a_name(raw, names);
             return match taken {
                 true => KeyMatch::Lookalike,
+                false if raw.iter().any(|&b| writes_a_word(b)) => KeyMatch::OtherTransliterable,
                 false => KeyMatch::Other,
             };
         }
@@ -320,8 +321,8 @@ fn lookalike(text: &str, names: &[Name]) -> KeyMatch {
             || cut.as_ref().is_some_and(|c| c.spell(n.text))
     }) {
         true => KeyMatch::Lookalike,
-        false if text.is_ascii() => KeyMatch::Other,
-        false => KeyMatch::OtherBeyondAscii,
+        false if transliterable(text) => KeyMatch::OtherTransliterable,
+        false => KeyMatch::Other,
     }
 }
 
@@ -339,8 +340,8 @@ pub struct Spellings {
     first_segment: String,
     /// The key as dlt spells it (see [`reduced`]), when that differs.
     reduced: Option<String>,
-    /// A key beyond ASCII as written, for [`transliterates_to`].
-    beyond_ascii: Option<String>,
+    /// A key a loader may transliterate, as written, for [`transliterates_to`].
+    transliterable: Option<String>,
 }
 
 impl Spellings {
@@ -350,7 +351,7 @@ impl Spellings {
             whole: spelling(key),
             first_segment: spelling(&first_segment(key)),
             reduced: reduced(key).map(|r| spelling(&r)),
-            beyond_ascii: (!key.is_ascii()).then(|| key.to_string()),
+            transliterable: transliterable(key).then(|| key.to_string()),
         }
     }
 
@@ -363,7 +364,7 @@ impl Spellings {
                 .as_ref()
                 .is_some_and(|r| r.eq_ignore_ascii_case(name))
             || self
-                .beyond_ascii
+                .transliterable
                 .as_ref()
                 .is_some_and(|key| transliterates_to_name(key, name))
     }
@@ -409,23 +410,39 @@ fn spelling(key: &str) -> String {
 /// (and text-unidecode, python-slugify's) up to twelve (`爫` is `Tsumekanmuri`), NFKD up to five.
 const TRANSLITERATED_MAX: usize = 12;
 
+/// ASCII characters that a key-naming library writes as a word: npm's `slugify` writes `&` as
+/// `and`, `|` as `or`, `<` as `less`, `>` as `greater`, `$` as `dollar`, `%` as `percent` (and
+/// other words under a locale: `y`, `o`, `und`); python-slugify decodes an HTML character
+/// reference starting with `&` (`&#99;` is `c`, `&lt;` is `<`).
+fn writes_a_word(b: u8) -> bool {
+    matches!(b, b'&' | b'|' | b'<' | b'>' | b'$' | b'%')
+}
+
+/// Whether a loader may transliterate `key` into other letters than its own (see
+/// [`transliterates_to`]).
+pub fn transliterable(key: &str) -> bool {
+    !key.is_ascii() || key.bytes().any(writes_a_word)
+}
+
 /// Whether a loader that transliterates keys into Latin before naming columns can write `key`
 /// as the letters and digits `target` (lower case), or as as many of them as one of `ends` says
 /// (and then, with `index_after`, an index: see [`spells_path`]). Such loaders (unidecode,
 /// text-unidecode and python-slugify, npm's `transliteration` and `slugify`, Airbyte's and
 /// Fivetran's NFKD-and-drop-the-marks naming) disagree and their tables are large, so a
-/// character beyond ASCII is taken for any letters and digits up to [`TRANSLITERATED_MAX`], or
-/// none (a dropped mark or symbol): `ｃｏｎｔｅｘｔ`, a Cyrillic `Аdvertising`, `con\u{219}ent`,
-/// a Greek `τ` in `τype` and `conセnt` (`セ` is `se`) can be those names, but not
-/// a key written wholly in a script far from Latin (see [`near_latin`]). Separators (ASCII
-/// but not letters or digits) are dropped, as columns are compared by their letters and digits.
+/// character beyond ASCII, one that a library writes as a word (see [`writes_a_word`]) and an
+/// HTML character reference (`&#99;`, `&#x63;`, `&lt;`) are taken for any letters and digits up
+/// to [`TRANSLITERATED_MAX`], or none (a dropped mark or symbol): `ｃｏｎｔｅｘｔ`, a Cyrillic
+/// `Аdvertising`, `con\u{219}ent`, a Greek `τ` in `τype`, `conセnt` (`セ` is `se`),
+/// `&#99;ontext` and `categ|yPreferences` can be those names, but not a key written wholly in
+/// ideographs or kana (see [`ideographic`]). Other ASCII characters than letters and digits
+/// are dropped, as columns are compared by their letters and digits.
 #[inline(never)] // rare: keys beyond ASCII
 fn transliterates_to(key: &str, target: &[u8], ends: &[usize], index_after: bool) -> bool {
     let n = target.len();
     if n == 0
-        || !key
+        || key
             .chars()
-            .any(|c| c.is_ascii_alphanumeric() || near_latin(c))
+            .all(|c| ideographic(c) || (c.is_ascii() && !c.is_ascii_alphanumeric()))
     {
         return false;
     }
@@ -437,7 +454,9 @@ fn transliterates_to(key: &str, target: &[u8], ends: &[usize], index_after: bool
     let letters: u128 = (1 << (n + 1)) - 1;
     let index: u128 = 1 << (n + 1);
     let mut at: u128 = 1;
-    for c in key.chars() {
+    let mut rest = key;
+    while let Some(c) = rest.chars().next() {
+        rest = rest.get(c.len_utf8()..).unwrap_or_default();
         let finished = at & (index | 1 << n) != 0;
         let mut next = 0;
         if c.is_ascii_alphanumeric() {
@@ -450,7 +469,10 @@ fn transliterates_to(key: &str, target: &[u8], ends: &[usize], index_after: bool
             if index_after && finished && b.is_ascii_digit() {
                 next |= index;
             }
-        } else if !c.is_ascii() {
+        } else if !c.is_ascii() || writes_a_word(c as u8) {
+            if c == '&' {
+                rest = rest.get(character_reference(rest)..).unwrap_or_default();
+            }
             for shift in 0..=TRANSLITERATED_MAX {
                 next |= (at & letters) << shift;
             }
@@ -469,33 +491,44 @@ fn transliterates_to(key: &str, target: &[u8], ends: &[usize], index_after: bool
     ends.iter().any(|&end| end <= n && at >> end & 1 == 1) || (index_after && at & index != 0)
 }
 
-/// Whether a character is of the scripts and forms that transliteration writes letter for
-/// letter, and that look like Latin letters: Latin beyond ASCII and its marks, Greek, Cyrillic,
-/// Armenian, Georgian, Cherokee, phonetic letters, letter-like, enclosed, fullwidth and
-/// mathematical forms, and the invisible characters loaders drop. A key with none of these
-/// (nor an ASCII letter or digit) is a name in another script (`広告`, `ページ`, `分析`), as it
-/// is to every other reader.
-fn near_latin(c: char) -> bool {
+/// The length of an HTML character reference's rest after its `&` at the start of `text`
+/// (`#99;`, `#x63;`, `lt;`), or 0.
+fn character_reference(text: &str) -> usize {
+    let Some(end) = text.bytes().take(40).position(|b| b == b';') else {
+        return 0;
+    };
+    let name = text.as_bytes().get(..end).unwrap_or_default();
+    let reference = match name {
+        [b'#', b'x' | b'X', hex @ ..] => !hex.is_empty() && hex.iter().all(u8::is_ascii_hexdigit),
+        [b'#', digits @ ..] => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        [first, more @ ..] => {
+            first.is_ascii_alphabetic() && more.iter().all(u8::is_ascii_alphanumeric)
+        }
+        [] => false,
+    };
+    match reference {
+        true => end + 1,
+        false => 0,
+    }
+}
+
+/// Whether a character is a CJK ideograph or kana: a key written wholly in them (and
+/// punctuation) is a name in that script (`広告`, `ページ`, `分析`), as it is to every other
+/// reader, for no loader writes such a key as a field's name (unidecode writes ideographs as
+/// syllables that spell none). Every other script is written letter for letter or syllable by
+/// syllable into Latin by some loader (Cyrillic, Greek, Hebrew, Arabic, Hangul, Bopomofo:
+/// `ㄘㄛㄋㄊㄜㄒㄊ` is unidecode's `CONTEXT`), and so are Latin's own forms.
+fn ideographic(c: char) -> bool {
     matches!(
         c as u32,
-        0x80..=0x58F
-            | 0x10A0..=0x10FF
-            | 0x13A0..=0x13FF
-            | 0x1C80..=0x1C8F
-            | 0x1D00..=0x2BFF
-            | 0x2C60..=0x2C7F
-            | 0x2DE0..=0x2DFF
-            | 0xA640..=0xA69F
-            | 0xA720..=0xA7FF
-            | 0xAB30..=0xAB6F
-            | 0xFB00..=0xFB06
-            | 0xFE00..=0xFE0F
-            | 0xFE20..=0xFE2F
-            | 0xFEFF
-            | 0xFF00..=0xFFEF
-            | 0x1D400..=0x1D7FF
-            | 0x1F100..=0x1F1FF
-            | 0xE0000..=0xE007F
+        0x3000..=0x303F
+            | 0x3040..=0x30FF
+            | 0x31F0..=0x31FF
+            | 0x3400..=0x4DBF
+            | 0x4E00..=0x9FFF
+            | 0xF900..=0xFAFF
+            | 0xFF5F..=0xFF9F
+            | 0x20000..=0x3FFFF
     )
 }
 
@@ -778,7 +811,7 @@ pub fn read_event<'a>(
                     facts.readable = false;
                     None
                 }
-                KeyMatch::Other | KeyMatch::OtherBeyondAscii => None,
+                KeyMatch::Other | KeyMatch::OtherTransliterable => None,
             };
             if let Some(i) = at {
                 if let Some(seen) = seen.get_mut(i) {
@@ -929,7 +962,7 @@ fn flattens_to_consent(key: &str, wanted: &Wanted, from_event: bool) -> bool {
 fn flattens_to(key: &str, path: &[&str]) -> bool {
     spells_path(key, path)
         || reduced(key).is_some_and(|r| spells_path(&r, path))
-        || (!key.is_ascii() && transliterates_to_path(key, path))
+        || (transliterable(key) && transliterates_to_path(key, path))
 }
 
 /// [`spells_path`] for a loader that transliterates the key (see [`transliterates_to`]).
@@ -994,7 +1027,7 @@ fn spells_path(key: &str, path: &[&str]) -> bool {
 /// into many.
 #[inline(always)]
 fn may_flatten(key: &Str, min: usize, matched: KeyMatch) -> bool {
-    key.raw().len() >= min || matched == KeyMatch::OtherBeyondAscii
+    key.raw().len() >= min || matched == KeyMatch::OtherTransliterable
 }
 
 /// Whether a key has no letter or digit at all (`""`, `" "`, `"_"`): a flattener adds nothing
@@ -1045,7 +1078,7 @@ fn read_one_field<T>(
                     s.skip_value()?;
                     value = None;
                 }
-                KeyMatch::Other | KeyMatch::OtherBeyondAscii => s.skip_value()?,
+                KeyMatch::Other | KeyMatch::OtherTransliterable => s.skip_value()?,
             }
             if !s.object_more()? {
                 break;
@@ -1103,7 +1136,7 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     s.skip_value()?;
                     readable = false;
                 }
-                KeyMatch::Other | KeyMatch::OtherBeyondAscii => {
+                KeyMatch::Other | KeyMatch::OtherTransliterable => {
                     // A path through `consent` or `consentManagement` to a flattener.
                     readable &= !(may_flatten(&key, 25, matched)
                         && flattens_to_context_fields(&key, wanted));
@@ -1232,7 +1265,7 @@ fn read_consent_management(
                     s.skip_value()?;
                     readable = false;
                 }
-                KeyMatch::Other | KeyMatch::OtherBeyondAscii => {
+                KeyMatch::Other | KeyMatch::OtherTransliterable => {
                     // A list's item as a flattener writes it (`deniedConsentIds_0`).
                     let text = key.decode();
                     readable &= !CONSENT_MANAGEMENT_FIELDS[..2]
@@ -1603,21 +1636,22 @@ fn read_preferences(
 #[inline(always)]
 fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Option<usize> {
     let raw = key.raw();
-    // Not ASCII: a transliterating loader may write a character as many letters.
-    if !plain_names || key.is_escaped() || !raw.is_ascii() {
+    if !plain_names || key.is_escaped() {
+        return respelled_rare(key, categories);
+    }
+    // Beyond ASCII or a character a library writes as a word (a transliterating loader may
+    // write it as many letters), or a path to a name (see [`path_to`]).
+    if raw.iter().any(|&b| {
+        b >= 0x80
+            || writes_a_word(b)
+            || matches!(b, b'.' | b'[' | b']' | b'\'' | b'+' | b'*' | b'@')
+    }) {
         return respelled_rare(key, categories);
     }
     // An ASCII key spells no more letters than it has bytes: shorter than every name, it is
     // none.
     if categories.iter().all(|c| raw.len() < c.len()) {
         return None;
-    }
-    // A path to a name (see [`path_to`]).
-    if raw
-        .iter()
-        .any(|b| matches!(b, b'.' | b'[' | b']' | b'\'' | b'+' | b'*' | b'@' | b'|'))
-    {
-        return respelled_rare(key, categories);
     }
     // An ASCII key spells a plain name in another case (of its length), or with other
     // characters between its letters and digits (longer).
@@ -1667,7 +1701,7 @@ pub fn spelled_alike(key: &str, name: &str) -> bool {
             !spelled.is_empty() && spelled.eq_ignore_ascii_case(&spelling(name))
         }
         || reduced(key).is_some_and(|r| spelling(&r).eq_ignore_ascii_case(&spelling(name)))
-        || (!key.is_ascii() && transliterates_to_name(key, name))
+        || (transliterable(key) && transliterates_to_name(key, name))
 }
 
 /// goccy/go-json matches a key to a struct field by its decoded characters, without ASCII case,

@@ -759,7 +759,7 @@ fn a_key_a_transliterating_loader_writes_as_a_field_is_invalid() {
         .unwrap();
     let granted = r#""context":{"consent":{"categoryPreferences":{"Advertising":true}}}"#;
     let denied_context = r#"{"consent":{"categoryPreferences":{"Advertising":false}}}"#;
-    let cases: [(&Config, &RoutePolicy, String, &str); 14] = [
+    let cases: [(&Config, &RoutePolicy, String, &str); 24] = [
         // Fullwidth letters (NFKD, unidecode).
         (&segment, &ads, format!(r#"{{"type":"track",{granted},"ｃｏｎｔｅｘｔ":{denied_context}}}"#), "ｃｏｎｔｅｘｔ"),
         // Cyrillic and Greek look-alikes (unidecode: `о` is `o`, `τ` is `t`).
@@ -779,6 +779,20 @@ fn a_key_a_transliterating_loader_writes_as_a_field_is_invalid() {
         (&segment, &ads, format!(r#"{{"type":"track",{granted},"cоntext_consent_category_preferences_advertising":false}}"#), "cоntext_consent_category_preferences_advertising"),
         (&segment, &mixpanel, format!(r#"{{"type":"track",{granted},"integrations":{{"Mixpanel":true}},"integrations_Ｍixpanel":false}}"#), "integrations_Ｍixpanel"),
         (&rudder, &ads, r#"{"type":"track","context":{"consentManagement":{"deniedConsentIds":[]},"consentManagement_deniedConsentIds_\u0660":"Advertising"}}"#.into(), r"consentManagement_deniedConsentIds_\u0660"),
+        // HTML character references (python-slugify decodes them, then drops `&`, `<`, `>`).
+        (&allow_listed, &ads, r#"{"type":"track","event":"Consent Change","&#116;ype":"identify"}"#.into(), "&#116;ype"),
+        (&allow_listed, &ads, r#"{"type":"track","event":"Consent Change","&lt;type&gt;":"identify"}"#.into(), "&lt;type&gt;"),
+        (&segment, &ads, format!(r#"{{"type":"track",{granted},"&#x63;ontext":{denied_context}}}"#), "&#x63;ontext"),
+        (&segment, &ads, event(r#"{"Advertising":true,"&#65;dvertising":false}"#), "&#65;dvertising"),
+        // Punctuation npm's slugify writes as a word (`|` is `or`, `&` is `and`).
+        (&segment, &ads, r#"{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true},"categ|yPreferences":{"Advertising":false}}}}"#.into(), "categ|yPreferences"),
+        (&segment, &ads, event(r#"{"Advertising":true,"Advert|ing":false}"#), "Advert|ing"),
+        (&segment, &ads, format!(r#"{{"type":"track",{granted},"context_consent_categ|yPreferences_Advertising":false}}"#), "context_consent_categ|yPreferences_Advertising"),
+        // Whole keys in other scripts that some loader writes in Latin: Bopomofo (unidecode's
+        // `CONTEXT`), Hebrew and Ethiopic (`Type`), squared Latin abbreviations (NFKD's `All`).
+        (&segment, &ads, format!(r#"{{"type":"track",{granted},"ㄘㄛㄋㄊㄜㄒㄊ":{denied_context}}}"#), "ㄘㄛㄋㄊㄜㄒㄊ"),
+        (&allow_listed, &ads, r#"{"type":"track","event":"Consent Change","טיፕ":"identify"}"#.into(), "טיፕ"),
+        (&segment, &mixpanel, format!(r#"{{"type":"track",{granted},"integrations":{{"All":true,"㎂㎕㎕":false}}}}"#), "㎂㎕㎕"),
     ];
     for (config, policy, body, lookalike) in cases {
         let j = run(config, policy, "/v1/track", None, body.as_bytes());

@@ -172,7 +172,10 @@ def column(key: str) -> set[str]:
     from unidecode import unidecode
 
     nfkd = "".join(c for c in unicodedata.normalize("NFKD", key) if not unicodedata.combining(c))
-    names = [unidecode(key), text_unidecode(key), slugify(key, separator="_"), nfkd]
+    # npm's slugify writes these ASCII characters as words (its charmap).
+    words = {"&": "and", "|": "or", "<": "less", ">": "greater", "$": "dollar", "%": "percent"}
+    npm_slugify = "".join(words.get(c, c) for c in unidecode(key))
+    names = [unidecode(key), text_unidecode(key), slugify(key, separator="_"), nfkd, npm_slugify]
     return {"".join(c for c in n.lower() if c.isascii() and c.isalnum()) for n in names}
 
 
@@ -196,6 +199,15 @@ TRANSLITERATED = [
      lambda k: event({"Advertising": True, "Analytics": True}, integrations={"Mixpanel": True, k: False})),
     ("latin-extended-b-all", "/mixpanel", "\u01cdll", "All",
      lambda k: event({"Advertising": True, "Analytics": True}, integrations={"Mixpanel": True, k: False})),
+    # python-slugify decodes HTML character references; npm's slugify writes `|` as `or`.
+    ("character-reference-in-context", "/ads", "&#99;ontext", "context",
+     lambda k: event(context=GRANTED, **{k: DENIED})),
+    ("a-word-for-a-bar-in-a-field", "/ads", "categ|yPreferences", "categoryPreferences",
+     lambda k: event(context={"consent": {"categoryPreferences": {"Advertising": True}, k: {"Advertising": False}}})),
+    # Whole keys in other scripts: Bopomofo (unidecode's CONTEXT), squared abbreviations (NFKD's All).
+    ("bopomofo-context", "/ads", "ㄘㄛㄋㄊㄜㄒㄊ", "context", lambda k: event(context=GRANTED, **{k: DENIED})),
+    ("squared-all", "/mixpanel", "㎂㎕㎕", "All",
+     lambda k: event({"Advertising": True, "Analytics": True}, integrations={"All": True, k: False})),
     ("joined-path-with-a-cyrillic-o", "/ads", "cоntext_consent_category_preferences_advertising",
      "context_consent_categoryPreferences_Advertising", lambda k: event(context=GRANTED, **{k: False})),
 ]
