@@ -100,6 +100,25 @@ def test_typed_metadata_is_natively_invisible(gate, upstream):
     assert after["consent_gate.requests_ungated"] == before["consent_gate.requests_ungated"] + 1
 
 
+def test_a_policy_on_the_virtual_host_is_not_read(gate, upstream):
+    """A policy on the virtual host, not the route: the wasm module reads the virtual host's
+    metadata on unconfigured routes and refuses them (`500 ROUTE_CONFIG_ERROR`); the dynamic
+    module's interface cannot read it, so there the route is unconfigured (ungated unless
+    on_unconfigured_route: deny, counted). README, "Route metadata"."""
+    headers = {**JSON, "host": "vh-policy.example"}
+    if MODULE == "wasm":
+        resp = clients.http1(gate.port, "POST", "/v1/track", DENIED, headers)
+        assert_denied(resp, upstream, 500, "ROUTE_CONFIG_ERROR")
+        line = wait_for_log(gate, r'route "vh_policy_route": consent metadata "consent_gate" is on')
+        assert "virtual host" in line and "[error]" in line, line
+        return
+    before = stats.counters(gate)
+    resp = clients.http1(gate.port, "POST", "/v1/track", DENIED, headers)
+    assert_allowed(resp, upstream, DENIED)
+    after = stats.counters(gate)
+    assert after["consent_gate.requests_ungated"] == before["consent_gate.requests_ungated"] + 1
+
+
 def test_exempt_route_passes_counted_and_recorded(gate, upstream):
     before = stats.counters(gate)
     rid = accesslog.new_id("exempt")

@@ -125,24 +125,35 @@ impl Host for WasmHost<'_> {
         if !config.route_metadata {
             return Ok(RouteSetting::Unconfigured);
         }
+        let ns = &config.metadata_namespace;
+        let ours = |key: &[u8]| key == ns.as_bytes() || policy::misspells_namespace(key, ns);
         let raw = abi::get_property(&["xds", "route_metadata"])
             .map_err(|e| format!("cannot be read (host status {})", e.0))?;
-        let Some(raw) = raw else {
-            return Ok(RouteSetting::Unconfigured);
-        };
-        match wire::metadata_namespace(&raw, &config.metadata_namespace) {
-            Ok(Some(value)) => RouteSetting::from_value(&value, config.match_mode),
+        let setting = match raw.as_deref().map(|raw| (raw, wire::metadata_namespace(raw, ns))) {
+            None => Ok(RouteSetting::Unconfigured),
+            Some((_, Ok(Some(value)))) => RouteSetting::from_value(&value, config.match_mode),
             // Not read, but not nothing either: the route meant to be gated.
-            Ok(None) if wire::typed_namespace(&raw, &config.metadata_namespace) => Err(
+            Some((raw, Ok(None))) if wire::typed_namespace(raw, ns) => Err(
                 "is in typed_filter_metadata, which consent-gate does not read: put it in filter_metadata".into(),
             ),
-            Ok(None) => match wire::find_namespace(&raw, |key| {
-                policy::misspells_namespace(key, &config.metadata_namespace)
-            }) {
+            Some((raw, Ok(None))) => match wire::find_namespace(raw, ours) {
                 Some(found) => Err(policy::misspelled_namespace(&found)),
                 None => Ok(RouteSetting::Unconfigured),
             },
-            Err(_) => Err("cannot be decoded (the host sent a malformed Metadata message)".into()),
+            Some((_, Err(_))) => {
+                Err("cannot be decoded (the host sent a malformed Metadata message)".into())
+            }
+        };
+        if !matches!(setting, Ok(RouteSetting::Unconfigured)) {
+            return setting;
+        }
+        // A policy on the route's virtual host is not read: the routes under it meant to be
+        // gated (one host property read, on unconfigured routes only).
+        match abi::get_property(&["xds", "virtual_host_metadata"]) {
+            Ok(Some(vh)) if wire::find_namespace(&vh, ours).is_some() => Err(
+                "is on the route's virtual host, which consent-gate does not read: put it on each route".into(),
+            ),
+            _ => setting,
         }
     }
 
