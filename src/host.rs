@@ -63,10 +63,86 @@ pub fn gpc_signal(value: &[u8]) -> bool {
         let start = element.iter().position(|b| !trimmable(b));
         let end = element.iter().rposition(|b| !trimmable(b));
         match (start, end) {
-            (Some(start), Some(end)) => element.get(start..=end) == Some(&b"1"[..]),
+            (Some(start), Some(end)) => element.get(start..=end).is_some_and(reads_as_one),
             _ => false,
         }
     })
+}
+
+/// Whether a reader that compares the value with the number 1 reads it as 1: PHP's loose `==`
+/// (`"01"`, `"1.0"`, `"+1"`, `"1e0"`, `"1."`), JavaScript's `Number` and `== 1` (also `"0x1"`,
+/// `"0b1"`, `"0o1"`, `".1e1"`) and `parseInt`/`parseFloat`, which read a number at the start
+/// and ignore the rest (`"1abc"`, `"1;q=1"`, `"1 1"`, `"1.9"`, `"10e-1x"`). Counting more
+/// values withdraws consent more often, never less.
+fn reads_as_one(value: &[u8]) -> bool {
+    let value = value.strip_prefix(b"+").unwrap_or(value);
+    let digits = |text: &[u8], radix: u32| -> usize {
+        text.iter()
+            .take_while(|b| char::from(**b).is_digit(radix))
+            .count()
+    };
+    // `0x`, `0b`, `0o` and their digits (Number; parseInt reads `0x`).
+    if let [b'0', radix @ (b'x' | b'X' | b'b' | b'B' | b'o' | b'O'), rest @ ..] = value {
+        let radix = match radix.to_ascii_lowercase() {
+            b'x' => 16,
+            b'b' => 2,
+            _ => 8,
+        };
+        let n = digits(rest, radix);
+        return n > 0 && sole_one(rest.get(..n).unwrap_or_default()) == Some(Some(n - 1));
+    }
+    // The integer at the start (parseInt).
+    let int_len = digits(value, 10);
+    let int = value.get(..int_len).unwrap_or_default();
+    if int_len > 0 && sole_one(int) == Some(Some(int_len - 1)) {
+        return true;
+    }
+    // The decimal number at the start, `int.frac` then `e±exp` (parseFloat; PHP and Number
+    // when it is the whole value): 1 when its only significant digit is a 1 whose place, moved
+    // by the exponent, is the units. (Rust's float parser would add 19 KB to the wasm module.)
+    let mut rest = value.get(int_len..).unwrap_or_default();
+    let mut frac: &[u8] = &[];
+    if let [b'.', more @ ..] = rest {
+        let n = digits(more, 10);
+        frac = more.get(..n).unwrap_or_default();
+        rest = more.get(n..).unwrap_or_default();
+    }
+    let place: i64 = match (sole_one(int), sole_one(frac)) {
+        (Some(Some(i)), Some(None)) => int_len as i64 - 1 - i as i64,
+        (Some(None), Some(Some(j))) => -(j as i64) - 1,
+        _ => return false,
+    };
+    let mut exponent: i64 = 0;
+    if let [b'e' | b'E', more @ ..] = rest {
+        let (negative, more) = match more {
+            [b'-', m @ ..] => (true, m),
+            [b'+', m @ ..] => (false, m),
+            m => (false, m),
+        };
+        for d in more.iter().take_while(|b| b.is_ascii_digit()) {
+            exponent = exponent
+                .saturating_mul(10)
+                .saturating_add(i64::from(d - b'0'));
+        }
+        if negative {
+            exponent = -exponent;
+        }
+    }
+    place.saturating_add(exponent) == 0
+}
+
+/// Of digits: `Some(None)` when all are zeros (or there are none), `Some(Some(i))` when the only
+/// one that is not is a 1 at `i`, `None` otherwise.
+fn sole_one(digits: &[u8]) -> Option<Option<usize>> {
+    let mut found = None;
+    for (i, d) in digits.iter().enumerate() {
+        match (d, found) {
+            (b'0', _) => {}
+            (b'1', None) => found = Some(i),
+            _ => return None,
+        }
+    }
+    Some(found)
 }
 
 impl RequestHeaders {
@@ -364,7 +440,18 @@ mod tests {
         ] {
             assert!(gpc_signal(yes), "{yes:?}");
         }
-        for no in ["", "0", "true", "01", "\"1\"", "1 1", "yes", "1;q=1", "\u{a0}", "1\u{a0}1"] {
+        // Numbers a loose comparison (PHP's `==`, JavaScript's `== 1`, `Number`, `parseInt`,
+        // `parseFloat`) reads as 1.
+        for yes in [
+            "01", "1.0", "+1", "1e0", "1.", ".1e1", "10e-1", "0x1", "0X01", "0b1", "0o1", "1abc",
+            "1;q=1", "1 1", "1.9", "1e1", "1\u{a0}1", "001,0",
+        ] {
+            assert!(gpc_signal(yes.as_bytes()), "{yes:?}");
+        }
+        for no in [
+            "", "0", "true", "\"1\"", "yes", "\u{a0}", "10", "-1", "2", "0.1", "0x10", "e1", ".",
+            "+", "0x", "x1",
+        ] {
             assert!(!gpc_signal(no.as_bytes()), "{no:?}");
         }
         // The wasm build reads header values through `from_utf8_lossy`: the same answer.

@@ -430,6 +430,7 @@ GLOBAL_PRIVACY_CONTROL = [
     row("signal-withdraws-advertising", "/gpc", BOTH_CONSENTED, denied("Advertising"), GPC),
     row("only-1-counts", "/gpc", BOTH_CONSENTED, ALLOW, {**JSON, "sec-gpc": "true"}),
     row("0-is-no-signal", "/gpc", BOTH_CONSENTED, ALLOW, {**JSON, "sec-gpc": "0"}),
+    row("10-is-no-signal", "/gpc", BOTH_CONSENTED, ALLOW, {**JSON, "sec-gpc": "10"}),
     # CGI, WSGI, PHP and Rack read `Sec_GPC` as `HTTP_SEC_GPC`, as they read `Sec-GPC`.
     row("underscore-spelling-counts", "/gpc", BOTH_CONSENTED, denied("Advertising"),
         {**JSON, "sec_gpc": "1"}),
@@ -474,7 +475,9 @@ def test_gpc_with_what_readers_trim_beyond_ascii_withdraws(gate, upstream, value
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
 
 
-@pytest.mark.parametrize("value", ["1, 0", "0,1"])
+@pytest.mark.parametrize("value", ["1, 0", "0,1",
+                                   # PHP's `== 1`, JavaScript's `Number`/`== 1`, `parseInt`.
+                                   "01", "1.0", "+1", "1e0", "1.", "0x1", "1abc", "1;q=1"])
 def test_a_gpc_line_listing_1_withdraws(gate, upstream, value):
     resp = clients.http1(gate.port, "POST", "/gpc", BOTH_CONSENTED, {**JSON, "sec-gpc": value})
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
