@@ -342,6 +342,8 @@ pub struct Spellings {
     reduced: Option<String>,
     /// A key a loader may transliterate, as written, for [`transliterates_to`].
     transliterable: Option<String>,
+    /// The key as the Singer SDK abbreviates it (see [`abbreviated`]).
+    abbreviated: Option<String>,
 }
 
 impl Spellings {
@@ -352,6 +354,7 @@ impl Spellings {
             first_segment: spelling(&first_segment(key)),
             reduced: reduced(key).map(|r| spelling(&r)),
             transliterable: transliterable(key).then(|| key.to_string()),
+            abbreviated: abbreviated(key),
         }
     }
 
@@ -364,31 +367,79 @@ impl Spellings {
                 .as_ref()
                 .is_some_and(|r| r.eq_ignore_ascii_case(name))
             || self
+                .abbreviated
+                .as_ref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(name))
+            || self
                 .transliterable
                 .as_ref()
                 .is_some_and(|key| transliterates_to_name(key, name))
     }
 }
 
-/// The key as dlt, a warehouse loader, names its column: it writes `+` and `*` as `x`, `@` as
-/// `a` and `|` as `l` before snake-casing (`conte+t` is `context`, `An@lytics` `analytics`);
+/// The key as warehouse loaders' SQL naming writes its column: dlt writes `+` and `*` as `x`,
+/// `@` as `a` and `|` as `l` before snake-casing (`conte+t` is `context`, `An@lytics`
+/// `analytics`), and the Singer SDK's SQL sinks write a leading digit as the letter of its
+/// value (`0` as `a`, … `9` as `j`: `2ontext` is `context`, `8ntegrations` `integrations`);
 /// `None` for a key without them (most keys), which it spells as key converters do.
 fn reduced(key: &str) -> Option<String> {
     let bytes = key.as_bytes();
-    if !bytes.iter().any(|b| matches!(b, b'+' | b'*' | b'@' | b'|')) {
+    if !bytes.iter().any(|b| matches!(b, b'+' | b'*' | b'@' | b'|')) && !leading_digit(bytes) {
         return None;
     }
     // ASCII for ASCII: the text stays UTF-8.
     let mapped = bytes
         .iter()
-        .map(|&b| match b {
+        .enumerate()
+        .map(|(i, &b)| match b {
             b'+' | b'*' => b'x',
             b'@' => b'a',
             b'|' => b'l',
+            b'0'..=b'9' if i == 0 => b'a' + (b - b'0'),
             b => b,
         })
         .collect();
     String::from_utf8(mapped).ok()
+}
+
+/// The key as the Singer SDK's flattener abbreviates it when a column's name would reach its
+/// length limit (255 by default, lower for some databases): `inflection.camelize` (the first
+/// character and each after `_` or `/` in upper case, the `_` dropped), every ASCII lower-case letter
+/// deleted, the rest lower-cased, so that `Cxxx…ONTEXT` is `context` and `T_y_p_e…` is `type`;
+/// the later value wins. Worked out only for keys with at least two such letters after the
+/// first character (a name of three or more letters needs them); `None` for the others and
+/// where nothing is deleted.
+fn abbreviated(key: &str) -> Option<String> {
+    let kept = key
+        .bytes()
+        .skip(1)
+        .filter(|b| !b.is_ascii_lowercase())
+        .take(2)
+        .count();
+    if kept < 2 {
+        return None;
+    }
+    let mut out = String::new();
+    let mut upper_next = true;
+    for c in key.chars() {
+        let c = match upper_next {
+            true => c.to_ascii_uppercase(),
+            false => c,
+        };
+        upper_next = c == '_' || c == '/';
+        if c == '_' || c.is_ascii_lowercase() {
+            continue;
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    // Letters and digits only, as the column is compared.
+    out.retain(|c| c.is_ascii_alphanumeric() || !c.is_ascii());
+    (out.chars().count() >= 3 && out.len() < key.len()).then_some(out)
+}
+
+/// Whether a key starts with a digit (see [`reduced`]).
+fn leading_digit(key: &[u8]) -> bool {
+    key.first().is_some_and(u8::is_ascii_digit)
 }
 
 /// What of a key can spell an ASCII name, as key converters read it: ASCII letters and digits,
@@ -602,9 +653,14 @@ fn first_segment(key: &str) -> String {
 
 /// [`Spellings`] for an ASCII key (unescaped: no backslash).
 fn loosely_named(key: &[u8], names: &[Name]) -> bool {
-    // Letters and digits only: the caller has compared them in any case.
-    if key.iter().all(u8::is_ascii_alphanumeric) {
-        return false;
+    // Letters and digits only, not starting with a digit: the caller has compared them in any
+    // case; only the Singer SDK's abbreviation may make them another name.
+    if key.iter().all(u8::is_ascii_alphanumeric) && !leading_digit(key) {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return false;
+        };
+        return abbreviated(key)
+            .is_some_and(|a| names.iter().any(|n| a.eq_ignore_ascii_case(n.text)));
     }
     let Ok(key) = std::str::from_utf8(key) else {
         return false;
@@ -1639,13 +1695,16 @@ fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Op
     if !plain_names || key.is_escaped() {
         return respelled_rare(key, categories);
     }
-    // Beyond ASCII or a character a library writes as a word (a transliterating loader may
-    // write it as many letters), or a path to a name (see [`path_to`]).
-    if raw.iter().any(|&b| {
-        b >= 0x80
-            || writes_a_word(b)
-            || matches!(b, b'.' | b'[' | b']' | b'\'' | b'+' | b'*' | b'@')
-    }) {
+    // A leading digit (see [`reduced`]), beyond ASCII or a character a library writes as a
+    // word (a transliterating loader may write it as many letters), or a path to a name (see
+    // [`path_to`]).
+    if leading_digit(raw)
+        || raw.iter().any(|&b| {
+            b >= 0x80
+                || writes_a_word(b)
+                || matches!(b, b'.' | b'[' | b']' | b'\'' | b'+' | b'*' | b'@')
+        })
+    {
         return respelled_rare(key, categories);
     }
     // An ASCII key spells no more letters than it has bytes: shorter than every name, it is

@@ -743,6 +743,31 @@ fn another_spelling_or_a_path_of_a_field_is_invalid() {
     assert!(!String::from_utf8_lossy(out).contains(r#""messageId":"b""#));
 }
 
+/// A track event's consent to Advertising, as a member of the event.
+const GRANTED: &str = r#""context":{"consent":{"categoryPreferences":{"Advertising":true}}}"#;
+/// A `context` refusing Advertising.
+const DENIED_CONTEXT: &str = r#"{"consent":{"categoryPreferences":{"Advertising":false}}}"#;
+
+/// A route for Advertising that names the destination Mixpanel.
+fn mixpanel_route() -> RoutePolicy {
+    policy(&["Advertising"], Match::All)
+        .with_extras("", Some("Mixpanel".into()), None)
+        .unwrap()
+}
+
+/// Each body is refused as unreadable (a look-alike of a field), and forwarded once the
+/// look-alike key is renamed to one that is no field's.
+fn refused_until_renamed(cases: &[(&Config, &RoutePolicy, String, &str)]) {
+    for (config, policy, body, lookalike) in cases {
+        let j = run(config, policy, "/v1/track", None, body.as_bytes());
+        assert_eq!(j.action, Action::Reply(Reason::InvalidEvent), "{body}");
+        let renamed = body.replace(&format!("\"{lookalike}\""), r#""extra""#);
+        assert_ne!(&renamed, body);
+        let j = run(config, policy, "/v1/track", None, renamed.as_bytes());
+        assert_eq!(j.action, Action::Forward, "{renamed}");
+    }
+}
+
 #[test]
 fn a_key_a_transliterating_loader_writes_as_a_field_is_invalid() {
     // Loaders that transliterate keys into Latin before naming columns (unidecode,
@@ -754,11 +779,8 @@ fn a_key_a_transliterating_loader_writes_as_a_field_is_invalid() {
     let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
     let allow_listed = Config::parse(r#"{"always_allow_events":["Consent Change"]}"#).unwrap();
     let ads = policy(&["Advertising"], Match::All);
-    let mixpanel = policy(&["Advertising"], Match::All)
-        .with_extras("", Some("Mixpanel".into()), None)
-        .unwrap();
-    let granted = r#""context":{"consent":{"categoryPreferences":{"Advertising":true}}}"#;
-    let denied_context = r#"{"consent":{"categoryPreferences":{"Advertising":false}}}"#;
+    let mixpanel = mixpanel_route();
+    let (granted, denied_context) = (GRANTED, DENIED_CONTEXT);
     let cases: [(&Config, &RoutePolicy, String, &str); 24] = [
         // Fullwidth letters (NFKD, unidecode).
         (&segment, &ads, format!(r#"{{"type":"track",{granted},"ｃｏｎｔｅｘｔ":{denied_context}}}"#), "ｃｏｎｔｅｘｔ"),
@@ -794,14 +816,7 @@ fn a_key_a_transliterating_loader_writes_as_a_field_is_invalid() {
         (&allow_listed, &ads, r#"{"type":"track","event":"Consent Change","טיፕ":"identify"}"#.into(), "טיፕ"),
         (&segment, &mixpanel, format!(r#"{{"type":"track",{granted},"integrations":{{"All":true,"㎂㎕㎕":false}}}}"#), "㎂㎕㎕"),
     ];
-    for (config, policy, body, lookalike) in cases {
-        let j = run(config, policy, "/v1/track", None, body.as_bytes());
-        assert_eq!(j.action, Action::Reply(Reason::InvalidEvent), "{body}");
-        let renamed = body.replace(&format!("\"{lookalike}\""), r#""extra""#);
-        assert_ne!(renamed, body);
-        let j = run(config, policy, "/v1/track", None, renamed.as_bytes());
-        assert_eq!(j.action, Action::Forward, "{renamed}");
-    }
+    refused_until_renamed(&cases);
     // The same answer under both keys is one reading; keys beyond ASCII elsewhere are data.
     for body in [
         event(r#"{"Advertising":true,"Аdvertising":true}"#),
@@ -811,6 +826,71 @@ fn a_key_a_transliterating_loader_writes_as_a_field_is_invalid() {
         let j = run(&segment, &ads, "/v1/track", None, body.as_bytes());
         assert_eq!(j.action, Action::Forward, "{body}");
     }
+}
+
+#[test]
+fn a_key_the_singer_sdk_names_as_a_field_is_invalid() {
+    // Meltano's Singer SDK abbreviates a key whose flattened column reaches its length limit
+    // (camelize, then every lower-case letter dropped: `Cxxx…ONTEXT` is `context`), and its SQL
+    // sinks write a leading digit as a letter (`2ontext` is `context`): the stored row reads
+    // the later value. Renamed to a key that is no field's, each body is forwarded.
+    let segment = Config::default();
+    let allow = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
+    let allow_listed = Config::parse(r#"{"always_allow_events":["Consent Change"]}"#).unwrap();
+    let ads = policy(&["Advertising"], Match::All);
+    let mixpanel = mixpanel_route();
+    let (granted, denied_context) = (GRANTED, DENIED_CONTEXT);
+    let padded = |upper: &str| format!("{}{}{}", &upper[..1], "x".repeat(230), &upper[1..]);
+    let context = padded("CONTEXT");
+    let event_key = padded("EVENT");
+    let type_key = padded("TYPE");
+    let cases: [(&Config, &RoutePolicy, String, &str); 6] = [
+        (
+            &segment,
+            &ads,
+            format!(r#"{{"type":"track",{granted},"{context}":{denied_context}}}"#),
+            &context,
+        ),
+        (
+            &allow_listed,
+            &ads,
+            format!(
+                r#"{{"type":"track","event":"Consent Change",{granted},"{event_key}":"Order Completed"}}"#
+            ),
+            &event_key,
+        ),
+        (
+            &segment,
+            &ads,
+            format!(r#"{{"type":"track",{granted},"{type_key}":"identify"}}"#),
+            &type_key,
+        ),
+        (
+            &segment,
+            &ads,
+            format!(r#"{{"type":"track",{granted},"c/o/n/t/e/x/t":{denied_context}}}"#),
+            "c/o/n/t/e/x/t",
+        ),
+        (
+            &allow,
+            &ads,
+            format!(r#"{{"type":"track","2ontext":{denied_context}}}"#),
+            "2ontext",
+        ),
+        (
+            &segment,
+            &mixpanel,
+            format!(r#"{{"type":"track",{granted},"8ntegrations":{{"Mixpanel":false}}}}"#),
+            "8ntegrations",
+        ),
+    ];
+    refused_until_renamed(&cases);
+    // Keys whose capitals spell no field, and digits that start no field's name, are data.
+    let body = format!(
+        r#"{{"type":"track",{granted},"ABTestGroup":"b","deniedConsentIds":[],"USER_ID":"u","3rdParty":true,"2fa":false}}"#
+    );
+    let j = run(&segment, &ads, "/v1/track", None, body.as_bytes());
+    assert_eq!(j.action, Action::Forward, "{body}");
 }
 
 #[test]

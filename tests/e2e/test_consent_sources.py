@@ -222,6 +222,40 @@ def test_keys_transliterating_loaders_write_as_a_field(gate, upstream, path, key
     send(gate, upstream, path, encode(build("extra")), JSON, ALLOW)
 
 
+def singer_column(key: str) -> str:
+    """The Singer SDK's column for a top-level key whose flattened name reaches its length limit
+    (`singer_sdk.helpers._flattening.flatten_key`: camelize, drop lower-case letters, lower), then
+    its SQL sinks' leading digit as a letter (`SQLSink.conform_name`'s `replace_leading_digit`)."""
+    import re
+
+    import inflection
+
+    abbreviated = re.sub(r"[a-z]", "", inflection.camelize(key)).lower()
+    key = abbreviated if len(abbreviated) > 1 else key
+    if key[:1].isdigit():
+        key = "abcdefghij"[int(key[0])] + key[1:]
+    return key
+
+
+SINGER = [
+    # (id, path, look-alike, the field it is written as, the body with the look-alike as `{key}`)
+    ("abbreviated-context", "/ads", "C" + "x" * 230 + "ONTEXT", "context",
+     lambda k: event(context=GRANTED, **{k: DENIED})),
+    ("abbreviated-type", "/ads", "T" + "x" * 260 + "YPE", "type",
+     lambda k: event(context=GRANTED, **{k: "identify"})),
+    ("leading-digit-integrations", "/mixpanel", "8ntegrations", "integrations",
+     lambda k: event({"Advertising": True, "Analytics": True}, **{k: {"Mixpanel": False}})),
+]
+
+
+@pytest.mark.parametrize("path, key, field, build", [pytest.param(*r[1:], id=r[0]) for r in SINGER])
+def test_keys_the_singer_sdk_writes_as_a_field(gate, upstream, path, key, field, build):
+    assert singer_column(key) == field.lower(), singer_column(key)
+    send(gate, upstream, path, encode(build(key)), JSON, INVALID)
+    upstream.reset()
+    send(gate, upstream, path, encode(build("extra")), JSON, ALLOW)
+
+
 def test_keys_in_scripts_far_from_latin_and_the_same_answer_are_forwarded(gate, upstream):
     for body in [
         # The same answer under both keys is one reading.
