@@ -642,6 +642,23 @@ pub fn decide(config: &Config, policy: &RoutePolicy, e: &Signals) -> Verdict {
             return denial;
         }
     }
+    // A single format, and the event also carries the other shape's own decision: a reader of
+    // that shape (rudder-server takes Segment's endpoints and reads only its own) must let the
+    // event go too, or the two read it differently. Allow-listed events included: rudder-server
+    // exempts none.
+    let other = match config.consent_format {
+        ConsentFormat::Segment => e.rudder,
+        ConsentFormat::Rudderstack => e.segment,
+        ConsentFormat::Auto => Consent::Absent,
+    };
+    if matches!(other, Consent::Preferences { .. } | Consent::Denied { .. })
+        && consent_denial(config, policy, other, false, e.gpc).is_some()
+    {
+        return Verdict::Deny {
+            reason: Reason::InvalidEvent,
+            missing: 0,
+        };
+    }
     if e.integrations_off {
         return Verdict::Deny {
             reason: Reason::FilteredByIntegrations,

@@ -1159,9 +1159,10 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
         return Ok(None);
     }
     let (mut segment, mut rudder) = (Consent::Absent, Consent::Absent);
-    // Under a format that reads one shape, the other's key is noted but not read, so
-    // that `on_missing_consent: allow` does not take an event that carries consent the format
-    // cannot read for one that carries none.
+    // Under a format that reads one shape, the other's key is read too (its reader must let
+    // the event go as well), and a look-alike of it noted, so that `on_missing_consent: allow`
+    // does not take an event that carries consent the format cannot read for one that carries
+    // none.
     let other = match wanted.format {
         ConsentFormat::Segment => Some(CONSENT_MANAGEMENT),
         ConsentFormat::Rudderstack => Some(CONSENT),
@@ -1170,6 +1171,7 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
     let mut other_present = false;
     let mut readable = true;
     let mut seen = [Seen::default(); 2];
+    let mut seen_other = Seen::default();
     if s.object_start()? {
         loop {
             let key = s.key()?;
@@ -1196,13 +1198,37 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     // A path through `consent` or `consentManagement` to a flattener.
                     readable &= !(may_flatten(&key, 25, matched)
                         && flattens_to_context_fields(&key, wanted));
-                    // Any key a reader takes for the other shape's (`Consent`, `con\u017fent`).
-                    other_present |= other.is_some_and(|name| !match_key(&key, &[name]).is_other());
                     // Facade reads `context` as the event's options: `context.all: false` turns
                     // every destination off for it, `context.Mixpanel` is Mixpanel's switch
                     // when the event has no `integrations`.
                     if let Some(destination) = wanted.destination {
                         readable &= !facade_switch(&key.decode(), destination);
+                    }
+                    match other.map(|name| match_key(&key, &[name])) {
+                        // The other shape itself: read, for its reader must let the event go
+                        // too (see `decision::decide`).
+                        Some(KeyMatch::Exact(_)) => {
+                            readable &= seen_other.add();
+                            let read = match wanted.format {
+                                ConsentFormat::Segment => {
+                                    read_consent_management(s, wanted.categories)?
+                                }
+                                _ => read_consent(s, wanted)?,
+                            };
+                            match (read, wanted.format) {
+                                (Some(c), ConsentFormat::Segment) => rudder = c,
+                                (Some(c), _) => segment = c,
+                                (None, _) => readable = false,
+                            }
+                            if !s.object_more()? {
+                                break;
+                            }
+                            continue;
+                        }
+                        // Any key a reader takes for the other shape's (`Consent`,
+                        // `con\u017fent`).
+                        Some(m) => other_present |= !m.is_other(),
+                        None => {}
                     }
                     s.skip_value()?;
                 }
@@ -1215,8 +1241,10 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
     if other_present {
         // Marked as there but stating nothing the decision uses: never read as consent.
         match wanted.format {
-            ConsentFormat::Segment => rudder = Consent::NoPreferences,
-            _ => segment = Consent::NoPreferences,
+            ConsentFormat::Segment if rudder == Consent::Absent => rudder = Consent::NoPreferences,
+            ConsentFormat::Segment => {}
+            _ if segment == Consent::Absent => segment = Consent::NoPreferences,
+            _ => {}
         }
     }
     Ok(readable.then_some((segment, rudder)))

@@ -898,6 +898,7 @@ fn rudderstack_consent_as_rudder_server_decides() {
 fn auto_reads_either_shape_and_refuses_both() {
     let auto = Config::parse(r#"{"consent_format":"auto"}"#).unwrap();
     let segment = Config::default();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
     let segment_allow_missing = Config::parse(r#"{"on_missing_consent":"allow"}"#).unwrap();
     let rudder_allow_missing =
         Config::parse(r#"{"consent_format":"rudderstack","on_missing_consent":"allow"}"#).unwrap();
@@ -931,10 +932,31 @@ fn auto_reads_either_shape_and_refuses_both() {
         ),
         ("both: ambiguous", &auto, both.into(), Deny(INVALID)),
         (
-            "both, segment format: consentManagement is just a key",
+            "both, segment format, the other shape denying nothing",
             &segment,
             both.into(),
             Allow,
+        ),
+        // A single format still has every reader of the other shape let the event go
+        // (rudder-server takes Segment's endpoints and reads only its own shape).
+        (
+            "both, segment format, the other shape denying",
+            &segment,
+            both.replace(r#""deniedConsentIds":[]"#, r#""deniedConsentIds":["Advertising"]"#),
+            Deny(INVALID),
+        ),
+        (
+            "both, rudderstack format, the other shape refusing",
+            &rudder,
+            both.replace(r#""Advertising":true"#, r#""Advertising":false"#),
+            Deny(INVALID),
+        ),
+        (
+            "allow-listed, segment format, the other shape denying",
+            &segment,
+            both.replace(r#""deniedConsentIds":[]"#, r#""deniedConsentIds":["Advertising"]"#)
+                .replace(r#""type":"track""#, r#""type":"track","event":"Consent Change""#),
+            Deny(INVALID),
         ),
         // `on_missing_consent: allow` lets through events without consent, not events whose
         // consent is in the shape the format does not read (its denials would be ignored).
@@ -981,6 +1003,17 @@ fn auto_reads_either_shape_and_refuses_both() {
         let j = run(config, &ads, "/v1/track", false, &body);
         assert_eq!(outcome(&j), want, "row: {name}");
     }
+    // Under a single format too, when the batch's other shape denies what its items consent
+    // to (merged all the way down, an item's own empty list takes the batch's items).
+    let batch = |denied: &str| {
+        format!(
+            r#"{{"batch":[{{"messageId":"a","type":"track","context":{{"consent":{{"categoryPreferences":{{"Advertising":true}}}}}}}},{{"messageId":"b","type":"track","context":{{"consent":{{"categoryPreferences":{{"Advertising":true}}}},"consentManagement":{{"deniedConsentIds":[]}}}}}}],"context":{{"consentManagement":{{"deniedConsentIds":[{denied}]}}}}}}"#
+        )
+    };
+    let judge_batch =
+        |denied: &str| outcome(&run(&segment, &ads, "/v1/batch", false, &batch(denied)));
+    assert_eq!(judge_batch(r#""Advertising""#), Deny(INVALID));
+    assert_eq!(judge_batch(r#""Analytics""#), Allow);
     // A batch whose context has one shape and an item the other: merged, the item has both.
     let batch = r#"{"batch":[{"messageId":"a","type":"track","context":{"consentManagement":{"deniedConsentIds":[]}}},{"messageId":"b","type":"track"}],"context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#;
     assert_eq!(

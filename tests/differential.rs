@@ -314,7 +314,7 @@ const ENDPOINTS: [(&str, Option<&str>); 8] = [
 fn whatever_is_forwarded_reads_alike_and_is_allowed() {
     let formats = ["segment", "rudderstack", "auto"];
     let (mut forwarded, mut refused) = (0, 0);
-    for seed in 0..45_000u64 {
+    for seed in 0..50_000u64 {
         let mut g = Gen {
             rng: Rng(seed),
             hostility: 0.0,

@@ -423,6 +423,27 @@ def test_auto_reads_either_shape_and_refuses_both(envoys, upstream, path, body, 
     send(envoys.get("auto"), upstream, path, body, headers, expect)
 
 
+def both_shapes(advertising: bool, denied: list[str]) -> bytes:
+    return encode(event(context={"consent": {"categoryPreferences": {"Advertising": advertising}},
+                                 "consentManagement": {"deniedConsentIds": denied}}))
+
+
+# Under a single format, the other shape's own decision must let the event go too: rudder-server
+# takes Segment's endpoints and reads only consentManagement.
+SINGLE_FORMAT_OTHER_SHAPE = [
+    ("default", both_shapes(True, []), ALLOW),
+    ("default", both_shapes(True, ["Advertising"]), INVALID),
+    ("rudderstack", both_shapes(True, []), ALLOW),
+    ("rudderstack", both_shapes(False, []), INVALID),
+]
+
+
+@pytest.mark.parametrize("config, body, expect", SINGLE_FORMAT_OTHER_SHAPE)
+def test_a_single_format_refuses_what_the_other_shape_refuses(envoys, upstream, config, body, expect):
+    envoy = envoys.get("rudderstack") if config == "rudderstack" else envoys.get("default")
+    send(envoy, upstream, "/ads", body, JSON, expect)
+
+
 def test_segment_format_ignores_the_rudderstack_shape(gate, upstream):
     send(gate, upstream, "/ads", BOTH, JSON, ALLOW)
 
