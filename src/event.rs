@@ -369,7 +369,7 @@ impl Spellings {
             || self
                 .abbreviated
                 .as_ref()
-                .is_some_and(|a| a.eq_ignore_ascii_case(name))
+                .is_some_and(|a| abbreviation_names(a, name))
             || self
                 .transliterable
                 .as_ref()
@@ -406,7 +406,9 @@ fn reduced(key: &str) -> Option<String> {
 /// length limit (255 by default, lower for some databases): `inflection.camelize` (the first
 /// character and each after `_` or `/` in upper case, the `_` dropped), every ASCII lower-case letter
 /// deleted, the rest lower-cased, so that `Cxxx…ONTEXT` is `context` and `T_y_p_e…` is `type`;
-/// the later value wins. Worked out only for keys with at least two such letters after the
+/// the later value wins. A character beyond ASCII stays (Python's `upper` and `lower` make
+/// some of them ASCII letters, `ı` an `I`; the SQL sinks drop the others): see
+/// [`abbreviation_names`]. Worked out only for keys with at least two such letters after the
 /// first character (a name of three or more letters needs them); `None` for the others and
 /// where nothing is deleted.
 fn abbreviated(key: &str) -> Option<String> {
@@ -435,6 +437,15 @@ fn abbreviated(key: &str) -> Option<String> {
     // Letters and digits only, as the column is compared.
     out.retain(|c| c.is_ascii_alphanumeric() || !c.is_ascii());
     (out.chars().count() >= 3 && out.len() < key.len()).then_some(out)
+}
+
+/// Whether an abbreviation (see [`abbreviated`]) is `name`: its ASCII letters and digits in
+/// any case, each character beyond ASCII as any letters or none (see [`transliterates_to`]).
+fn abbreviation_names(abbreviation: &str, name: &str) -> bool {
+    match abbreviation.is_ascii() {
+        true => abbreviation.eq_ignore_ascii_case(name),
+        false => transliterates_to_name(abbreviation, name),
+    }
 }
 
 /// Whether a key starts with a digit (see [`reduced`]).
@@ -660,7 +671,7 @@ fn loosely_named(key: &[u8], names: &[Name]) -> bool {
             return false;
         };
         return abbreviated(key)
-            .is_some_and(|a| names.iter().any(|n| a.eq_ignore_ascii_case(n.text)));
+            .is_some_and(|a| names.iter().any(|n| abbreviation_names(&a, n.text)));
     }
     let Ok(key) = std::str::from_utf8(key) else {
         return false;

@@ -98,8 +98,11 @@ fn reads_as_one(value: &[u8]) -> bool {
         return true;
     }
     // The decimal number at the start, `int.frac` then `e±exp` (parseFloat; PHP and Number
-    // when it is the whole value): 1 when its only significant digit is a 1 whose place, moved
-    // by the exponent, is the units. (Rust's float parser would add 19 KB to the wasm module.)
+    // when it is the whole value), as a double: 1 when within half a unit in the last place of
+    // 1 (`0.99999999999999999999` is 1 to them), which is taken here as within 1e-15, wider
+    // (counting more values withdraws consent more often, never less). Read as `0.S × 10^E`:
+    // S's digits without the leading zeros. (Rust's float parser would add 19 KB to the wasm
+    // module.)
     let mut rest = value.get(int_len..).unwrap_or_default();
     let mut frac: &[u8] = &[];
     if let [b'.', more @ ..] = rest {
@@ -107,28 +110,36 @@ fn reads_as_one(value: &[u8]) -> bool {
         frac = more.get(..n).unwrap_or_default();
         rest = more.get(n..).unwrap_or_default();
     }
-    let place: i64 = match (sole_one(int), sole_one(frac)) {
-        (Some(Some(i)), Some(None)) => int_len as i64 - 1 - i as i64,
-        (Some(None), Some(Some(j))) => -(j as i64) - 1,
-        _ => return false,
+    let all = || int.iter().chain(frac.iter()).copied();
+    let Some(first) = all().position(|d| d != b'0') else {
+        return false;
     };
-    let mut exponent: i64 = 0;
+    let mut exponent = int_len as i64 - first as i64;
     if let [b'e' | b'E', more @ ..] = rest {
         let (negative, more) = match more {
             [b'-', m @ ..] => (true, m),
             [b'+', m @ ..] => (false, m),
             m => (false, m),
         };
+        let mut e: i64 = 0;
         for d in more.iter().take_while(|b| b.is_ascii_digit()) {
-            exponent = exponent
-                .saturating_mul(10)
-                .saturating_add(i64::from(d - b'0'));
+            e = e.saturating_mul(10).saturating_add(i64::from(d - b'0'));
         }
-        if negative {
-            exponent = -exponent;
-        }
+        exponent = exponent.saturating_add(if negative { -e } else { e });
     }
-    place.saturating_add(exponent) == 0
+    // Fifteen digits after the first, zeros past the end.
+    let next15 = || {
+        all()
+            .skip(first + 1)
+            .chain(std::iter::repeat(b'0'))
+            .take(15)
+    };
+    let lead = all().nth(first);
+    (exponent == 1 && lead == Some(b'1') && next15().all(|d| d == b'0'))
+        || (exponent == 0 && lead == Some(b'9') && next15().take(14).all(|d| d == b'9') && {
+            // 0.999999999999999…: fifteen nines, the fifteenth within S.
+            all().skip(first).take(15).count() == 15
+        })
 }
 
 /// Of digits: `Some(None)` when all are zeros (or there are none), `Some(Some(i))` when the only
@@ -443,14 +454,52 @@ mod tests {
         // Numbers a loose comparison (PHP's `==`, JavaScript's `== 1`, `Number`, `parseInt`,
         // `parseFloat`) reads as 1.
         for yes in [
-            "01", "1.0", "+1", "1e0", "1.", ".1e1", "10e-1", "0x1", "0X01", "0b1", "0o1", "1abc",
-            "1;q=1", "1 1", "1.9", "1e1", "1\u{a0}1", "001,0",
+            "01",
+            "1.0",
+            "+1",
+            "1e0",
+            "1.",
+            ".1e1",
+            "10e-1",
+            "0x1",
+            "0X01",
+            "0b1",
+            "0o1",
+            "1abc",
+            "1;q=1",
+            "1 1",
+            "1.9",
+            "1e1",
+            "1\u{a0}1",
+            "001,0",
+            // Rounded to the nearest double, as they read it.
+            "0.99999999999999999999",
+            "0.10000000000000000001e1",
+            "9.9999999999999999e-1",
+            "100000000000000000001e-20",
         ] {
             assert!(gpc_signal(yes.as_bytes()), "{yes:?}");
         }
         for no in [
-            "", "0", "true", "\"1\"", "yes", "\u{a0}", "10", "-1", "2", "0.1", "0x10", "e1", ".",
-            "+", "0x", "x1",
+            "",
+            "0",
+            "true",
+            "\"1\"",
+            "yes",
+            "\u{a0}",
+            "10",
+            "-1",
+            "2",
+            "0.1",
+            "0x10",
+            "e1",
+            "0.999",
+            "0.9999999999999",
+            "2.0",
+            ".",
+            "+",
+            "0x",
+            "x1",
         ] {
             assert!(!gpc_signal(no.as_bytes()), "{no:?}");
         }

@@ -844,7 +844,11 @@ fn a_key_the_singer_sdk_names_as_a_field_is_invalid() {
     let context = padded("CONTEXT");
     let event_key = padded("EVENT");
     let type_key = padded("TYPE");
-    let cases: [(&Config, &RoutePolicy, String, &str); 6] = [
+    // Characters beyond ASCII in an abbreviated key: Python's `upper` makes `ı` an `I`, and the
+    // SQL sinks drop `É`.
+    let dotless = format!("\u{131}{}NTEGRATIONS", "x".repeat(250));
+    let accented = format!("{context}\u{c9}");
+    let cases: [(&Config, &RoutePolicy, String, &str); 8] = [
         (
             &segment,
             &ads,
@@ -882,6 +886,18 @@ fn a_key_the_singer_sdk_names_as_a_field_is_invalid() {
             &mixpanel,
             format!(r#"{{"type":"track",{granted},"8ntegrations":{{"Mixpanel":false}}}}"#),
             "8ntegrations",
+        ),
+        (
+            &segment,
+            &mixpanel,
+            format!(r#"{{"type":"track",{granted},"{dotless}":{{"Mixpanel":false}}}}"#),
+            &dotless,
+        ),
+        (
+            &segment,
+            &ads,
+            format!(r#"{{"type":"track",{granted},"{accented}":{denied_context}}}"#),
+            &accented,
         ),
     ];
     refused_until_renamed(&cases);

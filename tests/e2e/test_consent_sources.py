@@ -532,7 +532,9 @@ def test_gpc_with_what_readers_trim_beyond_ascii_withdraws(gate, upstream, value
 
 @pytest.mark.parametrize("value", ["1, 0", "0,1",
                                    # PHP's `== 1`, JavaScript's `Number`/`== 1`, `parseInt`.
-                                   "01", "1.0", "+1", "1e0", "1.", "0x1", "1abc", "1;q=1"])
+                                   "01", "1.0", "+1", "1e0", "1.", "0x1", "1abc", "1;q=1",
+                                   # Rounded to the nearest double.
+                                   "0.99999999999999999999", "100000000000000000001e-20"])
 def test_a_gpc_line_listing_1_withdraws(gate, upstream, value):
     resp = clients.http1(gate.port, "POST", "/gpc", BOTH_CONSENTED, {**JSON, "sec-gpc": value})
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])
