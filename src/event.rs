@@ -868,6 +868,11 @@ pub fn read_event<'a>(
     };
     let mut seen = [Seen::default(); NAMES.len()];
     let mut event_name: Option<Str<'a>> = None;
+    // The first words of the paths the event's keys may start (see [`may_start_a_path`]).
+    let starts: &[&[u8]] = match wanted.destination {
+        Some(_) => &[b"context", b"integrations"],
+        None => &[b"context"],
+    };
     if s.object_start()? {
         loop {
             let key = s.key()?;
@@ -891,9 +896,13 @@ pub fn read_event<'a>(
             if at.is_none() && may_be_options(key.raw()) && facade_folds_rare(&key, "options") {
                 facts.readable = false;
             }
+            // The key's bytes first: most keys start no path, and are not read further.
+            let nested = at.is_none()
+                && (matched == KeyMatch::OtherTransliterable || may_start_a_path(&key, starts))
+                && s.peek_token() == Some(b'{');
             if at.is_none()
-                && may_flatten(&key, 13, matched)
-                && flattens_to_event_fields(&key, wanted)
+                && (may_flatten(&key, 13, matched) || nested)
+                && flattens_to_event_fields(&key, wanted, nested)
             {
                 facts.readable = false;
             }
@@ -991,30 +1000,33 @@ fn read_items<'a>(
 /// Whether an event's key is, to a flattener, a path through `context` or `integrations` to a
 /// field the decision reads (see [`flattens_to`]).
 #[inline(never)] // rare: see [`may_flatten`]
-fn flattens_to_event_fields(key: &Str, wanted: &Wanted) -> bool {
+fn flattens_to_event_fields(key: &Str, wanted: &Wanted, nested: bool) -> bool {
     let key = &key.decode();
-    flattens_to_consent(key, wanted, true)
+    flattens_to_consent(key, wanted, true, nested)
         || wanted.destination.is_some_and(|d| {
-            flattens_to(key, &["integrations", d]) || flattens_to(key, &["integrations", "All"])
+            flattens_to(key, &["integrations", d], nested)
+                || flattens_to(key, &["integrations", "All"], nested)
         })
 }
 
 /// Whether a key of `context` is, to a flattener, a path through `consent` or
 /// `consentManagement` to a field the decision reads (see [`flattens_to`]).
 #[inline(never)] // rare: see [`may_flatten`]
-fn flattens_to_context_fields(key: &Str, wanted: &Wanted) -> bool {
-    flattens_to_consent(&key.decode(), wanted, false)
+fn flattens_to_context_fields(key: &Str, wanted: &Wanted, nested: bool) -> bool {
+    flattens_to_consent(&key.decode(), wanted, false, nested)
 }
 
 /// The paths to the consent the decision reads, from the event (`from_event`) or its `context`.
-fn flattens_to_consent(key: &str, wanted: &Wanted, from_event: bool) -> bool {
+fn flattens_to_consent(key: &str, wanted: &Wanted, from_event: bool, nested: bool) -> bool {
     let from = usize::from(!from_event);
     wanted.categories.iter().any(|c| {
         let path = ["context", "consent", "categoryPreferences", c];
-        path.get(from..).is_some_and(|p| flattens_to(key, p))
+        path.get(from..)
+            .is_some_and(|p| flattens_to(key, p, nested))
     }) || CONSENT_MANAGEMENT_FIELDS.iter().any(|f| {
         let path = ["context", "consentManagement", f];
-        path.get(from..).is_some_and(|p| flattens_to(key, p))
+        path.get(from..)
+            .is_some_and(|p| flattens_to(key, p, nested))
     })
 }
 
@@ -1025,20 +1037,71 @@ fn flattens_to_consent(key: &str, wanted: &Wanted, from_event: bool) -> bool {
 /// later value wins. So keys are compared with everything but letters and digits dropped and
 /// case ignored (see [`spelling`]): `consent_category_preferences_advertising`,
 /// `Consent-Category-Preferences` (holding `Advertising`) and `categoryPreferences/Advertising`
-/// are such paths.
-fn flattens_to(key: &str, path: &[&str]) -> bool {
-    spells_path(key, path)
-        || reduced(key).is_some_and(|r| spells_path(&r, path))
-        || (transliterable(key) && transliterates_to_path(key, path))
+/// are such paths. A key whose value is an object (`nested`) may also end where a word of a
+/// field's name ends, the rest of the path coming from the keys in its value: the loader
+/// snake-cases the column, so `category` holding `{"preferences": …}` in `consent`, or
+/// `deniedConsent` holding `{"ids": …}`, is `categoryPreferences`'s or `deniedConsentIds`'s
+/// column (RudderStack's warehouse loader writes both to one, in any order).
+fn flattens_to(key: &str, path: &[&str], nested: bool) -> bool {
+    spells_path(key, path, nested)
+        || reduced(key).is_some_and(|r| spells_path(&r, path, nested))
+        || (transliterable(key) && transliterates_to_path(key, path, nested))
+}
+
+/// Whether a key whose value is an object may start a path whose first word is one of `words`
+/// (lower case; see [`flattens_to`]): the key's letters and digits, as [`reduced`] maps them,
+/// start with it. Keys beyond ASCII are taken by [`may_flatten`].
+#[inline(always)]
+fn may_start_a_path(key: &Str, words: &[&[u8]]) -> bool {
+    // Most keys start with a letter that starts no word.
+    match key.raw().first() {
+        Some(b) if b.is_ascii_alphabetic() => {
+            let first = b.to_ascii_lowercase();
+            words.iter().any(|w| w.first() == Some(&first)) && starts_a_path(key, words)
+        }
+        _ => starts_a_path(key, words),
+    }
+}
+
+/// [`may_start_a_path`] past the first letter.
+#[inline(never)]
+fn starts_a_path(key: &Str, words: &[&[u8]]) -> bool {
+    let raw = key.raw();
+    let letters = raw.iter().enumerate().filter_map(|(i, &b)| match b {
+        b'+' | b'*' => Some(b'x'),
+        b'@' => Some(b'a'),
+        b'|' => Some(b'l'),
+        b'0'..=b'9' if i == 0 => Some(b'a' + (b - b'0')),
+        b if b.is_ascii_alphanumeric() => Some(b.to_ascii_lowercase()),
+        _ => None,
+    });
+    words.iter().any(|word| {
+        let mut l = letters.clone();
+        word.iter().all(|w| l.next() == Some(*w))
+    })
+}
+
+/// Where a word of a field's name ends, before each upper-case letter inside it.
+fn word_ends(field: &str) -> impl Iterator<Item = usize> + '_ {
+    let letters = field.bytes().filter(u8::is_ascii_alphanumeric);
+    letters
+        .enumerate()
+        .skip(1)
+        .filter(|(_, b)| b.is_ascii_uppercase())
+        .map(|(i, _)| i)
 }
 
 /// [`spells_path`] for a loader that transliterates the key (see [`transliterates_to`]).
 #[inline(never)]
-fn transliterates_to_path(key: &str, path: &[&str]) -> bool {
+fn transliterates_to_path(key: &str, path: &[&str], nested: bool) -> bool {
     let mut letters = Vec::new();
-    // Where the letters of the second field and those after it end.
+    // Where the letters of the second field and those after it end (and, `nested`, every word
+    // of every field).
     let mut ends = Vec::new();
     for (i, field) in path.iter().enumerate() {
+        if nested && field.is_ascii() {
+            ends.extend(word_ends(field).map(|at| letters.len() + at));
+        }
         letters.extend(letters_of(field));
         if i >= 1 {
             ends.push(letters.len());
@@ -1055,7 +1118,7 @@ fn transliterates_to_path(key: &str, path: &[&str]) -> bool {
 /// also takes an item's index after it: flatten_json writes the list's items as
 /// `…_deniedConsentIds_0`.
 #[inline(never)]
-fn spells_path(key: &str, path: &[&str]) -> bool {
+fn spells_path(key: &str, path: &[&str], nested: bool) -> bool {
     fn letters(text: &str) -> std::borrow::Cow<'_, str> {
         match text.is_ascii() {
             true => std::borrow::Cow::Borrowed(text),
@@ -1070,12 +1133,14 @@ fn spells_path(key: &str, path: &[&str]) -> bool {
         .peekable();
     for (i, field) in path.iter().enumerate() {
         let field = letters(field);
-        let mut f = field
-            .bytes()
-            .filter(u8::is_ascii_alphanumeric)
-            .map(|b| b.to_ascii_lowercase());
-        if !f.all(|b| k.next() == Some(b)) {
-            return false;
+        for (at, b) in field.bytes().filter(u8::is_ascii_alphanumeric).enumerate() {
+            // With `nested`, the key may end before a word of the field.
+            if nested && at > 0 && b.is_ascii_uppercase() && k.peek().is_none() {
+                return true;
+            }
+            if k.next() != Some(b.to_ascii_lowercase()) {
+                return false;
+            }
         }
         if i >= 1 && k.peek().is_none() {
             return true;
@@ -1110,12 +1175,14 @@ fn nameless(text: &str) -> bool {
 
 /// Reads an object in which the decision uses one field, `name`, read by `read_field`.
 /// `Ok(None)`: the object is unreadable (not an object, or the field is ambiguous).
-/// `inside` is whether a key is a path through `name` (see [`flattens_to`]).
+/// `inside` is whether a key (and whether its value is an object) is a path through `name` (see
+/// [`flattens_to`]); `first_word` is `name`'s (`category` of `categoryPreferences`).
 fn read_one_field<T>(
     s: &mut Scanner,
     name: Name,
+    first_word: &[u8],
     absent: T,
-    inside: impl Fn(&str) -> bool,
+    inside: impl Fn(&str, bool) -> bool,
     mut read_field: impl FnMut(&mut Scanner) -> Result<Option<T>, Invalid>,
 ) -> Result<Option<T>, Invalid> {
     if s.peek_token() != Some(b'{') {
@@ -1128,6 +1195,10 @@ fn read_one_field<T>(
         loop {
             let key = s.key()?;
             let matched = match_key(&key, &[name]);
+            let nested = matched.is_other()
+                && (matched == KeyMatch::OtherTransliterable
+                    || may_start_a_path(&key, &[first_word]))
+                && s.peek_token() == Some(b'{');
             match matched {
                 KeyMatch::Exact(_) => {
                     let read = read_field(s)?;
@@ -1139,8 +1210,8 @@ fn read_one_field<T>(
                     seen.add();
                 }
                 _ if matched.is_other()
-                    && may_flatten(&key, 19, matched)
-                    && inside(&key.decode()) =>
+                    && (may_flatten(&key, 19, matched) || nested)
+                    && inside(&key.decode(), nested) =>
                 {
                     s.skip_value()?;
                     value = None;
@@ -1206,16 +1277,22 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                     readable = false;
                 }
                 KeyMatch::Other | KeyMatch::OtherTransliterable => {
-                    // A path through `consent` or `consentManagement` to a flattener.
-                    readable &= !(may_flatten(&key, 25, matched)
-                        && flattens_to_context_fields(&key, wanted));
+                    let other_match = other.map(|name| match_key(&key, &[name]));
+                    // A path through `consent` or `consentManagement` to a flattener (not the
+                    // other shape's own key: `consent` also starts `consentManagement`).
+                    let nested = !matches!(other_match, Some(KeyMatch::Exact(_)))
+                        && (matched == KeyMatch::OtherTransliterable
+                            || may_start_a_path(&key, &[b"consent"]))
+                        && s.peek_token() == Some(b'{');
+                    readable &= !((may_flatten(&key, 25, matched) || nested)
+                        && flattens_to_context_fields(&key, wanted, nested));
                     // Facade reads `context` as the event's options: `context.all: false` turns
                     // every destination off for it, `context.Mixpanel` is Mixpanel's switch
                     // when the event has no `integrations`.
                     if let Some(destination) = wanted.destination {
                         readable &= !facade_switch(&key.decode(), destination);
                     }
-                    match other.map(|name| match_key(&key, &[name])) {
+                    match other_match {
                         // The other shape itself: read, for its reader must let the event go
                         // too (see `decision::decide`).
                         Some(KeyMatch::Exact(_)) => {
@@ -1266,12 +1343,13 @@ fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Inv
     read_one_field(
         s,
         Name::new("categoryPreferences"),
+        b"category",
         Consent::NoPreferences,
-        |key| {
+        |key, nested| {
             wanted
                 .categories
                 .iter()
-                .any(|c| flattens_to(key, &["categoryPreferences", c]))
+                .any(|c| flattens_to(key, &["categoryPreferences", c], nested))
         },
         |s| {
             Ok(
@@ -1362,10 +1440,13 @@ fn read_consent_management(
                 }
                 KeyMatch::Other | KeyMatch::OtherTransliterable => {
                     // A list's item as a flattener writes it (`deniedConsentIds_0`).
+                    // A key ending where a word of a list's name ends, holding the rest
+                    // (`denied` holding `{"consentIds": …}`).
                     let text = key.decode();
+                    let nested = s.peek_token() == Some(b'{');
                     readable &= !CONSENT_MANAGEMENT_FIELDS[..2]
                         .iter()
-                        .any(|f| flattens_to(&text, &[f]));
+                        .any(|f| flattens_to(&text, &[f], nested));
                     s.skip_value()?;
                 }
             }

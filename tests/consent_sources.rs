@@ -977,7 +977,9 @@ fn auto_reads_either_shape_and_refuses_both() {
             &rudder_allow_missing,
             r#"{"type":"track","context":{"Consent":{"categoryPreferences":{"Advertising":false}}}}"#
                 .into(),
-            Deny(MISSING),
+            // `Consent` holding an object also starts `consentManagement`'s column to a
+            // snake-casing loader (`consent` + `management…`): a look-alike.
+            Deny(INVALID),
         ),
         (
             "rudderstack shape under a look-alike key, segment format, missing allowed",

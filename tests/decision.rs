@@ -910,6 +910,67 @@ fn a_key_the_singer_sdk_names_as_a_field_is_invalid() {
 }
 
 #[test]
+fn a_nested_key_that_splits_a_field_at_a_word_is_invalid() {
+    // RudderStack's warehouse loader joins nested keys with `_` and snake-cases the column:
+    // `category` holding `{"preferences": …}` is `categoryPreferences`'s column, and both are
+    // written to it in any order. Renamed to a key that is no field's start, each is forwarded.
+    let segment = Config::default();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let ads = policy(&["Advertising"], Match::All);
+    let preferences = r#""categoryPreferences":{"Advertising":true}"#;
+    let denied = r#""deniedConsentIds":["C0002"]"#;
+    let cases: [(&Config, &RoutePolicy, String, &str); 5] = [
+        (
+            &segment,
+            &ads,
+            format!(
+                r#"{{"type":"track","context":{{"consent":{{{preferences},"category":{{"preferences":{{"Advertising":false}}}}}}}}}}"#
+            ),
+            "category",
+        ),
+        (
+            &segment,
+            &ads,
+            format!(
+                r#"{{"type":"track","context":{{"consent":{{{preferences}}},"consentCategory":{{"preferences":{{"Advertising":false}}}}}}}}"#
+            ),
+            "consentCategory",
+        ),
+        (
+            &rudder,
+            &ads,
+            format!(
+                r#"{{"type":"track","context":{{"consentManagement":{{{denied},"denied":{{"consentIds":["Advertising"]}}}}}}}}"#
+            ),
+            "denied",
+        ),
+        (
+            &rudder,
+            &ads,
+            format!(
+                r#"{{"type":"track","context":{{"consentManagement":{{{denied},"deniedConsent":{{"ids":["Advertising"]}}}}}}}}"#
+            ),
+            "deniedConsent",
+        ),
+        (
+            &rudder,
+            &ads,
+            format!(
+                r#"{{"type":"track","context":{{"consentManagement":{{{denied}}},"consentManagementDenied":{{"consentIds":["Advertising"]}}}}}}"#
+            ),
+            "consentManagementDenied",
+        ),
+    ];
+    refused_until_renamed(&cases);
+    // The same keys holding no object are data, and so are objects under other names.
+    let body = format!(
+        r#"{{"type":"track","context":{{"consent":{{{preferences},"category":"ads","version":{{"v":2}}}},"page":{{"path":"/"}},"campaign":{{"name":"x"}}}}}}"#
+    );
+    let j = run(&segment, &ads, "/v1/track", None, body.as_bytes());
+    assert_eq!(j.action, Action::Forward, "{body}");
+}
+
+#[test]
 fn a_batch_envelope_carries_only_what_batching_clients_send() {
     let config = Config::default();
     let ads = policy(&["Ads"], Match::All);

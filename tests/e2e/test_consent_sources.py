@@ -146,6 +146,14 @@ PATH_READERS = [
     # A category as a path (stream-json's `pick`, lodash).
     row("category-as-a-path", "/ads", encode(event(context={"consent": {"categoryPreferences": {
         "Advertising": True, "Advertising.x": False}}})), INVALID),
+    # A field split at a word into nested keys: RudderStack's warehouse loader snake-cases both
+    # to `context_consent_category_preferences_advertising`, in any order.
+    row("field-split-at-a-word", "/ads", encode(event(context={"consent": {
+        **CONSENTED, "category": {"preferences": {"Advertising": False}}}})), INVALID),
+    row("path-split-at-a-word", "/ads", encode(event(context={
+        "consent": CONSENTED, "consentCategory": {"preferences": {"Advertising": False}}})), INVALID),
+    row("word-start-holding-no-object", "/ads", encode(event(context={"consent": {
+        **CONSENTED, "category": "ads"}})), ALLOW),
     # Keys that join nothing the decision reads are other keys.
     row("other-joined-keys", "/ads", encode(event(context={"consent": CONSENTED, "consent_version": 2},
                                                   event_id="e1")), ALLOW),
