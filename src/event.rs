@@ -391,15 +391,21 @@ fn reduced(key: &str) -> Option<String> {
     let mapped = bytes
         .iter()
         .enumerate()
-        .map(|(i, &b)| match b {
-            b'+' | b'*' => b'x',
-            b'@' => b'a',
-            b'|' => b'l',
-            b'0'..=b'9' if i == 0 => b'a' + (b - b'0'),
-            b => b,
-        })
+        .map(|(i, &b)| reduced_byte(i, b))
         .collect();
     String::from_utf8(mapped).ok()
+}
+
+/// The byte at `i` of a key as [`reduced`] writes it.
+#[inline(always)]
+fn reduced_byte(i: usize, b: u8) -> u8 {
+    match b {
+        b'+' | b'*' => b'x',
+        b'@' => b'a',
+        b'|' => b'l',
+        b'0'..=b'9' if i == 0 => b'a' + (b - b'0'),
+        b => b,
+    }
 }
 
 /// The key as the Singer SDK's flattener abbreviates it when a column's name would reach its
@@ -1067,14 +1073,12 @@ fn may_start_a_path(key: &Str, words: &[&[u8]]) -> bool {
 #[inline(never)]
 fn starts_a_path(key: &Str, words: &[&[u8]]) -> bool {
     let raw = key.raw();
-    let letters = raw.iter().enumerate().filter_map(|(i, &b)| match b {
-        b'+' | b'*' => Some(b'x'),
-        b'@' => Some(b'a'),
-        b'|' => Some(b'l'),
-        b'0'..=b'9' if i == 0 => Some(b'a' + (b - b'0')),
-        b if b.is_ascii_alphanumeric() => Some(b.to_ascii_lowercase()),
-        _ => None,
-    });
+    let letters = raw
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| reduced_byte(i, b))
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase());
     words.iter().any(|word| {
         let mut l = letters.clone();
         word.iter().all(|w| l.next() == Some(*w))
