@@ -181,12 +181,57 @@ pub fn is_plain_authority(authority: &str) -> bool {
 /// host for `127.0.0.1` does not match `127.1`, which a forward proxy behind Envoy connects to
 /// all the same.
 pub fn is_canonical_authority(authority: &str) -> bool {
+    is_usual_authority(authority) || reads_as_canonical(authority)
+}
+
+/// [`is_canonical_authority`]'s full reading.
+fn reads_as_canonical(authority: &str) -> bool {
     if !is_plain_authority(authority) || authority.ends_with(':') {
         return false;
     }
     let (host, port) = split_authority(authority);
     let port_plain = port.is_none_or(|p| !p.starts_with('0') && p.parse::<u16>().is_ok());
     port_plain && usual_address(&host, authority)
+}
+
+/// The authorities nearly every request carries, recognised without reading them as addresses:
+/// a name whose last label starts with a letter, or an IPv4 address in four decimal parts
+/// without leading zeros, each optionally with a port written as a port is. True only where
+/// [`is_canonical_authority`]'s full reading says so too (a test compares them); anything else
+/// is left to it.
+fn is_usual_authority(authority: &str) -> bool {
+    let bytes = authority.as_bytes();
+    let (host, port) = match bytes.iter().rposition(|&b| b == b':') {
+        Some(i) => (bytes.get(..i).unwrap_or_default(), bytes.get(i + 1..)),
+        None => (bytes, None),
+    };
+    let number = |digits: &[u8]| {
+        digits
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    // Digits, no leading zero, short enough to be read without overflow.
+    let decimal = |digits: &[u8], most: usize| {
+        (1..=most).contains(&digits.len())
+            && digits.iter().all(u8::is_ascii_digit)
+            && (digits.len() == 1 || digits.first() != Some(&b'0'))
+    };
+    let port_plain =
+        port.is_none_or(|p| decimal(p, 5) && p.first() != Some(&b'0') && number(p) <= 65535);
+    let last_label = host.rsplit(|&b| b == b'.').next().unwrap_or_default();
+    let name = || {
+        last_label.first().is_some_and(u8::is_ascii_alphabetic)
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
+    let dotted_quad = || {
+        host.split(|&b| b == b'.').count() == 4
+            && host
+                .split(|&b| b == b'.')
+                .all(|part| decimal(part, 3) && number(part) <= 255)
+    };
+    port_plain && (name() || dotted_quad())
 }
 
 /// Whether the host in `authority` (whose address reading is `host`, see [`split_authority`])
@@ -689,6 +734,70 @@ mod tests {
         assert_eq!(h("api.example.com:"), ("api.example.com".into(), None));
         assert_eq!(h("api.example.com.:"), ("api.example.com".into(), None));
         assert_eq!(h("[::1]:"), ("[::1]".into(), None));
+    }
+
+    /// The shortcut for usual authorities says yes only where the full reading does, over
+    /// every short string of the characters authorities are made of, and takes the usual ones.
+    #[test]
+    fn usual_authorities_are_canonical_ones() {
+        for usual in [
+            "api.example.com",
+            "API.example.com:8080",
+            "127.0.0.1:18080",
+            "10.0.0.5",
+        ] {
+            assert!(is_usual_authority(usual), "{usual}");
+        }
+        let alphabet = [
+            "a", "Z", "0", "1", "9", "5", "2", ".", ":", "-", "_", "x", "[", "]", "@",
+        ];
+        let mut texts = vec![String::new()];
+        for _ in 0..5 {
+            let longer: Vec<String> = texts
+                .iter()
+                .filter(|t| t.len() == texts.last().map_or(0, String::len))
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(longer);
+        }
+        let seeds = [
+            "127.0.0.1",
+            "255.255.255.255",
+            "1.2.3.4",
+            "api.example.com",
+            "a.b1",
+        ];
+        let ports = [
+            "", ":", ":0", ":1", ":80", ":080", ":65535", ":65536", ":99999", ":123456",
+        ];
+        for seed in seeds {
+            for port in ports {
+                for variant in [
+                    format!("{seed}{port}"),
+                    format!("0{seed}{port}"),
+                    format!("{seed}0{port}"),
+                ] {
+                    texts.push(variant);
+                }
+            }
+        }
+        texts.extend(
+            [
+                "256.0.0.1",
+                "1.2.3.04",
+                "1.2.3",
+                "1.2.3.4.5",
+                "1..3.4",
+                "9999.1.1.1",
+            ]
+            .map(String::from),
+        );
+        assert!(texts.len() > 800_000);
+        for text in &texts {
+            if is_usual_authority(text) {
+                assert!(reads_as_canonical(text), "{text:?}");
+            }
+        }
     }
 
     #[test]
