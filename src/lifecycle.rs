@@ -544,6 +544,11 @@ fn record(
             }
         }
     }
+    // The record is built only for the host's record or a log line (its strings are joined).
+    let logged = !matches!(j.action, Action::Forward) && host.log_enabled(Level::Info);
+    if !config.decision_record && !logged {
+        return;
+    }
     let denied = policy
         .map(|p| {
             reply::category_names(p, j.denied_categories)
@@ -562,7 +567,7 @@ fn record(
         host.log(Level::Warn, "cannot record the decision");
     }
     // The route name is a host call: fetched only for a line the host will print.
-    if !matches!(j.action, Action::Forward) && host.log_enabled(Level::Info) {
+    if logged {
         let route = host.route_name();
         let route = if route.is_empty() { "-" } else { &route };
         host.log(Level::Info, &format!("route={route} {}", record.text()));
