@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """consent-gate benchmark harness (`make bench`).
 
-Seven kinds of front Envoy, one worker each (`--concurrency 1`), in front of the same fast upstream
+Eight kinds of front Envoy, one worker each (`--concurrency 1`), in front of the same fast upstream
 (an Envoy answering every request with a `direct_response` 200), all on loopback:
 
   passthrough          no filter: the limit
@@ -16,6 +16,9 @@ Seven kinds of front Envoy, one worker each (`--concurrency 1`), in front of the
                        body is complete (the least any body-inspecting dynamic module costs)
   consent-gate-native  dist/libconsent_gate.so (the dynamic module), the same plugin configuration
                        as consent-gate, route metadata
+  consent-gate-native-lean
+                       the same with "decision_record": false: what an Envoy whose access log
+                       does not read the decision record (as these fronts' do not) should run
 
 Each front runs in several Envoy processes (BENCH_PROCESSES), since one process differs from the
 next by a few µs per request; round r measures every front on its process (r - 1) mod processes.
@@ -484,26 +487,30 @@ def make_workloads() -> list[Workload]:
 # Envoy configs and processes
 
 FRONTS = ("passthrough", "wasm-floor", "consent-gate", "consent-gate-rules", "lua", "native-floor",
-          "consent-gate-native")
+          "consent-gate-native", "consent-gate-native-lean")
 # The fronts that answer a denied event themselves (the others forward everything).
-GATING = ("consent-gate", "consent-gate-rules", "lua", "consent-gate-native")
-CONSENT_GATE = ("consent-gate", "consent-gate-rules", "consent-gate-native")
+GATING = ("consent-gate", "consent-gate-rules", "lua", "consent-gate-native", "consent-gate-native-lean")
+CONSENT_GATE = ("consent-gate", "consent-gate-rules", "consent-gate-native", "consent-gate-native-lean")
+NATIVE = ("consent-gate-native", "consent-gate-native-lean")
 UPSTREAM_TX = "cluster.upstream.upstream_cx_tx_bytes_total"  # bytes a front sent to the upstream
 FILTER_FRAGMENTS = {"passthrough": None, "wasm-floor": "filter_wasm_floor.yaml",
                     "consent-gate": "filter_consent_gate.yaml",
                     "consent-gate-rules": "filter_consent_gate_rules.yaml", "lua": "filter_lua.yaml",
                     "native-floor": "filter_native_floor.yaml",
-                    "consent-gate-native": "filter_consent_gate_native.yaml"}
+                    "consent-gate-native": "filter_consent_gate_native.yaml",
+                    "consent-gate-native-lean": "filter_consent_gate_native_lean.yaml"}
 # The report's names for the fronts.
 LABELS = {"passthrough": "passthrough", "wasm-floor": "wasm floor",
           "consent-gate": "consent-gate wasm (route metadata)",
           "consent-gate-rules": "consent-gate wasm (rules only)", "lua": "Lua",
-          "native-floor": "native floor", "consent-gate-native": "consent-gate native"}
+          "native-floor": "native floor", "consent-gate-native": "consent-gate native",
+          "consent-gate-native-lean": "consent-gate native, no decision record"}
 
 
 def search_path(front: str) -> Path | None:
     """The folder a dynamic-module front's Envoy finds its module in (None: not a native front)."""
-    return {"native-floor": MODULES["native_floor"].parent, "consent-gate-native": MODULES["native"].parent}.get(front)
+    return {"native-floor": MODULES["native_floor"].parent, "consent-gate-native": MODULES["native"].parent,
+            "consent-gate-native-lean": MODULES["native"].parent}.get(front)
 
 
 def front_env(front: str) -> dict[str, str]:
@@ -551,11 +558,16 @@ def plugin_config(fragment: str) -> dict:
 
 
 def check_same_plugin_config() -> None:
-    """The native front is configured exactly as the wasm consent-gate front."""
+    """The native front is configured exactly as the wasm consent-gate front, and the lean one
+    differs only in leaving the decision record out."""
     wasm, native = plugin_config(FILTER_FRAGMENTS["consent-gate"]), plugin_config(FILTER_FRAGMENTS["consent-gate-native"])
     if wasm != native:
         raise BenchError(f"the consent-gate-native front's plugin configuration {native} differs from the "
                          f"consent-gate front's {wasm}")
+    lean = plugin_config(FILTER_FRAGMENTS["consent-gate-native-lean"])
+    if lean != {**native, "decision_record": False}:
+        raise BenchError(f"the consent-gate-native-lean front's plugin configuration {lean} is not the "
+                         f"consent-gate-native front's {native} with \"decision_record\": false")
 
 
 def validate_config(path: Path, env: dict[str, str] | None = None) -> None:
@@ -752,7 +764,8 @@ def median(values):
 
 # The table the issue asks for: these workloads and fronts, in this order.
 MAIN_WORKLOADS = ("1k_allowed", "32k_allowed", "batch")
-MAIN_FRONTS = ("wasm-floor", "consent-gate", "consent-gate-rules", "lua", "native-floor", "consent-gate-native")
+MAIN_FRONTS = ("wasm-floor", "consent-gate", "consent-gate-rules", "lua", "native-floor", "consent-gate-native",
+               "consent-gate-native-lean")
 WORKLOAD_NAMES = {"1k_allowed": "1 KB event", "1k_denied": "1 KB event, denied", "32k_allowed": "32 KB event",
                   "batch": "100-item batch, ⅓ denied"}
 
@@ -894,40 +907,44 @@ def target_lines(data: dict, rows: list[dict]) -> list[str]:
             detail += f" vs {bound:.1f} µs (floor {floor_row['cpu_delta_us']:.1f} µs + {limit:g})"
         check(name, row["cpu_delta_us"] <= bound, detail, straddles=lo <= bound < hi)
 
-    concurrencies = data["concurrencies"]
-    # The dynamic module.
-    for c in concurrencies:
-        cpu_target("consent-gate-native", "1k_allowed", c, 5)
-        native, lua = row_of(rows, "consent-gate-native", "1k_allowed", c), row_of(rows, "lua", "1k_allowed", c)
-        name = f"{LABELS['consent-gate-native']}, 1 KB event, c={c}: CPU above passthrough below Lua's"
-        if native and lua and "cpu_delta_us" in native and "cpu_delta_us" in lua:
-            check(name, native["cpu_delta_us"] < lua["cpu_delta_us"],
-                  f"{native['cpu_delta_us']:.1f} µs ({spread_text(native['cpu_delta_spread'], '.1f')}) vs Lua "
-                  f"{lua['cpu_delta_us']:.1f} µs ({spread_text(lua['cpu_delta_spread'], '.1f')})",
-                  straddles=native["cpu_delta_spread"][1] >= lua["cpu_delta_spread"][0]
-                  and native["cpu_delta_us"] < lua["cpu_delta_us"])
+    def native_targets(front: str, concurrencies: list[int]) -> None:
+        for c in concurrencies:
+            cpu_target(front, "1k_allowed", c, 5)
+            native, lua = row_of(rows, front, "1k_allowed", c), row_of(rows, "lua", "1k_allowed", c)
+            name = f"{LABELS[front]}, 1 KB event, c={c}: CPU above passthrough below Lua's"
+            if native and lua and "cpu_delta_us" in native and "cpu_delta_us" in lua:
+                check(name, native["cpu_delta_us"] < lua["cpu_delta_us"],
+                      f"{native['cpu_delta_us']:.1f} µs ({spread_text(native['cpu_delta_spread'], '.1f')}) vs Lua "
+                      f"{lua['cpu_delta_us']:.1f} µs ({spread_text(lua['cpu_delta_spread'], '.1f')})",
+                      straddles=native["cpu_delta_spread"][1] >= lua["cpu_delta_spread"][0]
+                      and native["cpu_delta_us"] < lua["cpu_delta_us"])
+            else:
+                check(name, None, "")
+        for c in concurrencies:
+            cpu_target(front, "32k_allowed", c, 15)
+        for c in concurrencies:
+            cpu_target(front, "batch", c, 40)
+        r = row_of(rows, front, "1k_allowed", 32)
+        name = f"{LABELS[front]}, 1 KB event, c=32: req/s ≥ 0.95 × passthrough"
+        if r and "ratio" in r:
+            lo, hi = r["ratio_spread"]
+            check(name, r["ratio"] >= 0.95, f"{r['ratio']:.3f} ({spread_text((lo, hi), '.3f')})",
+                  straddles=lo < 0.95 <= hi)
         else:
             check(name, None, "")
-    for c in concurrencies:
-        cpu_target("consent-gate-native", "32k_allowed", c, 15)
-    for c in concurrencies:
-        cpu_target("consent-gate-native", "batch", c, 40)
-    r = row_of(rows, "consent-gate-native", "1k_allowed", 32)
-    name = f"{LABELS['consent-gate-native']}, 1 KB event, c=32: req/s ≥ 0.95 × passthrough"
-    if r and "ratio" in r:
-        lo, hi = r["ratio_spread"]
-        check(name, r["ratio"] >= 0.95, f"{r['ratio']:.3f} ({spread_text((lo, hi), '.3f')})",
-              straddles=lo < 0.95 <= hi)
-    else:
-        check(name, None, "")
+
+    # The dynamic module, as configured by default and without the decision record.
+    for native_front in NATIVE:
+        native_targets(native_front, data["concurrencies"])
     # The proxy-wasm build, above the wasm floor.
     for front in ("consent-gate", "consent-gate-rules"):
         for wkey, limit in (("1k_allowed", 12), ("32k_allowed", 30), ("batch", 70)):
-            for c in concurrencies:
+            for c in data["concurrencies"]:
                 cpu_target(front, wkey, c, limit, floor="wasm-floor")
     # Memory.
     for front, build in (("consent-gate", "proxy-wasm"), ("consent-gate-rules", "proxy-wasm"),
-                         ("consent-gate-native", "dynamic module")):
+                         ("consent-gate-native", "dynamic module"),
+                         ("consent-gate-native-lean", "dynamic module")):
         growth = rss_growth(data, front)
         name = (f"{LABELS[front]} ({build}): RSS does not grow across rounds (≤ {RSS_SLACK_KIB:,} KiB from "
                 f"the first round a process is measured in to its last, every process)")
@@ -1203,13 +1220,14 @@ def render_markdown(data: dict) -> str:
 
 # The chart: the fronts drawn, with their colours.
 SERIES = (("wasm-floor", "#b5b5b5"), ("consent-gate", "#2f6db3"), ("consent-gate-rules", "#7fb2e5"),
-          ("lua", "#e08a3c"), ("native-floor", "#6b6b6b"), ("consent-gate-native", "#2e8b57"))
+          ("lua", "#e08a3c"), ("native-floor", "#6b6b6b"), ("consent-gate-native", "#2e8b57"),
+          ("consent-gate-native-lean", "#8fcf9f"))
 SHORT_LABELS = {"1k_allowed": "1 KB event", "32k_allowed": "32 KB event", "batch": "100-item batch"}
 # Targets drawn on the chart: (front, workload, concurrency or None for both) -> value; for the
 # CPU panel, the proxy-wasm targets are relative to the wasm floor.
-RATIO_TARGETS = {("consent-gate-native", "1k_allowed", 32): 0.95}
-CPU_TARGETS = {("consent-gate-native", "1k_allowed"): 5, ("consent-gate-native", "32k_allowed"): 15,
-               ("consent-gate-native", "batch"): 40}
+RATIO_TARGETS = {(f, "1k_allowed", 32): 0.95 for f in NATIVE}
+CPU_TARGETS = {(f, key): limit for f in NATIVE
+               for key, limit in (("1k_allowed", 5), ("32k_allowed", 15), ("batch", 40))}
 CPU_FLOOR_TARGETS = {"1k_allowed": 12, "32k_allowed": 30, "batch": 70}
 
 
@@ -1564,7 +1582,7 @@ def bench() -> None:
         reloads = data["filter_stats"][front].get("wasm.consent_gate.vm_reload", 0)
         if reloads:
             log(f"WARNING: the {front} VM was reloaded {reloads} times (a panic): see its logs in {OUT / 'logs'}")
-    for e in fronts["consent-gate-native"]:
+    for e in [e for front in NATIVE for e in fronts[front]]:
         try:
             if "panic was caught" in e.log_path.read_text(errors="replace"):
                 log(f"WARNING: {e.name} caught a panic: see {e.log_path}")
