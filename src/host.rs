@@ -49,6 +49,10 @@ pub struct RequestHeaders {
     pub options: bool,
     /// An `access-control-request-method` line: with `OPTIONS`, a CORS preflight.
     pub cors_request_method: bool,
+    /// An `upgrade` line or a `:protocol` pseudo-header (HTTP/2's extended CONNECT, which Envoy
+    /// hands an HTTP/1.1 upstream as a GET with `upgrade`): the request asks to become another
+    /// protocol's stream.
+    pub upgrade: bool,
 }
 
 /// Whether one `sec-gpc` header line says `1`, as any receiver may read it: a line is read as
@@ -194,6 +198,8 @@ impl RequestHeaders {
             self.options = value == b"OPTIONS";
         } else if cgi_name_is(name, b"access-control-request-method") {
             self.cors_request_method = true;
+        } else if name == b":protocol" || cgi_name_is(name, b"upgrade") {
+            self.upgrade = true;
         } else if cgi_name_is(name, b"sec-gpc") {
             // Any line saying `1` counts: a reader of either line must not see a preference.
             self.gpc |= gpc_signal(value);

@@ -112,6 +112,14 @@ impl Lifecycle {
             let j = Judgement::refused(Reason::InternalError);
             return self.carry_out(config, host, j, Some(&policy));
         };
+        // A request that asks to become another protocol's stream (websocket, HTTP/2's
+        // extended CONNECT) carries no event to judge: after an upgrade Envoy never ends the
+        // stream (held for good), or hands the judged body on unframed, bytes a destination
+        // may read as a request of their own. Refused, never held.
+        if headers.upgrade {
+            let j = Judgement::refused(Reason::InvalidEvent);
+            return self.carry_out(config, host, j, Some(&policy));
+        }
         let preflight = headers.is_cors_preflight();
         let RequestHeaders {
             content_encoding,

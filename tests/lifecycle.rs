@@ -949,6 +949,34 @@ fn the_route_match_mode_comes_from_the_plugin_unless_the_route_says() {
 }
 
 #[test]
+fn a_request_that_asks_for_an_upgrade_is_refused_on_a_gated_route() {
+    // An upgraded stream never ends (the filter would hold it for good), and HTTP/2's extended
+    // CONNECT reaches an HTTP/1.1 destination as a GET with `upgrade` and the body unframed.
+    let config = Config::default();
+    for (name, value) in [
+        ("upgrade", "websocket"),
+        ("upgrade", "h2c"),
+        (":protocol", "websocket"),
+    ] {
+        for body in [CONSENTED, ""] {
+            let mut host = Fake::post("/v1/track", body)
+                .header(name, value)
+                .header("connection", "upgrade");
+            assert_eq!(
+                play(&config, &mut host),
+                replied(400, Reason::InvalidEvent),
+                "{name}: {value} {body}"
+            );
+        }
+    }
+    // Ungated routes carry their upgrades as before.
+    let mut host = Fake::post("/v1/track", CONSENTED)
+        .metadata(None)
+        .header("upgrade", "websocket");
+    assert_eq!(play(&config, &mut host), Outcome::Forwarded(None));
+}
+
+#[test]
 fn a_cors_preflight_without_a_body_is_forwarded() {
     // A browser sends an SDK's events only after its preflight is answered: refused, the page's
     // consented events would never leave either. It carries no event; with a body, or a query

@@ -40,6 +40,42 @@ def split(body: bytes, *cuts: int) -> list[bytes]:
     return [body[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
+# ---- upgrades -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upgrading(envoys):
+    """The default filter on a listener that takes websocket upgrades and HTTP/2's extended
+    CONNECT (`upgrade_configs` without a `filters` list: through the listener's chain)."""
+    return envoys.get("upgrades", plugin_config="default", upgrades=True)
+
+
+@pytest.mark.parametrize("method,body", [("POST", CONSENTED), ("GET", None)])
+def test_an_upgrade_on_a_gated_route_is_refused(upgrading, upstream, method, body):
+    # An upgraded HTTP/1.1 stream never ends: the filter held it for good.
+    headers = {**JSON, "connection": "upgrade", "upgrade": "websocket"}
+    resp = clients.http1(upgrading.port, method, "/ads/v1/track", body, headers, timeout=5)
+    assert_denied(resp, upstream, 400, "INVALID_EVENT")
+
+
+def test_extended_connect_on_a_gated_route_is_refused(upgrading, upstream):
+    # Envoy hands it to an HTTP/1.1 destination as a GET with `upgrade` and the judged body
+    # after the headers, unframed: bytes the destination may read as a request of their own.
+    headers = {":protocol": "websocket", **JSON}
+    resp = clients.http2(upgrading.port, "CONNECT", "/ads/v1/track", CONSENTED, headers,
+                         validate_headers=False, timeout=5)
+    assert_denied(resp, upstream, 400, "INVALID_EVENT")
+
+
+def test_an_upgrade_on_an_ungated_route_reaches_the_upstream(upgrading, upstream):
+    headers = {"connection": "upgrade", "upgrade": "websocket"}
+    try:
+        clients.http1(upgrading.port, "GET", "/open/socket", None, headers, timeout=3)
+    except OSError:
+        pass  # the recording upstream does not speak websocket: only its arrival counts
+    assert [r.path for r in upstream.wait_for_requests(1)] == ["/open/socket"], upstream.requests
+
+
 # ---- headers ------------------------------------------------------------------------------------
 
 

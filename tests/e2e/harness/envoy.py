@@ -105,6 +105,7 @@ def render_config(
     failure_policy: str | None = None,
     allow_on_headers_stop_iteration: bool = True,
     upstream_trailers: bool = False,
+    upgrades: bool = False,
 ) -> dict:
     """The canonical config with this run's ports, plugin configuration and paths.
 
@@ -115,7 +116,8 @@ def render_config(
     started with ENVOY_DYNAMIC_MODULES_SEARCH_PATH: `Envoy` does it).
 `allow_on_headers_stop_iteration=False` leaves out the wasm setting the filter requires (the
 mistake tests/e2e/test_incomplete.py makes on purpose). `upstream_trailers` lets Envoy read the
-upstream's HTTP/1.1 trailers (and pass them on).
+upstream's HTTP/1.1 trailers (and pass them on). `upgrades` lets the listener take websocket
+upgrades and HTTP/2's extended CONNECT (through the listener's filter chain).
 
     `plugin_config` is a dict (dumped as JSON) or a raw string (sent as is, for bad-config cases).
     """
@@ -133,6 +135,9 @@ upstream's HTTP/1.1 trailers (and pass them on).
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}}}}
     hcm = _hcm(config)
+    if upgrades:
+        hcm["upgrade_configs"] = [{"upgrade_type": "websocket"}]
+        hcm.setdefault("http2_protocol_options", {})["allow_connect"] = True
     if not envoy_normalization:
         for key in ("normalize_path", "merge_slashes", "strip_trailing_host_dot"):
             hcm[key] = False
