@@ -216,8 +216,7 @@ fn is_usual_authority(authority: &str) -> bool {
             && digits.iter().all(u8::is_ascii_digit)
             && (digits.len() == 1 || digits.first() != Some(&b'0'))
     };
-    let port_plain =
-        port.is_none_or(|p| decimal(p, 5) && p.first() != Some(&b'0') && number(p) <= 65535);
+    let port_plain = port.is_none_or(|p| decimal(p, 5) && (1..=65535).contains(&number(p)));
     let last_label = host.rsplit(|&b| b == b'.').next().unwrap_or_default();
     let name = || {
         last_label.first().is_some_and(u8::is_ascii_alphabetic)
