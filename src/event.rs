@@ -1246,15 +1246,13 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
     }
     let (mut segment, mut rudder) = (Consent::Absent, Consent::Absent);
     // Under a format that reads one shape, the other's key is read too (its reader must let
-    // the event go as well), and a look-alike of it noted, so that `on_missing_consent: allow`
-    // does not take an event that carries consent the format cannot read for one that carries
-    // none.
+    // the event go as well), and a look-alike of it is a second reading of it, as for the
+    // format's own key.
     let other = match wanted.format {
         ConsentFormat::Segment => Some(CONSENT_MANAGEMENT),
         ConsentFormat::Rudderstack => Some(CONSENT),
         ConsentFormat::Auto => None,
     };
-    let mut other_present = false;
     let mut readable = true;
     let mut seen = [Seen::default(); 2];
     let mut seen_other = Seen::default();
@@ -1318,8 +1316,9 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
                             continue;
                         }
                         // Any key a reader takes for the other shape's (`Consent`,
-                        // `con\u017fent`).
-                        Some(m) => other_present |= !m.is_other(),
+                        // `con\u017fent`, `consent_management`): a second reading of a field
+                        // the decision reads (row 11a), as for the format's own (row 2).
+                        Some(m) => readable &= m.is_other(),
                         None => {}
                     }
                     s.skip_value()?;
@@ -1328,15 +1327,6 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
             if !s.object_more()? {
                 break;
             }
-        }
-    }
-    if other_present {
-        // Marked as there but stating nothing the decision uses: never read as consent.
-        match wanted.format {
-            ConsentFormat::Segment if rudder == Consent::Absent => rudder = Consent::NoPreferences,
-            ConsentFormat::Segment => {}
-            _ if segment == Consent::Absent => segment = Consent::NoPreferences,
-            _ => {}
         }
     }
     Ok(readable.then_some((segment, rudder)))

@@ -895,6 +895,57 @@ fn rudderstack_consent_as_rudder_server_decides() {
 }
 
 #[test]
+fn a_look_alike_of_the_other_shapes_key_is_a_second_reading() {
+    // Go's encoding/json reads `ConsentManagement` and `con\u017fentManagement` into
+    // rudder-server's `consentManagement`, a snake-casing loader `consent_management` into its
+    // column: under `segment`, a refusal there beside Segment's consent was forwarded while the
+    // exact key was refused (row 11a). Likewise `consent` under `rudderstack`.
+    let segment = Config::default();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let allow_listed = Config::parse(r#"{"always_allow_events":["Consent Change"]}"#).unwrap();
+    let ads = policy(&["Advertising"], Match::All, None, &[]);
+    let denied = r#"{"deniedConsentIds":["Advertising"]}"#;
+    let item = r#"{"type":"track","event":"Buy","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#;
+    for key in [
+        "consentManagement",
+        "ConsentManagement",
+        "con\\u017fentManagement",
+        "con\u{17f}entManagement",
+        "consentmanagement",
+        "consent_management",
+        "CONSENT_MANAGEMENT",
+    ] {
+        let context = format!(
+            r#"{{"consent":{{"categoryPreferences":{{"Advertising":true}}}},"{key}":{denied}}}"#
+        );
+        let event = format!(r#"{{"type":"track","event":"Buy","context":{context}}}"#);
+        let j = run(&segment, &ads, "/v1/track", false, &event);
+        assert_eq!(outcome(&j), Deny(INVALID), "{key}");
+        let consent_change = format!(
+            r#"{{"type":"track","event":"Consent Change","context":{{"{key}":{denied}}}}}"#
+        );
+        let j = run(&allow_listed, &ads, "/v1/track", false, &consent_change);
+        assert_eq!(outcome(&j), Deny(INVALID), "{key}, allow-listed");
+        let batch = format!(r#"{{"batch":[{item}],"context":{{"{key}":{denied}}}}}"#);
+        let j = run(&segment, &ads, "/v1/batch", false, &batch);
+        assert_eq!(outcome(&j), Deny(INVALID), "{key}, batch");
+    }
+    for key in ["Consent", "con\\u017fent", "CONSENT"] {
+        let event = format!(
+            r#"{{"type":"track","event":"Buy","context":{{"consentManagement":{{"deniedConsentIds":[]}},"{key}":{{"categoryPreferences":{{"Advertising":false}}}}}}}}"#
+        );
+        let j = run(&rudder, &ads, "/v1/track", false, &event);
+        assert_eq!(outcome(&j), Deny(INVALID), "{key}");
+    }
+    // A key no reader takes for it passes, as before.
+    let event = r#"{"type":"track","event":"Buy","context":{"consent":{"categoryPreferences":{"Advertising":true}},"consentManagements":{"deniedConsentIds":["Advertising"]}}}"#;
+    assert_eq!(
+        outcome(&run(&segment, &ads, "/v1/track", false, event)),
+        Allow
+    );
+}
+
+#[test]
 fn auto_reads_either_shape_and_refuses_both() {
     let auto = Config::parse(r#"{"consent_format":"auto"}"#).unwrap();
     let segment = Config::default();
@@ -986,7 +1037,8 @@ fn auto_reads_either_shape_and_refuses_both() {
             &segment_allow_missing,
             r#"{"type":"track","context":{"ConsentManagement":{"deniedConsentIds":["Advertising"]}}}"#
                 .into(),
-            Deny(MISSING),
+            // A second reading of the other shape, which the decision reads (row 11a).
+            Deny(INVALID),
         ),
         (
             "neither shape, missing allowed",

@@ -443,6 +443,12 @@ SINGLE_FORMAT_OTHER_SHAPE = [
     ("default", both_shapes(True, ["Advertising"]), INVALID),
     ("rudderstack", both_shapes(True, []), ALLOW),
     ("rudderstack", both_shapes(False, []), INVALID),
+    # A key some reader takes for the other shape's is a second reading of it: Go's
+    # encoding/json reads the first two into rudder-server's consentManagement, a snake-casing
+    # loader the third into its column.
+    *[("default", both_shapes(True, ["Advertising"]).replace(b'"consentManagement"', key), INVALID)
+      for key in (b'"ConsentManagement"', b'"con\\u017fentManagement"', b'"consent_management"')],
+    ("rudderstack", both_shapes(False, []).replace(b'"consent"', b'"Consent"'), INVALID),
 ]
 
 
@@ -465,7 +471,7 @@ MISSING_ALLOWED = [
         rs({"deniedConsentIds": ["Advertising"]}), MISSING),
     row("look-alike-of-the-rudderstack-shape", "/ads",
         rs({"deniedConsentIds": ["Advertising"]}).replace(b"consentManagement", b"ConsentManagement"),
-        MISSING),
+        INVALID),
     row("proto-in-context", "/ads",
         encode(event(context={"__proto__": {"consent": {"categoryPreferences": {"Advertising": False}}}})),
         INVALID),
