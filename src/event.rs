@@ -1100,14 +1100,16 @@ fn word_ends(field: &str) -> impl Iterator<Item = usize> + '_ {
 fn transliterates_to_path(key: &str, path: &[&str], nested: bool) -> bool {
     let mut letters = Vec::new();
     // Where the letters of the second field and those after it end (and, `nested`, every word
-    // of every field).
+    // of every field, and every field but the last).
     let mut ends = Vec::new();
     for (i, field) in path.iter().enumerate() {
         if nested && field.is_ascii() {
             ends.extend(word_ends(field).map(|at| letters.len() + at));
         }
         letters.extend(letters_of(field));
-        if i >= 1 {
+        // With `nested`, the key may also end with a field that is not the last (`management`
+        // holding `{"deniedConsentIds": …}`).
+        if i >= 1 || (nested && i + 1 < path.len()) {
             ends.push(letters.len());
         }
     }
@@ -1146,7 +1148,8 @@ fn spells_path(key: &str, path: &[&str], nested: bool) -> bool {
                 return false;
             }
         }
-        if i >= 1 && k.peek().is_none() {
+        // With `nested`, the key may also end with a field that is not the last.
+        if (i >= 1 || (nested && i + 1 < path.len())) && k.peek().is_none() {
             return true;
         }
     }
@@ -1184,7 +1187,7 @@ fn nameless(text: &str) -> bool {
 fn read_one_field<T>(
     s: &mut Scanner,
     name: Name,
-    first_word: &[u8],
+    first_words: &[&[u8]],
     absent: T,
     inside: impl Fn(&str, bool) -> bool,
     mut read_field: impl FnMut(&mut Scanner) -> Result<Option<T>, Invalid>,
@@ -1201,7 +1204,7 @@ fn read_one_field<T>(
             let matched = match_key(&key, &[name]);
             let nested = matched.is_other()
                 && (matched == KeyMatch::OtherTransliterable
-                    || may_start_a_path(&key, &[first_word]))
+                    || may_start_a_path(&key, first_words))
                 && s.peek_token() == Some(b'{');
             match matched {
                 KeyMatch::Exact(_) => {
@@ -1333,17 +1336,24 @@ fn read_context(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(Consent, Con
 }
 
 /// Segment's `consent` object. `Ok(None)`: unreadable.
+///
+/// `consent` also starts `consentManagement`: to a flattener that snake-cases its columns, a
+/// key `management` (or `management_denied_consent_ids`) here is a path to RudderStack's
+/// fields, the other shape's (row 11a), which the decision reads too.
 fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Invalid> {
     read_one_field(
         s,
         Name::new("categoryPreferences"),
-        b"category",
+        &[b"category", b"management"],
         Consent::NoPreferences,
         |key, nested| {
             wanted
                 .categories
                 .iter()
                 .any(|c| flattens_to(key, &["categoryPreferences", c], nested))
+                || CONSENT_MANAGEMENT_FIELDS
+                    .iter()
+                    .any(|f| flattens_to(key, &["management", f], nested))
         },
         |s| {
             Ok(
@@ -1434,11 +1444,12 @@ fn read_consent_management(
                 }
                 KeyMatch::Other | KeyMatch::OtherTransliterable => {
                     // A list's item as a flattener writes it (`deniedConsentIds_0`).
-                    // A key ending where a word of a list's name ends, holding the rest
-                    // (`denied` holding `{"consentIds": …}`).
+                    // A key ending where a word of a field's name ends, holding the rest
+                    // (`denied` holding `{"consentIds": …}`, `resolution` holding
+                    // `{"strategy": …}`).
                     let text = key.decode();
                     let nested = s.peek_token() == Some(b'{');
-                    readable &= !CONSENT_MANAGEMENT_FIELDS[..2]
+                    readable &= !CONSENT_MANAGEMENT_FIELDS
                         .iter()
                         .any(|f| flattens_to(&text, &[f], nested));
                     s.skip_value()?;

@@ -946,6 +946,107 @@ fn a_look_alike_of_the_other_shapes_key_is_a_second_reading() {
 }
 
 #[test]
+fn paths_to_consent_managements_fields_from_its_neighbours_are_a_second_reading() {
+    // `consent` + `management…` is `consentManagement…` to a flattener that snake-cases its
+    // columns (flatten_json, then inflection's `underscore`), and `resolution` holding
+    // `{"strategy": …}` is `resolutionStrategy`: each wrote the other shape's field (row 11a)
+    // or the format's own beside the one the filter read.
+    let segment = Config::default();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let auto = Config::parse(r#"{"consent_format":"auto"}"#).unwrap();
+    // Two categories: with `or`, Ketch's strategy lets an event that denies one of them go.
+    let ads = policy(&["Advertising", "Analytics"], Match::All, None, &[]);
+    let p = r#""categoryPreferences":{"Advertising":true,"Analytics":true}"#;
+    let ketch_or = r#""consentManagement":{"deniedConsentIds":["Advertising"],"provider":"ketch","resolutionStrategy":"or"}"#;
+    let track =
+        |context: &str| format!(r#"{{"type":"track","event":"Buy","context":{{{context}}}}}"#);
+    let rows: Vec<(&str, &Config, String)> = vec![
+        (
+            "management holding the list",
+            &segment,
+            track(&format!(
+                r#""consent":{{{p},"management":{{"deniedConsentIds":["Advertising"]}}}}"#
+            )),
+        ),
+        (
+            "the list's path snake-cased",
+            &segment,
+            track(&format!(
+                r#""consent":{{{p},"management_denied_consent_ids":["Advertising"]}}"#
+            )),
+        ),
+        (
+            "the list's path camel-cased",
+            &segment,
+            track(&format!(
+                r#""consent":{{{p},"managementDeniedConsentIds":["Advertising"]}}"#
+            )),
+        ),
+        (
+            "the strategy under the other shape's key",
+            &segment,
+            track(&format!(
+                r#"{ketch_or},"consent":{{{p},"management":{{"resolutionStrategy":"and"}}}}"#
+            )),
+        ),
+        (
+            "the strategy beside the format's own",
+            &rudder,
+            track(&format!(
+                r#"{ketch_or},"consent":{{"management":{{"resolutionStrategy":"and"}}}}"#
+            )),
+        ),
+        (
+            "management under auto",
+            &auto,
+            track(&format!(
+                r#""consent":{{{p},"management":{{"deniedConsentIds":["Advertising"]}}}}"#
+            )),
+        ),
+        (
+            "resolution holding the strategy",
+            &rudder,
+            track(
+                r#""consentManagement":{"deniedConsentIds":["Advertising"],"provider":"ketch","resolutionStrategy":"or","resolution":{"strategy":"and"}}"#,
+            ),
+        ),
+        (
+            "resolution holding the strategy, the other shape",
+            &segment,
+            track(&format!(
+                r#""consent":{{{p}}},"consentManagement":{{"deniedConsentIds":["Advertising"],"provider":"ketch","resolutionStrategy":"or","resolution":{{"strategy":"and"}}}}"#
+            )),
+        ),
+    ];
+    for (name, config, body) in &rows {
+        let j = run(config, &ads, "/v1/track", false, body);
+        assert_eq!(outcome(&j), Deny(INVALID), "{name}: {body}");
+    }
+    // In a batch: an item with such a context is dropped; a batch-level one refuses the batch.
+    let item = |id: &str, context: &str| {
+        format!(r#"{{"type":"track","event":"Buy","messageId":"{id}","context":{{{context}}}}}"#)
+    };
+    let bad = format!(r#""consent":{{{p},"management":{{"deniedConsentIds":["Advertising"]}}}}"#);
+    let good = format!(r#""consent":{{{p}}}"#);
+    let batch = format!(
+        r#"{{"batch":[{},{}]}}"#,
+        item("bad", &bad),
+        item("ok", &good)
+    );
+    let j = run(&segment, &ads, "/v1/batch", false, &batch);
+    assert_eq!(outcome(&j), Keep(vec!["ok"]));
+    let batch = format!(r#"{{"batch":[{}],"context":{{{bad}}}}}"#, item("ok", &good));
+    let j = run(&segment, &ads, "/v1/batch", false, &batch);
+    assert_eq!(outcome(&j), Deny(INVALID));
+    // Segment's own consent, and RudderStack's strategy, as real payloads carry them, pass.
+    let j = run(&segment, &ads, "/v1/track", false, &track(&good));
+    assert_eq!(outcome(&j), Allow);
+    let allowed = r#""consentManagement":{"deniedConsentIds":[],"provider":"ketch","resolutionStrategy":"or"}"#;
+    let j = run(&rudder, &ads, "/v1/track", false, &track(allowed));
+    assert_eq!(outcome(&j), Allow);
+}
+
+#[test]
 fn auto_reads_either_shape_and_refuses_both() {
     let auto = Config::parse(r#"{"consent_format":"auto"}"#).unwrap();
     let segment = Config::default();

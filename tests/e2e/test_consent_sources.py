@@ -452,6 +452,40 @@ SINGLE_FORMAT_OTHER_SHAPE = [
 ]
 
 
+# `consent` + `management…` is `consentManagement…` to a flattener that snake-cases its columns
+# (flatten_json, then inflection's `underscore`), and `resolution` holding `{"strategy": …}` is
+# `resolutionStrategy`: each wrote the other shape's field, or the format's own, beside the one
+# the filter read. On /multi (Advertising and Analytics): with Ketch's `or`, denying one of them
+# lets the event go, with `and` it does not.
+BOTH_TRUE = {"Advertising": True, "Analytics": True}
+KETCH_OR = {"deniedConsentIds": ["Advertising"], "provider": "ketch", "resolutionStrategy": "or"}
+PATHS_THROUGH_NEIGHBOURS = [
+    ("default", event(context={"consent": {"categoryPreferences": BOTH_TRUE,
+                                           "management": {"deniedConsentIds": ["Advertising", "Analytics"]}}})),
+    ("default", event(context={"consent": {"categoryPreferences": BOTH_TRUE,
+                                           "management_denied_consent_ids": ["Advertising", "Analytics"]}})),
+    ("default", event(context={"consentManagement": KETCH_OR,
+                               "consent": {"categoryPreferences": BOTH_TRUE,
+                                           "management": {"resolutionStrategy": "and"}}})),
+    ("rudderstack", event(context={"consentManagement": KETCH_OR,
+                                   "consent": {"management": {"resolutionStrategy": "and"}}})),
+    ("auto", event(context={"consent": {"categoryPreferences": BOTH_TRUE,
+                                        "management": {"deniedConsentIds": ["Advertising", "Analytics"]}}})),
+    ("rudderstack", event(context={"consentManagement": {**KETCH_OR, "resolution": {"strategy": "and"}}})),
+    ("default", event(context={"consent": {"categoryPreferences": BOTH_TRUE},
+                               "consentManagement": {**KETCH_OR, "resolution": {"strategy": "and"}}})),
+    ("default", {"batch": [event(BOTH_TRUE)],
+                 "context": {"consent": {"categoryPreferences": BOTH_TRUE,
+                                         "management": {"deniedConsentIds": ["Advertising", "Analytics"]}}}}),
+]
+
+
+@pytest.mark.parametrize("config, body", PATHS_THROUGH_NEIGHBOURS)
+def test_paths_to_consent_managements_fields_from_its_neighbours_are_refused(envoys, upstream, config, body):
+    path = "/multi/v1/batch" if "batch" in body else "/multi/v1/track"
+    send(envoys.get(config), upstream, path, encode(body), JSON, INVALID)
+
+
 @pytest.mark.parametrize("config, body, expect", SINGLE_FORMAT_OTHER_SHAPE)
 def test_a_single_format_refuses_what_the_other_shape_refuses(envoys, upstream, config, body, expect):
     envoy = envoys.get("rudderstack") if config == "rudderstack" else envoys.get("default")
