@@ -1085,13 +1085,28 @@ fn starts_a_path(key: &Str, words: &[&[u8]]) -> bool {
     })
 }
 
-/// Where a word of a field's name ends, before each upper-case letter inside it.
+/// The letters and digits of a field's name, each with whether a word of the name starts there
+/// (past the first): an upper-case letter (`categoryPreferences`), or one after other
+/// characters (`ad_storage`, `Data.Sharing`).
+fn name_letters(field: &str) -> impl Iterator<Item = (u8, bool)> + '_ {
+    let mut after_other = false;
+    let mut first = true;
+    field.bytes().filter_map(move |b| {
+        if !b.is_ascii_alphanumeric() {
+            after_other = true;
+            return None;
+        }
+        let starts = !first && (b.is_ascii_uppercase() || after_other);
+        (first, after_other) = (false, false);
+        Some((b, starts))
+    })
+}
+
+/// Where a word of a field's name ends (see [`name_letters`]).
 fn word_ends(field: &str) -> impl Iterator<Item = usize> + '_ {
-    let letters = field.bytes().filter(u8::is_ascii_alphanumeric);
-    letters
+    name_letters(field)
         .enumerate()
-        .skip(1)
-        .filter(|(_, b)| b.is_ascii_uppercase())
+        .filter(|(_, (_, starts))| *starts)
         .map(|(i, _)| i)
 }
 
@@ -1139,9 +1154,9 @@ fn spells_path(key: &str, path: &[&str], nested: bool) -> bool {
         .peekable();
     for (i, field) in path.iter().enumerate() {
         let field = letters(field);
-        for (at, b) in field.bytes().filter(u8::is_ascii_alphanumeric).enumerate() {
+        for (b, word_starts) in name_letters(&field) {
             // With `nested`, the key may end before a word of the field.
-            if nested && at > 0 && b.is_ascii_uppercase() && k.peek().is_none() {
+            if nested && word_starts && k.peek().is_none() {
                 return true;
             }
             if k.next() != Some(b.to_ascii_lowercase()) {
@@ -1772,6 +1787,10 @@ fn read_preferences(
                 Some(i) if i < 64 => {
                     let bit = 1u64 << i;
                     ambiguous |= seen & bit != 0 || !exact;
+                    // One category holding the rest of another's name (`Ads` holding
+                    // `{"Personalization": …}` beside `AdsPersonalization`): see below.
+                    ambiguous |=
+                        s.peek_token() == Some(b'{') && starts_a_category(&key, categories);
                     seen |= bit;
                     if s.value_is_true()? && exact {
                         consented |= bit;
@@ -1790,7 +1809,15 @@ fn read_preferences(
                     match respelled {
                         Some(bit) if s.value_is_true()? => respelled_true |= bit,
                         Some(bit) => respelled_other |= bit,
-                        None => s.skip_value()?,
+                        None => {
+                            // A key ending where a word of a category's name ends, holding
+                            // the rest (`Ads` holding `{"Personalization": false}`, `ad`
+                            // holding `{"storage": false}`): that category's column to a
+                            // loader that snake-cases the joined path.
+                            ambiguous |=
+                                s.peek_token() == Some(b'{') && starts_a_category(&key, categories);
+                            s.skip_value()?
+                        }
                     }
                 }
             }
@@ -1850,6 +1877,13 @@ fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Op
                 .map(u8::to_ascii_lowercase)
                 .eq(c.bytes().map(|b| b.to_ascii_lowercase())),
         })
+}
+
+/// Whether `key` spells the start of a category's name up to where a word of it ends.
+#[inline(never)] // rare: an object in `categoryPreferences`
+fn starts_a_category(key: &Str, categories: &[String]) -> bool {
+    let text = key.decode();
+    categories.iter().any(|c| flattens_to(&text, &[c], true))
 }
 
 #[inline(never)] // rare: escaped keys, keys with other characters than letters and digits

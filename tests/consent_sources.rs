@@ -1047,6 +1047,136 @@ fn paths_to_consent_managements_fields_from_its_neighbours_are_a_second_reading(
 }
 
 #[test]
+fn a_key_holding_the_rest_of_a_categorys_name_is_a_second_reading() {
+    // To a loader that snake-cases the joined path (flatten_json, then inflection's
+    // `underscore`), `Ads` holding `{"Personalization": false}` is `ads_personalization`, and
+    // `ad` holding `{"storage": false}` (Google Consent Mode's names) is `ad_storage`: the
+    // category's column, beside the entry the filter read. Words end before an upper-case
+    // letter, and after other characters.
+    let segment = Config::default();
+    let personalization = policy(&["AdsPersonalization"], Match::All, None, &[]);
+    let either = policy(&["Ads", "AdsPersonalization"], Match::Any, None, &[]);
+    let underscored = policy(
+        &["Advertising", "Advertising_Personalized"],
+        Match::Any,
+        None,
+        &[],
+    );
+    let gcm = policy(&["ad_storage", "ad_user_data"], Match::All, None, &[]);
+    let track = |context: &str| {
+        format!(r#"{{"type":"track","event":"Buy","messageId":"m1","context":{{{context}}}}}"#)
+    };
+    let prefs = |entries: &str| {
+        track(&format!(
+            r#""consent":{{"categoryPreferences":{{{entries}}}}}"#
+        ))
+    };
+    let gcm_true = r#""ad_storage":true,"ad_user_data":true"#;
+    let rows: Vec<(&str, &RoutePolicy, String)> = vec![
+        (
+            "camel case",
+            &personalization,
+            prefs(r#""AdsPersonalization":true,"Ads":{"Personalization":false}"#),
+        ),
+        (
+            "camel case, match any",
+            &either,
+            prefs(r#""AdsPersonalization":true,"Ads":{"Personalization":false}"#),
+        ),
+        (
+            "after an underscore",
+            &underscored,
+            prefs(r#""Advertising_Personalized":true,"Advertising":{"Personalized":false}"#),
+        ),
+        (
+            "snake case",
+            &gcm,
+            prefs(&format!(r#"{gcm_true},"ad":{{"storage":false}}"#)),
+        ),
+        (
+            "upper case",
+            &gcm,
+            prefs(&format!(r#"{gcm_true},"AD":{{"STORAGE":false}}"#)),
+        ),
+        (
+            "two words of three",
+            &gcm,
+            prefs(&format!(r#"{gcm_true},"ad_user":{{"data":false}}"#)),
+        ),
+        (
+            "one word of three",
+            &gcm,
+            prefs(&format!(r#"{gcm_true},"ad":{{"user":{{"data":false}}}}"#)),
+        ),
+        (
+            "from consent",
+            &gcm,
+            track(&format!(
+                r#""consent":{{"categoryPreferences":{{{gcm_true}}},"categoryPreferences_ad":{{"storage":false}}}}"#
+            )),
+        ),
+        (
+            "from context",
+            &gcm,
+            track(&format!(
+                r#""consent":{{"categoryPreferences":{{{gcm_true}}}}},"consentCategoryPreferencesAd":{{"storage":false}}"#
+            )),
+        ),
+    ];
+    for (name, policy, body) in &rows {
+        let j = run(&segment, policy, "/v1/track", false, body);
+        assert_eq!(outcome(&j), Deny(INVALID), "{name}: {body}");
+    }
+    let from_the_event = format!(
+        r#"{{"type":"track","event":"Buy","context":{{"consent":{{"categoryPreferences":{{{gcm_true}}}}}}},"context_consent_categoryPreferences_ad":{{"storage":false}}}}"#
+    );
+    let j = run(&segment, &gcm, "/v1/track", false, &from_the_event);
+    assert_eq!(outcome(&j), Deny(INVALID), "from the event");
+    // In a batch: the item is dropped; in the batch's context, the batch is refused.
+    let bad = prefs(&format!(r#"{gcm_true},"ad":{{"storage":false}}"#));
+    let good = prefs(gcm_true).replace("m1", "m2");
+    let j = run(
+        &segment,
+        &gcm,
+        "/v1/batch",
+        false,
+        &format!(r#"{{"batch":[{bad},{good}]}}"#),
+    );
+    assert_eq!(outcome(&j), Keep(vec!["m2"]));
+    let context =
+        format!(r#""consent":{{"categoryPreferences":{{{gcm_true},"ad":{{"storage":false}}}}}}"#);
+    let bare = r#"{"type":"track","event":"Buy","messageId":"m1"}"#;
+    let batch = format!(r#"{{"batch":[{bare}],"context":{{{context}}}}}"#);
+    assert_eq!(
+        outcome(&run(&segment, &gcm, "/v1/batch", false, &batch)),
+        Deny(INVALID)
+    );
+    // Such an object is refused whatever it holds (its keys are not read: `{"Other": …}` too);
+    // a key that ends inside a word, or holds no object, reads as another category.
+    let j = run(
+        &segment,
+        &personalization,
+        "/v1/track",
+        false,
+        &prefs(r#""AdsPersonalization":true,"Ads":{"Other":false}"#),
+    );
+    assert_eq!(outcome(&j), Deny(INVALID));
+    for entries in [
+        r#""AdsPersonalization":true,"Ad":{"sPersonalization":false}"#,
+        r#""AdsPersonalization":true,"Ads":false"#,
+    ] {
+        let j = run(
+            &segment,
+            &personalization,
+            "/v1/track",
+            false,
+            &prefs(entries),
+        );
+        assert_eq!(outcome(&j), Allow, "{entries}");
+    }
+}
+
+#[test]
 fn auto_reads_either_shape_and_refuses_both() {
     let auto = Config::parse(r#"{"consent_format":"auto"}"#).unwrap();
     let segment = Config::default();

@@ -52,6 +52,13 @@ PLUGIN_CONFIGS = {
                    {"path_prefix": "/jp-a", "categories": ["\u5e83\u544a"]},
                    {"path_prefix": "/jp-b", "categories": ["\u5ba3\u4f1d"]}],
     },
+    # Google Consent Mode's names, and a category whose name starts another's.
+    "category_words": {
+        "route_metadata": False,
+        "routes": [{"path_prefix": "/gcm", "categories": ["ad_storage", "ad_user_data"]},
+                   {"path_prefix": "/ads-personalization", "categories": ["Ads", "AdsPersonalization"],
+                    "match": "any"}],
+    },
     "unconfigured_deny": {"on_unconfigured_route": "deny"},
     "gates_nothing": {"route_metadata": False},
     "target_rules": {

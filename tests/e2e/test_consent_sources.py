@@ -480,6 +480,34 @@ PATHS_THROUGH_NEIGHBOURS = [
 ]
 
 
+# To the same loader, a key ending where a word of a category's name ends, holding the rest, is
+# that category's column: `ad` holding `{"storage": false}` is `ad_storage`, `Ads` holding
+# `{"Personalization": false}` `ads_personalization`.
+GCM_TRUE = {"ad_storage": True, "ad_user_data": True}
+CATEGORY_SPLITS = [
+    ("/gcm", event(context={"consent": {"categoryPreferences": {**GCM_TRUE, "ad": {"storage": False}}}})),
+    ("/gcm", event(context={"consent": {"categoryPreferences": {**GCM_TRUE, "ad_user": {"data": False}}}})),
+    ("/gcm", event(context={"consent": {"categoryPreferences": GCM_TRUE,
+                                        "categoryPreferences_ad": {"storage": False}}})),
+    ("/gcm", event(context={"consent": {"categoryPreferences": GCM_TRUE},
+                            "consentCategoryPreferencesAd": {"storage": False}})),
+    ("/ads-personalization", event(context={"consent": {"categoryPreferences": {
+        "AdsPersonalization": True, "Ads": {"Personalization": False}}}})),
+    ("/gcm", {"batch": [event(GCM_TRUE)],
+              "context": {"consent": {"categoryPreferences": {**GCM_TRUE, "ad": {"storage": False}}}}}),
+]
+
+
+@pytest.mark.parametrize("prefix, body", CATEGORY_SPLITS)
+def test_a_key_holding_the_rest_of_a_categorys_name_is_refused(envoys, upstream, prefix, body):
+    path = prefix + ("/v1/batch" if "batch" in body else "/v1/track")
+    send(envoys.get("category_words"), upstream, path, encode(body), JSON, INVALID)
+
+
+def test_categories_with_words_apart_pass(envoys, upstream):
+    send(envoys.get("category_words"), upstream, "/gcm/v1/track", encode(event(GCM_TRUE)), JSON, ALLOW)
+
+
 @pytest.mark.parametrize("config, body", PATHS_THROUGH_NEIGHBOURS)
 def test_paths_to_consent_managements_fields_from_its_neighbours_are_refused(envoys, upstream, config, body):
     path = "/multi/v1/batch" if "batch" in body else "/multi/v1/track"
