@@ -1110,6 +1110,13 @@ fn word_ends(field: &str) -> impl Iterator<Item = usize> + '_ {
         .map(|(i, _)| i)
 }
 
+/// Whether a key may end with the `i`th of a path's `len` fields: from the second on (a key
+/// of one field is that field's own name), and with `nested` any but the last too, the rest
+/// coming from the key's value (`management` holding `{"deniedConsentIds": …}`).
+fn field_ends_a_path(i: usize, len: usize, nested: bool) -> bool {
+    i >= 1 || (nested && i + 1 < len)
+}
+
 /// [`spells_path`] for a loader that transliterates the key (see [`transliterates_to`]).
 #[inline(never)]
 fn transliterates_to_path(key: &str, path: &[&str], nested: bool) -> bool {
@@ -1122,9 +1129,7 @@ fn transliterates_to_path(key: &str, path: &[&str], nested: bool) -> bool {
             ends.extend(word_ends(field).map(|at| letters.len() + at));
         }
         letters.extend(letters_of(field));
-        // With `nested`, the key may also end with a field that is not the last (`management`
-        // holding `{"deniedConsentIds": …}`).
-        if i >= 1 || (nested && i + 1 < path.len()) {
+        if field_ends_a_path(i, path.len(), nested) {
             ends.push(letters.len());
         }
     }
@@ -1163,8 +1168,7 @@ fn spells_path(key: &str, path: &[&str], nested: bool) -> bool {
                 return false;
             }
         }
-        // With `nested`, the key may also end with a field that is not the last.
-        if (i >= 1 || (nested && i + 1 < path.len())) && k.peek().is_none() {
+        if field_ends_a_path(i, path.len(), nested) && k.peek().is_none() {
             return true;
         }
     }
