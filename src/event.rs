@@ -181,6 +181,8 @@ pub struct Wanted<'w> {
     pub destination: Option<&'w str>,
     /// Every category is ASCII letters and digits alone (see [`plain_names`]).
     pub plain_categories: bool,
+    /// The categories' jsoniter hashes, in the same order (see [`jsoniter_hashes`]).
+    pub category_hashes: &'w [[u64; 2]],
 }
 
 /// Whether every name is ASCII letters and digits alone (most category names are): their other
@@ -1376,12 +1378,10 @@ fn read_consent(s: &mut Scanner, wanted: &Wanted) -> Result<Option<Consent>, Inv
         },
         |s| {
             Ok(
-                read_preferences(s, wanted.categories, wanted.plain_categories)?.map(
-                    |(consented, respelled)| Consent::Preferences {
-                        consented,
-                        respelled,
-                    },
-                ),
+                read_preferences(s, wanted)?.map(|(consented, respelled)| Consent::Preferences {
+                    consented,
+                    respelled,
+                }),
             )
         },
     )
@@ -1701,10 +1701,12 @@ fn facade_takes(key: &str, path: &str) -> bool {
 /// Whether some reader takes the `integrations` key `key` (`text` decoded; not `name` exactly)
 /// for the entry `name`: in another spelling (Facade's folding, Go's and jsoniter's case
 /// folding: `M\u0130xpanel`, `Slac\u212a`; a key converter's, see [`spelled_alike`]), up to a
-/// NUL, by goccy/go-json's escaped prefix, or as a path to it (see [`path_to`]).
+/// NUL, by goccy/go-json's escaped prefix, by jsoniter's hash (a struct of entries, see
+/// [`jsoniter_hashes`]), or as a path to it (see [`path_to`]).
 fn names_entry(key: &Str, text: &str, name: &str) -> bool {
     let before_nul = text.split('\0').next().unwrap_or_default();
     before_nul == name
+        || hash_position(text.as_bytes(), &[jsoniter_hashes(name.as_bytes())]).is_some()
         || spelled_alike(text, name)
         || goccy_prefix(key, text, name)
         || path_to(text, name)
@@ -1764,11 +1766,8 @@ fn facade_folds(key: &str, name: &str) -> bool {
 /// So a key that is a required category in another spelling (see [`respelled_position`]),
 /// anywhere, with another answer than the exact key (`true` or not), is a repeat. So is a key
 /// that a NUL-stopping reader would read as a required category.
-fn read_preferences(
-    s: &mut Scanner,
-    categories: &[String],
-    plain_names: bool,
-) -> Result<Option<(u64, u64)>, Invalid> {
+fn read_preferences(s: &mut Scanner, wanted: &Wanted) -> Result<Option<(u64, u64)>, Invalid> {
+    let categories = wanted.categories;
     if s.peek_token() != Some(b'{') {
         s.skip_value()?;
         return Ok(None);
@@ -1808,8 +1807,8 @@ fn read_preferences(
                         && nameless(&key.decode())
                         || directive_key(&key)
                         || symbol_position(&key, categories).is_some();
-                    let respelled = respelled_position(&key, categories, plain_names)
-                        .and_then(|i| 1u64.checked_shl(i as u32));
+                    let respelled =
+                        respelled_position(&key, wanted).and_then(|i| 1u64.checked_shl(i as u32));
                     match respelled {
                         Some(bit) if s.value_is_true()? => respelled_true |= bit,
                         Some(bit) => respelled_other |= bit,
@@ -1843,13 +1842,16 @@ fn read_preferences(
 /// any: another ASCII case (cJSON), Go's or Java's folding (`ſ`, `ı`, the Kelvin sign), the
 /// same letters and digits without case once everything else is dropped (key converters,
 /// Facade's `obj-case`), each up to a NUL too (C strings); an escaped key whose text starts the
-/// name and whose raw length reaches it (goccy/go-json's field lookup).
-/// `plain_names`: every category is ASCII letters and digits alone (most are).
+/// name and whose raw length reaches it (goccy/go-json's field lookup); a key with the name's
+/// jsoniter hash (a struct of the categories, see [`jsoniter_hashes`]).
 #[inline(always)]
-fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Option<usize> {
-    let raw = key.raw();
-    if !plain_names || key.is_escaped() {
-        return respelled_rare(key, categories);
+fn respelled_position(key: &Str, wanted: &Wanted) -> Option<usize> {
+    let (categories, raw) = (wanted.categories, key.raw());
+    if !wanted.plain_categories || key.is_escaped() {
+        return respelled_rare(key, wanted);
+    }
+    if let Some(i) = hash_position(raw, wanted.category_hashes) {
+        return Some(i);
     }
     // A leading digit (see [`reduced`]), beyond ASCII or a character a library writes as a
     // word (a transliterating loader may write it as many letters), or a path to a name (see
@@ -1861,7 +1863,7 @@ fn respelled_position(key: &Str, categories: &[String], plain_names: bool) -> Op
                 || matches!(b, b'.' | b'[' | b']' | b'\'' | b'+' | b'*' | b'@')
         })
     {
-        return respelled_rare(key, categories);
+        return respelled_rare(key, wanted);
     }
     // An ASCII key spells no more letters than it has bytes: shorter than every name, it is
     // none.
@@ -1891,9 +1893,22 @@ fn starts_a_category(key: &Str, categories: &[String]) -> bool {
 }
 
 #[inline(never)] // rare: escaped keys, keys with other characters than letters and digits
-fn respelled_rare(key: &Str, categories: &[String]) -> Option<usize> {
+fn respelled_rare(key: &Str, wanted: &Wanted) -> Option<usize> {
     let text = key.decode();
-    categories.iter().position(|c| respelling(key, &text, c))
+    hash_position(text.as_bytes(), wanted.category_hashes).or_else(|| {
+        wanted
+            .categories
+            .iter()
+            .position(|c| respelling(key, &text, c))
+    })
+}
+
+/// The name whose jsoniter hashes (`hashes`, see [`jsoniter_hashes`]) a key (its decoded bytes,
+/// not a name exactly) has, if any.
+#[inline(always)]
+fn hash_position(key: &[u8], hashes: &[[u64; 2]]) -> Option<usize> {
+    let [folded, exact] = jsoniter_hashes(key);
+    hashes.iter().position(|h| h[0] == folded || h[1] == exact)
 }
 
 /// Whether `text` (the decoded `key`) spells the category `name` to some reader (and is not it).
@@ -1976,6 +1991,10 @@ mod tests {
             format: ConsentFormat::Segment,
             destination: None,
             plain_categories: plain_names(&categories),
+            category_hashes: &categories
+                .iter()
+                .map(|c| jsoniter_hashes(c.as_bytes()))
+                .collect::<Vec<_>>(),
         };
         let mut s = Scanner::new(body);
         let f = read_event(&mut s, &wanted, None)?;
@@ -2477,6 +2496,7 @@ mod tests {
                 format: ConsentFormat::Segment,
                 destination: None,
                 plain_categories: true,
+                category_hashes: &[],
             };
             let mut skip = |s: &mut Scanner, _: usize| s.skip_value();
             read_event(&mut Scanner::new(body), &wanted, Some(&mut skip)).unwrap()

@@ -42,12 +42,19 @@ pub struct RoutePolicy {
     pub destination: Option<String>,
     /// Bits of `categories` that a `Sec-GPC: 1` request withdraws.
     pub gpc_denies: u64,
+    /// Each category's jsoniter hashes (see [`crate::event::jsoniter_hashes`]), in the same
+    /// order: computed once, for every key in `categoryPreferences` that is not one exactly.
+    pub category_hashes: Vec<[u64; 2]>,
 }
 
 impl RoutePolicy {
     /// A policy with only categories and a match mode.
     pub fn new(categories: Vec<String>, match_mode: Match) -> RoutePolicy {
         RoutePolicy {
+            category_hashes: categories
+                .iter()
+                .map(|c| crate::event::jsoniter_hashes(c.as_bytes()))
+                .collect(),
             categories,
             match_mode,
             destination: None,

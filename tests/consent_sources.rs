@@ -1538,3 +1538,93 @@ fn route_settings_for_destinations_and_gpc_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn a_key_with_a_category_or_entry_names_jsoniter_hash_is_a_second_reading() {
+    // json-iterator/go decodes a struct of up to ten fields by a hash of each key, never its
+    // text, and takes the last: a struct of the categories (`{AdStorage bool `json:"ad_storage"`}`)
+    // or of `integrations` entries (`{All, Mixpanel *bool}`) reads a key with a name's hash as
+    // that name. Each key (tests/support/jsoniter_keys.json, "names") was read so by
+    // json-iterator/go 1.1.12: `folded` under its default (names all lower case), `exact` under
+    // `CaseSensitive`. Beside the exact key saying otherwise, or alone where the name decides,
+    // it is a second reading; saying the same, or renamed, it changes nothing.
+    let keys: serde_json::Value =
+        serde_json::from_str(include_str!("support/jsoniter_keys.json")).unwrap();
+    let config = Config::default();
+    let prefs = |name: &str, more: &str| {
+        format!(
+            r#"{{"type":"track","event":"Buy","context":{{"consent":{{"categoryPreferences":{{"{name}":true,{more}}}}}}}}}"#
+        )
+    };
+    let mut checked = 0;
+    for mode in ["folded", "exact"] {
+        for (name, key) in keys["names"][mode].as_object().unwrap() {
+            let key = serde_json::to_string(key).unwrap();
+            let rows: Vec<(RoutePolicy, String, Want)> = match name.as_str() {
+                "Mixpanel" => {
+                    let p = || policy(&["Advertising"], Match::All, Some("Mixpanel"), &[]);
+                    vec![
+                        (
+                            p(),
+                            seg(true, &format!(r#"{{"Mixpanel":true,{key}:false}}"#)),
+                            Deny(INVALID),
+                        ),
+                        (
+                            p(),
+                            seg(true, &format!(r#"{{"All":false,{key}:true}}"#)),
+                            Deny(INVALID),
+                        ),
+                        (
+                            p(),
+                            seg(true, r#"{"Mixpanel":true,"x":false}"#),
+                            Allow,
+                        ),
+                    ]
+                }
+                "All" => {
+                    let p = || policy(&["Advertising"], Match::All, Some("Mixpanel"), &[]);
+                    vec![
+                        (
+                            p(),
+                            seg(true, &format!(r#"{{{key}:false}}"#)),
+                            Deny(INVALID),
+                        ),
+                        (
+                            p(),
+                            seg(true, &format!(r#"{{"All":true,{key}:false}}"#)),
+                            Deny(INVALID),
+                        ),
+                        (p(), seg(true, r#"{"x":false}"#), Allow),
+                    ]
+                }
+                category => {
+                    let p = || policy(&[category], Match::All, None, &[]);
+                    vec![
+                        (p(), prefs(category, &format!("{key}:false")), Deny(INVALID)),
+                        (p(), prefs(category, &format!("{key}:true")), Allow),
+                        (p(), prefs(category, r#""x":false"#), Allow),
+                    ]
+                }
+            };
+            for (policy, body, want) in rows {
+                let path = "/v1/track";
+                assert_eq!(
+                    outcome(&run(&config, &policy, path, false, &body)),
+                    want,
+                    "{mode} {name}: {body}"
+                );
+                // The same event as a batch's item.
+                let batch = format!(r#"{{"batch":[{body}]}}"#);
+                let j = run(&config, &policy, "/v1/batch", false, &batch);
+                let want = match want {
+                    Allow => Allow,
+                    Deny(_) => Deny(INVALID),
+                    Keep(_) => unreachable!(),
+                };
+                assert_eq!(outcome(&j), want, "{mode} {name} in a batch: {batch}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 24);
+}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -506,6 +507,36 @@ def test_a_key_holding_the_rest_of_a_categorys_name_is_refused(envoys, upstream,
 
 def test_categories_with_words_apart_pass(envoys, upstream):
     send(envoys.get("category_words"), upstream, "/gcm/v1/track", encode(event(GCM_TRUE)), JSON, ALLOW)
+
+
+# json-iterator/go decodes a struct of up to ten fields by a hash of each key, never its text, and
+# takes the last: to a struct of the categories or of `integrations` entries, a key with a name's
+# hash (tests/support/jsoniter_keys.json, "names"; read so by json-iterator/go 1.1.12) is that name.
+JSONITER_NAMES = json.loads((Path(__file__).parents[1] / "support" / "jsoniter_keys.json").read_text())["names"]
+
+
+def jsoniter_name_rows():
+    folded, exact = JSONITER_NAMES["folded"], JSONITER_NAMES["exact"]
+    gcm = ("category_words", "/gcm/v1/track")
+    yield pytest.param(*gcm, event(context={"consent": {"categoryPreferences": {
+        **GCM_TRUE, folded["ad_storage"]: False}}}), id="folded/ad_storage")
+    yield pytest.param(*gcm, event(context={"consent": {"categoryPreferences": {
+        **GCM_TRUE, folded["ad_user_data"]: False}}}), id="folded/ad_user_data")
+    yield pytest.param("default", "/ads/v1/track", event(context={"consent": {"categoryPreferences": {
+        "Advertising": True, exact["Advertising"]: False}}}), id="exact/Advertising")
+    yield pytest.param("default", "/ads/v1/batch", {"batch": [event(context={"consent": {"categoryPreferences": {
+        "Advertising": True, exact["Advertising"]: False}}})]}, id="exact/Advertising-in-a-batch")
+    for mode, keys in (("folded", folded), ("exact", exact)):
+        yield pytest.param("default", "/mixpanel/v1/track", event(
+            {"Advertising": True, "Analytics": True}, integrations={"Mixpanel": True, keys["Mixpanel"]: False}),
+            id=f"{mode}/Mixpanel")
+        yield pytest.param("default", "/mixpanel/v1/track", event(
+            {"Advertising": True, "Analytics": True}, integrations={keys["All"]: False}), id=f"{mode}/All")
+
+
+@pytest.mark.parametrize("config, path, body", list(jsoniter_name_rows()))
+def test_a_key_with_a_category_or_entry_names_jsoniter_hash_is_refused(envoys, upstream, config, path, body):
+    send(envoys.get(config), upstream, path, encode(body), JSON, INVALID)
 
 
 @pytest.mark.parametrize("config, body", PATHS_THROUGH_NEIGHBOURS)
