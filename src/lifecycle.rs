@@ -12,8 +12,8 @@ use crate::metrics::Counter;
 use crate::policy::{RoutePolicy, RouteSetting};
 use crate::reply;
 use crate::target::{
-    escapes_a_separator, has_a_wide_escape, hides_a_query, is_canonical_authority,
-    moves_when_decoded,
+    escapes_a_separator, folds_onto_ascii, has_a_wide_escape, hides_a_query,
+    is_canonical_authority, moves_when_decoded,
 };
 
 /// The response header that tells the client how many batch items were dropped.
@@ -405,6 +405,7 @@ fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHead
             || hides_a_query(&h.path)
             || escapes_a_separator(&h.path)
             || has_a_wide_escape(&h.path)
+            || folds_onto_ascii(&h.path)
             || !is_canonical_authority(&h.authority)
             || h.names_another_target()
     };

@@ -352,6 +352,24 @@ pub fn escapes_a_separator(path: &str) -> bool {
     escapes(path, |b| matches!(b, b'/' | b'\\' | 0..=0x1f | 0x7f))
 }
 
+/// Whether the path holds, as sent or decoded once or more, a letter that case-insensitive
+/// routers fold onto an ASCII one (see [`fold_to_ascii`]): Envoy's `case_sensitive: false`
+/// folds ASCII alone, so `/faceboo%E2%84%AA/v1/track` (the Kelvin sign) falls to another route,
+/// while find-my-way (Fastify), lower-casing the decoded path as JavaScript does, and Go's
+/// `EqualFold` run the `/facebook/v1/track` handler.
+pub fn folds_onto_ascii(path: &str) -> bool {
+    let plain = path_only(path);
+    if plain.is_ascii() && !plain.contains('%') {
+        return false;
+    }
+    let folding = |text: &str| text.contains(FOLDED_ONTO_ASCII);
+    folding(plain) || decodings(plain).iter().any(|text| folding(text))
+}
+
+/// `ſ`, the Kelvin sign, `ı` and `İ`: letters some case-insensitive comparison takes for `s`,
+/// `k` and `i`.
+const FOLDED_ONTO_ASCII: [char; 4] = ['\u{017F}', '\u{212A}', '\u{0131}', '\u{0130}'];
+
 /// Whether the path holds an IIS `%uNNNN` escape: http.sys decodes them by default
 /// (`/open/%u002e%u002e/ads/v1/track` is `/ads/v1/track` to it), no other reader does, and
 /// Envoy routes them as sent.

@@ -598,6 +598,32 @@ fn a_path_that_a_decoding_server_reads_as_another_path_is_refused() {
     let mut host = Fake::post("/zzz/..%2fads/v1/track", CONSENTED);
     assert_eq!(play(&config, &mut host), replied(400, Reason::InvalidEvent));
     assert!(host.replaced.is_none());
+    // A letter that case-insensitive routers fold onto an ASCII one (Envoy's
+    // `case_sensitive: false` folds ASCII alone), raw or escaped once or more, on any route:
+    // `/faceboo\u{212A}/v1/track` falls to another route, and Fastify runs the `/facebook`
+    // handler.
+    for metadata in [None, Some(r#"{"category":"Ads"}"#)] {
+        for path in [
+            "/faceboo\u{212A}/v1/track",
+            "/faceboo%E2%84%AA/v1/track",
+            "/faceboo%25E2%2584%25AA/v1/track",
+            "/ad%C5%BF/v1/track",
+            "/v1/%C4%B1dentify",
+            "/v1/%C4%B0dentify",
+        ] {
+            let mut host = Fake::post(path, CONSENTED).metadata(metadata);
+            assert_eq!(
+                play(&config, &mut host),
+                replied(400, Reason::InvalidEvent),
+                "{path} {metadata:?}"
+            );
+        }
+    }
+    // Other letters beyond ASCII, escaped or not, pass as before.
+    for path in ["/open/caf%C3%A9/v1/track", "/open/\u{e9}t\u{e9}/v1/track"] {
+        let mut host = Fake::post(path, REFUSED).metadata(None);
+        assert_eq!(play(&config, &mut host), Outcome::Forwarded(None), "{path}");
+    }
     // A query in `%3F`, which a decoding proxy hands on as one, on any route.
     for metadata in [None, Some(r#"{"category":"Ads"}"#)] {
         let mut host = Fake::post("/v1/track%3Fdata=e30", CONSENTED).metadata(metadata);
