@@ -1497,7 +1497,9 @@ fn read_consent_management(
 
 /// A list of consent IDs (strings): the bits of `categories` it names. `Ok(None)` for anything
 /// but an array of strings, or an ID that a reader stopping at NUL, or one that turns Oj's
-/// Symbols back into strings, takes for a category.
+/// Symbols back into strings, takes for a category, or an ID of digits alone where the route's
+/// IDs are not numbers (Jackson binds `"0"` to an enum's first constant, whichever it is).
+/// An ID that another reader takes for a category names it too (see [`names_an_id`]).
 fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, Invalid> {
     if s.peek_token() != Some(b'[') {
         s.skip_value()?;
@@ -1514,10 +1516,23 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                     Some(_) => {}
                     // Oj's Symbol `:C0001` is `C0001` to a reader that takes it `to_s`.
                     None if symbol_position(&id, categories).is_some() => readable = false,
-                    None if id.is_escaped() => {
-                        readable &= nul_prefix_position(&id, categories).is_none();
+                    None if id.is_escaped() && nul_prefix_position(&id, categories).is_some() => {
+                        readable = false;
                     }
-                    None => {}
+                    None => {
+                        let text = id.decode();
+                        let named = categories
+                            .iter()
+                            .take(64)
+                            .enumerate()
+                            .filter(|(_, c)| names_an_id(&text, c))
+                            .fold(0u64, |bits, (i, _)| bits | 1u64 << i);
+                        bits |= named;
+                        readable &= named != 0
+                            || text.is_empty()
+                            || !text.bytes().all(|b| b.is_ascii_digit())
+                            || categories.iter().any(|c| loose_number(c, false).is_some());
+                    }
                 }
             } else {
                 s.skip_value()?;
@@ -1529,6 +1544,87 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
         }
     }
     Ok(readable.then_some(bits))
+}
+
+/// Whether a receiver other than rudder-server, which compares IDs exactly, takes the ID `text`
+/// (not `id` exactly) for the route's ID `id`: a Java enum binder in another spelling (Gson
+/// takes the constant's name, `ADVERTISING` or `DATA_SHARING`; Jackson's
+/// `ACCEPT_CASE_INSENSITIVE_ENUMS` folds case as `equalsIgnoreCase` does), or a loose
+/// comparison of numbers (PHP's `in_array` and `==` read `"05"` and `"5.0"` as `"5"`, Perl's
+/// `==` reads the number a string starts with). Such an ID denies `id` too: the stricter
+/// reading.
+fn names_an_id(text: &str, id: &str) -> bool {
+    let plain = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric());
+    let spelled = match plain(text) && plain(id) {
+        true => text.eq_ignore_ascii_case(id),
+        false => spelled_alike(text, id),
+    };
+    spelled || loose_number(id, false).is_some_and(|n| loose_number(text, true) == Some(n))
+}
+
+/// The number a loose comparison reads in `text`: PHP's numeric strings (white space around,
+/// a sign, digits with a `.`, an exponent), or with `prefix` the number a string starts with,
+/// as Perl's `==` reads it (`"5abc"` is 5). As its sign, its first 15 significant digits (both
+/// compare doubles: digits beyond those may round either way) and the power of ten of the first,
+/// so that equal numbers give equal values (without a float parser, which would add 20 KB to the
+/// wasm module).
+fn loose_number(text: &str, prefix: bool) -> Option<(bool, Vec<u8>, i64)> {
+    const SPACE: [char; 6] = [' ', '\t', '\n', '\r', '\u{b}', '\u{c}'];
+    let t = text.trim_start_matches(SPACE).as_bytes();
+    let negative = t.first() == Some(&b'-');
+    let mut at = usize::from(matches!(t.first(), Some(b'+' | b'-')));
+    let run = |from: usize| {
+        t.get(from..)
+            .map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count())
+    };
+    let int = t.get(at..at + run(at)).unwrap_or_default();
+    at += int.len();
+    let mut frac: &[u8] = &[];
+    if t.get(at) == Some(&b'.') && (!int.is_empty() || run(at + 1) > 0) {
+        frac = t.get(at + 1..at + 1 + run(at + 1)).unwrap_or_default();
+        at += 1 + frac.len();
+    }
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut exponent: i64 = 0;
+    if matches!(t.get(at), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(t.get(at + 1), Some(b'+' | b'-')));
+        let digits = t
+            .get(at + 1 + sign..at + 1 + sign + run(at + 1 + sign))
+            .unwrap_or_default();
+        if !digits.is_empty() {
+            // Beyond a few thousand, every such number is zero or infinite to a double anyway.
+            exponent = digits
+                .iter()
+                .take(6)
+                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+            if t.get(at + 1) == Some(&b'-') {
+                exponent = -exponent;
+            }
+            at += 1 + sign + digits.len();
+        }
+    }
+    let rest = std::str::from_utf8(t.get(at..).unwrap_or_default()).unwrap_or("x");
+    if !prefix && !rest.trim_end_matches(SPACE).is_empty() {
+        return None;
+    }
+    let all: Vec<u8> = int.iter().chain(frac).copied().collect();
+    let Some(first) = all.iter().position(|&d| d != b'0') else {
+        return Some((false, Vec::new(), 0)); // zero, whatever its sign
+    };
+    let mut digits: Vec<u8> = all
+        .get(first..)
+        .unwrap_or_default()
+        .iter()
+        .take(15)
+        .copied()
+        .collect();
+    while digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    let power = exponent + int.len() as i64 - first as i64 - 1;
+    Some((negative, digits, power))
 }
 
 /// Whose rules rudder-server applies to an event, by its `provider`.
@@ -1560,10 +1656,13 @@ fn read_provider(s: &mut Scanner) -> Result<Option<Provider>, Invalid> {
     let decoded = value.decode();
     let cut = decoded.split('\0').next().unwrap_or_default();
     let symbol = decoded.strip_prefix(':');
-    if cut == "custom" || symbol == Some("custom") {
+    // A Java enum binder takes another spelling for the constant (Gson its name, `CUSTOM`;
+    // Jackson's case-insensitive enums `Custom`) and digits for the constant at that place.
+    let digits = !decoded.is_empty() && decoded.bytes().all(|b| b.is_ascii_digit());
+    if cut == "custom" || symbol == Some("custom") || digits || spelled_alike(&decoded, "custom") {
         return Ok(None);
     }
-    let one_trust = |v: &str| v.is_empty() || v == "oneTrust";
+    let one_trust = |v: &str| v.is_empty() || v == "oneTrust" || spelled_alike(v, "oneTrust");
     Ok(Some(
         match one_trust(&decoded) || one_trust(cut) || symbol.is_some_and(one_trust) {
             true => Provider::OneTrustOrNone,
@@ -1634,10 +1733,11 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
                     let on = match s.peek_token() {
                         // Options: on, unless a key in them makes a reader take the entry for
                         // another value (`{"$ref": "#/integrations/All"}` is `false` to a JSON
-                        // reference reader).
-                        Some(b'{') => match holds_a_directive(s)? {
-                            false => Some(true),
-                            true => None,
+                        // reference reader), or there are none: `{}` is falsy to a receiver that
+                        // tests the entry's truth (Python's dict, PHP's array).
+                        Some(b'{') => match options_read_as_on(s)? {
+                            true => Some(true),
+                            false => None,
                         },
                         Some(b't' | b'f') => s.literal_word()?,
                         _ => {
@@ -1660,19 +1760,21 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
     Ok(readable.then_some(out))
 }
 
-/// Reads the object at the cursor: whether one of its own keys is a [`directive`].
-fn holds_a_directive(s: &mut Scanner) -> Result<bool, Invalid> {
-    let mut found = false;
+/// Reads the object at the cursor: whether every reader takes it for an entry that is on: not
+/// empty, and none of its own keys a [`directive`].
+fn options_read_as_on(s: &mut Scanner) -> Result<bool, Invalid> {
+    let mut on = false;
     if s.object_start()? {
+        on = true;
         loop {
-            found |= directive_key(&s.key()?);
+            on &= !directive_key(&s.key()?);
             s.skip_value()?;
             if !s.object_more()? {
                 break;
             }
         }
     }
-    Ok(found)
+    Ok(on)
 }
 
 /// Whether Facade takes `key` on `context`, which it reads as the event's options, for a switch
@@ -2190,6 +2292,60 @@ mod tests {
             consent(r#"{"context":{"consent":{"version":2}}}"#),
             Some(Consent::NoPreferences)
         );
+    }
+
+    #[test]
+    fn loose_numbers_are_equal_as_doubles_are() {
+        // PHP's numeric strings, against Rust's own reading of them as doubles.
+        let mut texts = vec![
+            " 5".to_string(),
+            "5 ".into(),
+            "\n5".into(),
+            "+5".into(),
+            "5.".into(),
+        ];
+        for int in ["", "0", "5", "05", "50", "500", "12"] {
+            for frac in ["", ".", ".0", ".5", ".50", ".05"] {
+                for exp in ["", "e0", "e1", "E-1", "e+2", "e-3"] {
+                    for sign in ["", "-"] {
+                        texts.push(format!("{sign}{int}{frac}{exp}"));
+                    }
+                }
+            }
+        }
+        let double = |t: &str| {
+            let t = t.trim();
+            let mantissa = t.split(['e', 'E']).next().unwrap_or_default();
+            if !mantissa.bytes().any(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let t = t
+                .strip_suffix('.')
+                .map_or(t.to_string(), |i| format!("{i}.0"));
+            t.replace(".e", ".0e")
+                .replace(".E", ".0E")
+                .parse::<f64>()
+                .ok()
+        };
+        let mut compared = 0;
+        for a in &texts {
+            for b in &texts {
+                let (Some(x), Some(y)) = (double(a), double(b)) else {
+                    continue;
+                };
+                let (Some(p), Some(q)) = (loose_number(a, false), loose_number(b, false)) else {
+                    panic!("{a:?} or {b:?} is a number");
+                };
+                assert_eq!(p == q, x == y, "{a:?} {b:?}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 100_000, "{compared}");
+        for not in ["", ".", "e5", "-", "x5", "5x", "0x5", "5e", "--5"] {
+            assert!(loose_number(not, false).is_none(), "{not:?}");
+        }
+        assert_eq!(loose_number("5abc", true), loose_number("5", false));
+        assert_eq!(loose_number("5e", true), loose_number("5", false));
     }
 
     /// Keys with jsoniter's hash of a field name, found by lattice reduction, each checked to

@@ -119,6 +119,26 @@ fn integrations_decide_after_consent_on_routes_that_name_a_destination() {
             seg(true, r#"{"All":false,"Mixpanel":{"x":1}}"#),
             Allow,
         ),
+        // Empty options are off to a receiver that tests the entry's truth (Python's
+        // `integrations.get("Mixpanel", True)`, PHP's array), on to Segment's libraries.
+        (
+            "destination with empty options",
+            &mixpanel,
+            seg(true, r#"{"Mixpanel":{}}"#),
+            Deny(INVALID),
+        ),
+        (
+            "All off, destination with empty options",
+            &mixpanel,
+            seg(true, r#"{"All":false,"Mixpanel":{}}"#),
+            Deny(INVALID),
+        ),
+        (
+            "All with empty options",
+            &mixpanel,
+            seg(true, r#"{"All":{}}"#),
+            Deny(INVALID),
+        ),
         (
             "All on, destination off",
             &mixpanel,
@@ -601,11 +621,27 @@ fn rudderstack_consent_as_rudder_server_decides() {
             rs(r#"{"deniedConsentIds":[]}"#),
             Allow,
         ),
+        // rudder-server compares IDs exactly, but a Java receiver that binds them to an enum
+        // takes other spellings for the constant: the stricter reading counts.
         (
-            "IDs are case-sensitive",
+            "an ID in another case denies too",
             &rudder,
             &one,
-            rs(r#"{"deniedConsentIds":["c0001"," C0001"]}"#),
+            rs(r#"{"deniedConsentIds":["c0001"]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "an ID with white space denies too",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":[" C0001"]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "another ID does not",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":["C00010","C0010","c001"]}"#),
             Allow,
         ),
         (
@@ -1574,11 +1610,7 @@ fn a_key_with_a_category_or_entry_names_jsoniter_hash_is_a_second_reading() {
                             seg(true, &format!(r#"{{"All":false,{key}:true}}"#)),
                             Deny(INVALID),
                         ),
-                        (
-                            p(),
-                            seg(true, r#"{"Mixpanel":true,"x":false}"#),
-                            Allow,
-                        ),
+                        (p(), seg(true, r#"{"Mixpanel":true,"x":false}"#), Allow),
                     ]
                 }
                 "All" => {
@@ -1627,4 +1659,121 @@ fn a_key_with_a_category_or_entry_names_jsoniter_hash_is_a_second_reading() {
         }
     }
     assert_eq!(checked, 24);
+}
+
+#[test]
+fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
+    // A Java receiver that binds `provider` or the IDs to an enum takes other spellings for a
+    // constant (Gson its name, `CUSTOM`, `ONE_TRUST`, `ADVERTISING`; Jackson's
+    // ACCEPT_CASE_INSENSITIVE_ENUMS any case, `equalsIgnoreCase`'s folding too) and a string of
+    // digits for the constant at that place (Jackson); PHP's `in_array` reads `"05"` as `"5"`,
+    // Perl's `==` `"5abc"` as 5. Each was read so by Gson 2.10, Jackson 2.14, PHP 8.2 or Perl.
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let segment = Config::default();
+    let two = policy(&["Advertising", "Analytics"], Match::All, None, &[]);
+    let ads = policy(&["Advertising"], Match::All, None, &[]);
+    let purpose = policy(&["5"], Match::All, None, &[]);
+    let or_one = |provider: &str| {
+        rs(&format!(
+            r#"{{"provider":{provider},"resolutionStrategy":"or","deniedConsentIds":["Advertising"]}}"#
+        ))
+    };
+    let denied = |id: &str| {
+        rs(&format!(
+            r#"{{"provider":"ketch","deniedConsentIds":[{id}]}}"#
+        ))
+    };
+    let mut rows: Vec<(String, &Config, &RoutePolicy, String, Want)> = Vec::new();
+    // `or` with one of two IDs denied passes for a provider that honours it (`ketch`), not
+    // for `custom` (the route's `all`) or `oneTrust` (always `and`).
+    rows.push(("ketch".into(), &rudder, &two, or_one(r#""ketch""#), Allow));
+    for custom in [
+        r#""CUSTOM""#,
+        r#""Custom""#,
+        r#""cu\u017ftom""#,
+        r#""3""#,
+        r#""0""#,
+    ] {
+        rows.push((custom.into(), &rudder, &two, or_one(custom), Deny(INVALID)));
+    }
+    for one_trust in [
+        r#""ONE_TRUST""#,
+        r#""OneTrust""#,
+        r#""onetrust""#,
+        r#""ONETRUST""#,
+    ] {
+        rows.push((
+            one_trust.into(),
+            &rudder,
+            &two,
+            or_one(one_trust),
+            Deny(CONSENT),
+        ));
+    }
+    for id in [
+        r#""ADVERTISING""#,
+        r#""advertising""#,
+        r#""Adverti\u017fing""#,
+        r#""advertising_""#,
+    ] {
+        rows.push((id.into(), &rudder, &ads, denied(id), Deny(CONSENT)));
+    }
+    // Digits where the route's IDs are names: any constant to Jackson.
+    rows.push((
+        r#""0""#.into(),
+        &rudder,
+        &ads,
+        denied(r#""0""#),
+        Deny(INVALID),
+    ));
+    rows.push((
+        r#""Analytics""#.into(),
+        &rudder,
+        &ads,
+        denied(r#""Analytics""#),
+        Allow,
+    ));
+    // Numbers, where the route's IDs are numbers (iubenda's purposes).
+    for id in [
+        r#""05""#,
+        r#""5.0""#,
+        r#"" 5""#,
+        r#""5 ""#,
+        r#""\n5""#,
+        r#""5e0""#,
+        r#""+5""#,
+        r#""5.""#,
+        r#"".5e1""#,
+        r#""0005""#,
+        r#""5.00""#,
+        r#""5abc""#,
+    ] {
+        rows.push((id.into(), &rudder, &purpose, denied(id), Deny(CONSENT)));
+    }
+    for id in [r#""50""#, r#""3""#, r#""0.5""#, r#""x5""#] {
+        rows.push((id.into(), &rudder, &purpose, denied(id), Allow));
+    }
+    // Beside Segment's consent (row 11a), the other shape's refusal read the same way.
+    let both = r#"{"type":"track","event":"Buy","context":{"consent":{"categoryPreferences":{"Advertising":true}},"consentManagement":{"deniedConsentIds":["ADVERTISING"]}}}"#;
+    rows.push(("11a".into(), &segment, &ads, both.into(), Deny(INVALID)));
+    for (name, config, policy, body, want) in rows {
+        assert_eq!(
+            outcome(&run(config, policy, "/v1/track", false, &body)),
+            want,
+            "{name}: {body}"
+        );
+        // The same event as a batch's item, beside one that passes: dropped where refused.
+        let ok = r#"{"type":"track","event":"Buy","messageId":"ok","context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":true,"5":true}},"consentManagement":{"deniedConsentIds":[]}}}"#;
+        let item = body.replacen('{', r#"{"messageId":"x","#, 1);
+        let batch = format!(r#"{{"batch":[{item},{ok}]}}"#);
+        let want = match want {
+            Deny(_) => Keep(vec!["ok"]),
+            other => other,
+        };
+        assert_eq!(
+            outcome(&run(config, policy, "/v1/batch", false, &batch)),
+            want,
+            "{name} in a batch: {batch}"
+        );
+    }
 }

@@ -59,6 +59,11 @@ PLUGIN_CONFIGS = {
                    {"path_prefix": "/ads-personalization", "categories": ["Ads", "AdsPersonalization"],
                     "match": "any"}],
     },
+    "iubenda": {
+        "route_metadata": False,
+        "consent_format": "rudderstack",
+        "routes": [{"path_prefix": "/iub", "categories": ["5"]}],
+    },
     "unconfigured_deny": {"on_unconfigured_route": "deny"},
     "gates_nothing": {"route_metadata": False},
     "target_rules": {

@@ -72,6 +72,11 @@ INTEGRATIONS = [
     row("destination-on", "/mixpanel", seg(True, {"Mixpanel": True}), ALLOW),
     row("destination-off", "/mixpanel", seg(True, {"Mixpanel": False}), OFF),
     row("all-off", "/mixpanel", seg(True, {"All": False}), OFF),
+    # Empty options: on to Segment's libraries, off to a receiver that tests the entry's truth
+    # (Python's `integrations.get("Mixpanel", True)`, PHP's array).
+    row("destination-empty-options", "/mixpanel", seg(True, {"Mixpanel": {}}), INVALID),
+    row("all-off-destination-empty-options", "/mixpanel", seg(True, {"All": False, "Mixpanel": {}}), INVALID),
+    row("all-empty-options", "/mixpanel", seg(True, {"All": {}}), INVALID),
     row("all-off-destination-on", "/mixpanel", seg(True, {"All": False, "Mixpanel": True}), ALLOW),
     row("all-off-destination-options", "/mixpanel", seg(True, {"All": False, "Mixpanel": {"apiKey": "k"}}),
         ALLOW),
@@ -325,7 +330,21 @@ RUDDERSTACK = [
     # flatten_json writes a list's items as `deniedConsentIds_0`.
     row("a-denied-id-as-a-flattened-item", "/ads", rs({"deniedConsentIds": [], "deniedConsentIds_0": "Advertising"}),
         INVALID),
-    row("ids-are-case-sensitive", "/ads", rs({"deniedConsentIds": ["advertising"]}), ALLOW),
+    # rudder-server compares IDs and `provider` exactly; a Java receiver that binds them to an
+    # enum takes other spellings for a constant (Gson its name, Jackson's case-insensitive enums
+    # any case) and digits for the constant at that place (Jackson): the stricter reading counts.
+    row("an-id-in-another-case-denies-too", "/ads", rs({"deniedConsentIds": ["advertising"]}),
+        denied("Advertising")),
+    row("an-id-as-a-constant-name-denies-too", "/ads", rs({"deniedConsentIds": ["ADVERTISING"]}),
+        denied("Advertising")),
+    row("an-id-of-digits", "/ads", rs({"deniedConsentIds": ["0"]}), INVALID),
+    row("another-id", "/ads", rs({"deniedConsentIds": ["Advertising2", "C0004"]}), ALLOW),
+    row("provider-custom-as-a-constant-name", "/multi", rs({"provider": "CUSTOM", "resolutionStrategy": "or",
+                                                            "deniedConsentIds": ["Analytics"]}), INVALID),
+    row("provider-of-digits", "/multi", rs({"provider": "3", "resolutionStrategy": "or",
+                                            "deniedConsentIds": ["Analytics"]}), INVALID),
+    row("provider-one-trust-as-a-constant-name", "/multi", rs({"provider": "ONE_TRUST", "resolutionStrategy": "or",
+                                                               "deniedConsentIds": ["Analytics"]}), denied("Analytics")),
     row("and-one-of-two-denied", "/multi", rs({"provider": "ketch", "resolutionStrategy": "and",
                                                "deniedConsentIds": ["Analytics"]}), denied("Analytics")),
     row("or-one-of-two-denied", "/multi", rs({"provider": "ketch", "resolutionStrategy": "or",
@@ -370,6 +389,15 @@ RUDDERSTACK = [
 @pytest.mark.parametrize("path, body, headers, expect", RUDDERSTACK)
 def test_rudderstack_consent(envoys, upstream, path, body, headers, expect):
     send(envoys.get("rudderstack"), upstream, path, body, headers, expect)
+
+
+# iubenda's purposes are the numbers 1 to 5: PHP's `in_array` (loose) reads "05", "5.0" or " 5" as
+# "5", Perl's `==` "5abc" as 5. Route /iub requires purpose 5 (plugin config "iubenda").
+@pytest.mark.parametrize("id, expect", [("5", "denied"), ("05", "denied"), ("5.0", "denied"), (" 5", "denied"),
+                                        ("5e0", "denied"), ("5abc", "denied"), ("3", ALLOW), ("50", ALLOW)])
+def test_a_numeric_id_a_loose_comparison_reads_as_the_routes(envoys, upstream, id, expect):
+    body = rs({"provider": "iubenda", "deniedConsentIds": [id]})
+    send(envoys.get("iubenda"), upstream, "/iub/v1/track", body, JSON, denied("5") if expect == "denied" else expect)
 
 
 def test_a_batch_level_consent_management_denial_reaches_items(envoys, upstream):
