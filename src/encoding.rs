@@ -120,6 +120,20 @@ impl Encoding {
                 .any(|w| w.eq_ignore_ascii_case(FORM))
     }
 
+    /// Whether some receiver reads the body as multipart form data: its media type holds
+    /// `multipart/` anywhere, in any case. Django's `MultiPartParser` (Django REST framework's
+    /// default) finds the boundary anywhere in the body, mid-line inside a JSON string too, and
+    /// skips header lines it cannot read, so a JSON event can carry fields to it.
+    pub fn is_multipart(content_type: Option<&str>) -> bool {
+        const MULTIPART: &[u8] = b"multipart/";
+        content_type.is_some_and(|value| {
+            value
+                .as_bytes()
+                .windows(MULTIPART.len())
+                .any(|w| w.eq_ignore_ascii_case(MULTIPART))
+        })
+    }
+
     /// Decompresses `raw`; the result never exceeds `limit` bytes (memory stays bounded even
     /// for a compression bomb).
     pub fn decode(self, raw: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {

@@ -867,6 +867,8 @@ pub fn read_event<'a>(
     mut batch_items: Option<ItemVisitor<'_, 'a>>,
 ) -> Result<EventFacts, Invalid> {
     let mut facts = EventFacts::EMPTY;
+    // Where the event starts: read again, rarely (see [`names_the_call_otherwise`]).
+    let start = s.clone();
     let top = batch_items.is_some();
     let (names, fields): (&[Name], &[Field]) = match (top, wanted.destination.is_some()) {
         (false, false) => (&NAMES[..3], &FIELDS[..3]),
@@ -982,7 +984,48 @@ pub fn read_event<'a>(
     }
     facts.allow_listed_name =
         event_name.is_some_and(|name| wanted.always_allow.iter().any(|a| name.eq_str(a)));
+    if facts.allow_listed_name && names_the_call_otherwise(start)? {
+        facts.allow_listed_name = false;
+    }
     Ok(facts)
+}
+
+/// Whether one of the event's own keys (the object at `s`) other than `type` and `event`
+/// names the call or the event in other words: its letters and digits hold `type` or `event`
+/// (`event_type`, `eventName`, `events`). A receiver's model that binds `type` and `event` to
+/// attributes named so (marshmallow's `data_key`, class-transformer's `@Expose({name})`,
+/// pydantic's alias with extra keys dumped) takes such a key, after the field, for the
+/// attribute: `"event_name":"Order Completed"` beside an allow-listed `event` is that event to
+/// it. Read only for an allow-listed event, which is then judged on its consent instead.
+fn names_the_call_otherwise(mut s: Scanner) -> Result<bool, Invalid> {
+    let names = |key: &Str| {
+        let letters: Vec<u8> = key
+            .decode()
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| b.to_ascii_lowercase())
+            .collect();
+        let holds = |word: &[u8]| letters.windows(word.len()).any(|w| w == word);
+        !key.eq_str("type") && !key.eq_str("event") && (holds(b"type") || holds(b"event"))
+    };
+    Ok(own_keys(&mut s, &names)? == Some(true))
+}
+
+/// Reads the object at the cursor: `None` when it is empty, else whether one of its own keys
+/// is one `which` takes. (One loop for the rare readings of an object's keys.)
+#[inline(never)]
+fn own_keys(s: &mut Scanner, which: &dyn Fn(&Str) -> bool) -> Result<Option<bool>, Invalid> {
+    if !s.object_start()? {
+        return Ok(None);
+    }
+    let mut found = false;
+    loop {
+        found |= which(&s.key()?);
+        s.skip_value()?;
+        if !s.object_more()? {
+            return Ok(Some(found));
+        }
+    }
 }
 
 fn read_items<'a>(
@@ -1529,8 +1572,7 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                             .fold(0u64, |bits, (i, _)| bits | 1u64 << i);
                         bits |= named;
                         readable &= named != 0
-                            || text.is_empty()
-                            || !text.bytes().all(|b| b.is_ascii_digit())
+                            || !enum_ordinal(&text)
                             || categories.iter().any(|c| loose_number(c, false).is_some());
                     }
                 }
@@ -1554,20 +1596,52 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
 /// `==` reads the number a string starts with). Such an ID denies `id` too: the stricter
 /// reading.
 fn names_an_id(text: &str, id: &str) -> bool {
-    let plain = |t: &str| t.bytes().all(|b| b.is_ascii_alphanumeric());
-    let spelled = match plain(text) && plain(id) {
-        true => text.eq_ignore_ascii_case(id),
-        false => spelled_alike(text, id),
+    names_a_value(text, id)
+        || loose_number(id, false).is_some_and(|n| match loose_number(text, true) {
+            // Digits beyond a double's may round it onto the route's number: taken for it.
+            Some((_, digits, _)) if digits.len() > 15 => true,
+            read => read == Some(n),
+        })
+}
+
+/// Whether a Java enum binder takes the string `text` for the constant whose value is `value`:
+/// Jackson trims what is not above U+0020 first; Gson takes the constant's name
+/// (`DATA_SHARING` for `DataSharing`: the same letters and digits, ASCII ones in any case),
+/// Jackson's `ACCEPT_CASE_INSENSITIVE_ENUMS` any case (`equalsIgnoreCase`, which also folds
+/// `ſ`, `ı`, `İ` and the Kelvin sign onto ASCII letters). Letters beyond ASCII are compared as
+/// written (no case tables in the wasm module: `РЕКЛАМА` is not `Реклама` here).
+fn names_a_value(text: &str, value: &str) -> bool {
+    let trimmed = text.trim_matches(|c: char| c <= ' ');
+    let letters = |t: &str| -> String {
+        t.chars()
+            .map(|c| match c {
+                '\u{017F}' => 's',
+                '\u{212A}' => 'k',
+                '\u{0131}' | '\u{0130}' => 'i',
+                c => c.to_ascii_lowercase(),
+            })
+            .filter(|c| !c.is_ascii() || c.is_ascii_alphanumeric())
+            .collect()
     };
-    spelled || loose_number(id, false).is_some_and(|n| loose_number(text, true) == Some(n))
+    let (a, b) = (letters(trimmed), letters(value));
+    trimmed == value || (!a.is_empty() && a == b)
+}
+
+/// Whether Jackson binds the string `text` to an enum's constant by its place: once trimmed
+/// (see [`names_a_value`]), an ASCII digit and then decimal digits (`Integer.parseInt` takes
+/// every script's: here any character beyond ASCII counts as one).
+fn enum_ordinal(text: &str) -> bool {
+    let trimmed = text.trim_matches(|c: char| c <= ' ');
+    trimmed.starts_with(|c: char| c.is_ascii_digit())
+        && trimmed.chars().all(|c| c.is_ascii_digit() || !c.is_ascii())
 }
 
 /// The number a loose comparison reads in `text`: PHP's numeric strings (white space around,
 /// a sign, digits with a `.`, an exponent), or with `prefix` the number a string starts with,
-/// as Perl's `==` reads it (`"5abc"` is 5). As its sign, its first 15 significant digits (both
-/// compare doubles: digits beyond those may round either way) and the power of ten of the first,
-/// so that equal numbers give equal values (without a float parser, which would add 20 KB to the
-/// wasm module).
+/// as Perl's `==` reads it (`"5abc"` is 5). As its sign, its significant digits and the power
+/// of ten of the first, so that equal numbers give equal values (without a float parser, which
+/// would add 20 KB to the wasm module; readers compare doubles, so a number of more than 15
+/// significant digits may equal another: see [`names_an_id`]).
 fn loose_number(text: &str, prefix: bool) -> Option<(bool, Vec<u8>, i64)> {
     const SPACE: [char; 6] = [' ', '\t', '\n', '\r', '\u{b}', '\u{c}'];
     let t = text.trim_start_matches(SPACE).as_bytes();
@@ -1597,6 +1671,7 @@ fn loose_number(text: &str, prefix: bool) -> Option<(bool, Vec<u8>, i64)> {
             // Beyond a few thousand, every such number is zero or infinite to a double anyway.
             exponent = digits
                 .iter()
+                .skip_while(|&&d| d == b'0')
                 .take(6)
                 .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
             if t.get(at + 1) == Some(&b'-') {
@@ -1613,13 +1688,7 @@ fn loose_number(text: &str, prefix: bool) -> Option<(bool, Vec<u8>, i64)> {
     let Some(first) = all.iter().position(|&d| d != b'0') else {
         return Some((false, Vec::new(), 0)); // zero, whatever its sign
     };
-    let mut digits: Vec<u8> = all
-        .get(first..)
-        .unwrap_or_default()
-        .iter()
-        .take(15)
-        .copied()
-        .collect();
+    let mut digits: Vec<u8> = all.get(first..).unwrap_or_default().to_vec();
     while digits.last() == Some(&b'0') {
         digits.pop();
     }
@@ -1658,11 +1727,14 @@ fn read_provider(s: &mut Scanner) -> Result<Option<Provider>, Invalid> {
     let symbol = decoded.strip_prefix(':');
     // A Java enum binder takes another spelling for the constant (Gson its name, `CUSTOM`;
     // Jackson's case-insensitive enums `Custom`) and digits for the constant at that place.
-    let digits = !decoded.is_empty() && decoded.bytes().all(|b| b.is_ascii_digit());
-    if cut == "custom" || symbol == Some("custom") || digits || spelled_alike(&decoded, "custom") {
+    if cut == "custom"
+        || symbol == Some("custom")
+        || enum_ordinal(&decoded)
+        || names_a_value(&decoded, "custom")
+    {
         return Ok(None);
     }
-    let one_trust = |v: &str| v.is_empty() || v == "oneTrust" || spelled_alike(v, "oneTrust");
+    let one_trust = |v: &str| v.is_empty() || names_a_value(v, "oneTrust");
     Ok(Some(
         match one_trust(&decoded) || one_trust(cut) || symbol.is_some_and(one_trust) {
             true => Provider::OneTrustOrNone,
@@ -1763,18 +1835,7 @@ fn read_integrations(s: &mut Scanner, destination: &str) -> Result<Option<Integr
 /// Reads the object at the cursor: whether every reader takes it for an entry that is on: not
 /// empty, and none of its own keys a [`directive`].
 fn options_read_as_on(s: &mut Scanner) -> Result<bool, Invalid> {
-    let mut on = false;
-    if s.object_start()? {
-        on = true;
-        loop {
-            on &= !directive_key(&s.key()?);
-            s.skip_value()?;
-            if !s.object_more()? {
-                break;
-            }
-        }
-    }
-    Ok(on)
+    Ok(own_keys(s, &|key| directive_key(key))? == Some(false))
 }
 
 /// Whether Facade takes `key` on `context`, which it reads as the event's options, for a switch

@@ -136,6 +136,12 @@ impl Lifecycle {
             let j = Judgement::refused(Reason::UnsupportedContentEncoding);
             return self.carry_out(config, host, j, Some(&policy));
         }
+        // Clients send events as JSON (or, RudderStack's Node client, declared a form, which
+        // row 5 reads); a body declared multipart is fields to some reader, whatever it holds.
+        if Encoding::is_multipart(content_type.as_deref()) {
+            let j = Judgement::refused(Reason::InvalidEvent);
+            return self.carry_out(config, host, j, Some(&policy));
+        }
         let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > config.max_body_bytes as u64) {
             let j = Judgement::refused(Reason::BodyTooLarge);

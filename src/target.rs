@@ -362,8 +362,24 @@ pub fn folds_onto_ascii(path: &str) -> bool {
     if plain.is_ascii() && !plain.contains('%') {
         return false;
     }
-    let folding = |text: &str| text.contains(FOLDED_ONTO_ASCII);
-    folding(plain) || decodings(plain).iter().any(|text| folding(text))
+    // Decoded as bytes, hop by hop: a hop may leave half a character escaped
+    // (`%E2%84%25AA`), which a reader that decodes bytes completes on the next.
+    let mut bytes = plain.as_bytes().to_vec();
+    for _ in 0..=DECODING_HOPS {
+        let folding = FOLDED_ONTO_ASCII.iter().any(|c| {
+            let mut utf8 = [0u8; 4];
+            let c = c.encode_utf8(&mut utf8).as_bytes();
+            bytes.windows(c.len()).any(|w| w == c)
+        });
+        if folding {
+            return true;
+        }
+        if !bytes.contains(&b'%') {
+            return false;
+        }
+        bytes = percent_decode_bytes(&bytes);
+    }
+    false
 }
 
 /// `ſ`, the Kelvin sign, `ı` and `İ`: letters some case-insensitive comparison takes for `s`,
@@ -627,7 +643,10 @@ fn hex(b: u8) -> Option<u8> {
 
 /// `text` with every `%XX` escape decoded (a `%` without two hex digits stays as it is).
 pub fn percent_decode(text: &str) -> Vec<u8> {
-    let b = text.as_bytes();
+    percent_decode_bytes(text.as_bytes())
+}
+
+fn percent_decode_bytes(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while let Some(&c) = b.get(i) {

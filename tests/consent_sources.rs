@@ -1693,6 +1693,13 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
         r#""cu\u017ftom""#,
         r#""3""#,
         r#""0""#,
+        // Jackson trims what is not above U+0020, then takes decimal digits of any script.
+        r#"" 3""#,
+        r#""3 ""#,
+        r#""\t3""#,
+        r#""\u00013""#,
+        r#""0\u0663""#,
+        r#""custom\u0000""#,
     ] {
         rows.push((custom.into(), &rudder, &two, or_one(custom), Deny(INVALID)));
     }
@@ -1719,12 +1726,35 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
         rows.push((id.into(), &rudder, &ads, denied(id), Deny(CONSENT)));
     }
     // Digits where the route's IDs are names: any constant to Jackson.
+    for id in [
+        r#""0""#,
+        r#""\t7""#,
+        r#"" 1""#,
+        r#""1 ""#,
+        r#""\u00007""#,
+        r#""0\u0660""#,
+    ] {
+        rows.push((id.into(), &rudder, &ads, denied(id), Deny(INVALID)));
+    }
+    // IDs in other scripts are other IDs: no reader binds them to a Latin constant.
+    for id in [
+        r#""Реклама""#,
+        r#""広告Cookie""#,
+        r#""Publicité""#,
+        r#""tcf.purpose_10""#,
+    ] {
+        rows.push((id.into(), &rudder, &ads, denied(id), Allow));
+    }
+    let cookie = policy(&["分析Cookie"], Match::All, None, &[]);
+    let other = denied(r#""広告Cookie""#);
+    rows.push(("CJK, another".into(), &rudder, &cookie, other, Allow));
+    let same = denied(r#""分析COOKIE""#);
     rows.push((
-        r#""0""#.into(),
+        "CJK, the same".into(),
         &rudder,
-        &ads,
-        denied(r#""0""#),
-        Deny(INVALID),
+        &cookie,
+        same,
+        Deny(CONSENT),
     ));
     rows.push((
         r#""Analytics""#.into(),
@@ -1747,6 +1777,12 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
         r#""0005""#,
         r#""5.00""#,
         r#""5abc""#,
+        // An exponent's leading zeros; more digits than a double holds, rounding onto 5.
+        r#""0.5e0000001""#,
+        r#""50e-0000001""#,
+        r#""0.5e0000001abc""#,
+        r#""4.99999999999999999""#,
+        r#""4.99999999999999999x""#,
     ] {
         rows.push((id.into(), &rudder, &purpose, denied(id), Deny(CONSENT)));
     }
@@ -1763,7 +1799,7 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
             "{name}: {body}"
         );
         // The same event as a batch's item, beside one that passes: dropped where refused.
-        let ok = r#"{"type":"track","event":"Buy","messageId":"ok","context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":true,"5":true}},"consentManagement":{"deniedConsentIds":[]}}}"#;
+        let ok = r#"{"type":"track","event":"Buy","messageId":"ok","context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":true,"5":true,"分析Cookie":true}},"consentManagement":{"deniedConsentIds":[]}}}"#;
         let item = body.replacen('{', r#"{"messageId":"x","#, 1);
         let batch = format!(r#"{{"batch":[{item},{ok}]}}"#);
         let want = match want {

@@ -138,6 +138,20 @@ fn single_event_decision_table() {
         ("allow-listed consent event, refused", &deny, &ads,
             r#"{"type":"track","event":"Segment Consent Preference Updated","context":{"consent":{"categoryPreferences":{"Advertising":false}}}}"#.into(), Allow),
         ("allow-listed name but not a track event", &deny, &ads, r#"{"type":"identify","event":"Consent Change"}"#.into(), Deny(MISSING, 403)),
+        // A model that binds `type` and `event` to attributes named otherwise (marshmallow's
+        // `data_key`, class-transformer's `@Expose({name})`, pydantic's alias with extra keys
+        // dumped) takes a key of that name, after the field, for it: the allow list does not
+        // apply, the event's consent decides.
+        ("allow-listed, with an event_name", &deny, &ads,
+            r#"{"type":"track","event":"Consent Change","event_name":"Order Completed"}"#.into(), Deny(MISSING, 403)),
+        ("allow-listed, with an eventType", &deny, &ads,
+            r#"{"type":"track","event":"Consent Change","eventType":"identify","traits":{"email":"a@b.example"}}"#.into(), Deny(MISSING, 403)),
+        ("allow-listed, with events", &deny, &ads,
+            r#"{"type":"track","event":"Consent Change","events":[{"type":"track","event":"Order Completed"}]}"#.into(), Deny(MISSING, 403)),
+        ("allow-listed, with an EVENT_NAME, consented", &deny, &ads,
+            r#"{"type":"track","event":"Consent Change","EVENT_NAME":"Order Completed","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}"#.into(), Allow),
+        ("allow-listed, with other keys", &deny, &ads,
+            r#"{"type":"track","event":"Consent Change","userId":"u","properties":{"event_type":"x"},"name":"n"}"#.into(), Allow),
         ("allow-listed event with unreadable consent", &deny, &ads,
             r#"{"type":"track","event":"Consent Change","context":{"consent":{"categoryPreferences":7}}}"#.into(), Deny(INVALID, 400)),
         ("not JSON", &deny, &ads, "hello".into(), Deny(INVALID, 400)),

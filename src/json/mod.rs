@@ -82,6 +82,7 @@ pub fn utf8(bytes: &[u8]) -> Option<&str> {
 }
 
 /// A cursor over a JSON text.
+#[derive(Clone)]
 pub struct Scanner<'a> {
     buf: &'a [u8],
     pos: usize,

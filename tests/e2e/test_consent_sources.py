@@ -338,6 +338,13 @@ RUDDERSTACK = [
     row("an-id-as-a-constant-name-denies-too", "/ads", rs({"deniedConsentIds": ["ADVERTISING"]}),
         denied("Advertising")),
     row("an-id-of-digits", "/ads", rs({"deniedConsentIds": ["0"]}), INVALID),
+    # Jackson trims what is not above U+0020 first, and takes decimal digits of any script.
+    row("an-id-of-digits-trimmed", "/ads", rs({"deniedConsentIds": ["\t7"]}), INVALID),
+    row("an-id-of-other-digits", "/ads", rs({"deniedConsentIds": ["0\u0660"]}), INVALID),
+    row("provider-of-digits-trimmed", "/multi", rs({"provider": " 3", "resolutionStrategy": "or",
+                                                    "deniedConsentIds": ["Analytics"]}), INVALID),
+    # IDs in other scripts are other IDs.
+    row("an-id-in-another-script", "/ads", rs({"deniedConsentIds": ["Реклама", "広告Cookie"]}), ALLOW),
     row("another-id", "/ads", rs({"deniedConsentIds": ["Advertising2", "C0004"]}), ALLOW),
     row("provider-custom-as-a-constant-name", "/multi", rs({"provider": "CUSTOM", "resolutionStrategy": "or",
                                                             "deniedConsentIds": ["Analytics"]}), INVALID),
@@ -394,7 +401,8 @@ def test_rudderstack_consent(envoys, upstream, path, body, headers, expect):
 # iubenda's purposes are the numbers 1 to 5: PHP's `in_array` (loose) reads "05", "5.0" or " 5" as
 # "5", Perl's `==` "5abc" as 5. Route /iub requires purpose 5 (plugin config "iubenda").
 @pytest.mark.parametrize("id, expect", [("5", "denied"), ("05", "denied"), ("5.0", "denied"), (" 5", "denied"),
-                                        ("5e0", "denied"), ("5abc", "denied"), ("3", ALLOW), ("50", ALLOW)])
+                                        ("5e0", "denied"), ("5abc", "denied"), ("0.5e0000001", "denied"),
+                                        ("4.99999999999999999", "denied"), ("3", ALLOW), ("50", ALLOW)])
 def test_a_numeric_id_a_loose_comparison_reads_as_the_routes(envoys, upstream, id, expect):
     body = rs({"provider": "iubenda", "deniedConsentIds": [id]})
     send(envoys.get("iubenda"), upstream, "/iub/v1/track", body, JSON, denied("5") if expect == "denied" else expect)

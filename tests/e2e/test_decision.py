@@ -412,6 +412,13 @@ ALWAYS_ALLOW = [
     row("untyped-on-merge-path", "/ads/v1/merge", event(type=OMIT, name="Consent Change"), MISSING),
     row("merge-type-consented-on-merge-path", "/ads/v1/merge",
         event({"Advertising": True}, type="merge"), ALLOW),
+    # A model that binds `type` and `event` to attributes named otherwise (marshmallow's
+    # `data_key`, class-transformer's `@Expose({name})`) takes such a key, after the field, for
+    # the attribute: the allow list does not apply, the event's consent decides.
+    row("with-an-event-name-key", "/ads", event(name="Consent Change", event_name="Order Completed"), MISSING),
+    row("with-an-event-type-key", "/ads", event(name="Consent Change", eventType="identify"), MISSING),
+    row("with-an-event-name-key-consented", "/ads",
+        event({"Advertising": True}, name="Consent Change", EVENT_NAME="Order Completed"), ALLOW),
     row("name-is-case-sensitive", "/ads", event(name="consent change"), MISSING),
     row("name-must-match-exactly", "/ads", event(name="Consent Change "), MISSING),
     row("not-in-default-list", "/ads", event(name="Opt Out Recorded"), MISSING),

@@ -480,6 +480,23 @@ def test_a_form_body_hiding_event_fields_is_refused(gate, upstream):
     post(gate, upstream, HIDING, JSON, ALLOW)
 
 
+# Django's MultiPartParser (Django REST framework's default) finds its boundary anywhere in the
+# body, mid-line inside a JSON string too, and skips header lines it cannot read; the blank line
+# a part needs sits in JSON's white space. This allow-listed consent event is, to it, an
+# `Order Completed` with an email trait.
+MULTIPART = (b'{"type":"track","event":"Consent Change","userId":"u1","properties":{"--zzContent-Disposition: '
+             b'form-data; name=event; x=":\r\n\r\n"Order Completed--zzContent-Disposition: form-data; '
+             b'name=traits.email; x=","p":\r\n\r\n"alice@example.com--zz"}}')
+
+
+def test_a_body_declared_multipart_is_refused(gate, upstream):
+    json.loads(MULTIPART)  # valid JSON: the filter would read it as the allow-listed event
+    for media in ("multipart/form-data; boundary=zz", "Multipart/Form-Data; boundary=zz",
+                  "multipart/mixed; boundary=zz"):
+        post(gate, upstream, MULTIPART, {"content-type": media}, INVALID)
+    post(gate, upstream, MULTIPART, JSON, ALLOW)
+
+
 def test_a_body_some_receiver_reads_as_a_form_is_held_to_the_form_rule(gate, upstream):
     """PHP cuts the media type at white space or `,` as well as `;`; Rack reads a POST with no
     media type as a form. Field names are also read as a Ruby or Python receiver names them."""

@@ -151,7 +151,9 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
                                   # not: `/ad%C5%BF` falls to the catch-all, and Fastify
                                   # serves `/ads`.
                                   "/ad%C5%BF/v1/track", "/faceboo%E2%84%AA/v1/track",
-                                  "/ad%25C5%25BF/v1/track", "/v1/%C4%B1dentify", "/v1/%C4%B0dentify"])
+                                  "/ad%25C5%25BF/v1/track", "/v1/%C4%B1dentify", "/v1/%C4%B0dentify",
+                                  # Half escaped again: a byte-wise decoder completes it.
+                                  "/faceboo%E2%84%25AA/v1/track"])
 def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstream, path):
     """Envoy routes these on `/open`, `/exempt` or the catch-all `/` (gated on Analytics only:
     it keeps `%2F` and `%5C` as they are); servers that decode them serve another handler (nginx,
