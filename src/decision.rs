@@ -212,6 +212,7 @@ pub fn judge(req: &Request, raw: &[u8]) -> Judgement {
         destination: req.policy.destination.as_deref(),
         plain_categories: plain_names(&req.policy.categories),
         category_hashes: &req.policy.category_hashes,
+        usual_names_hashed_apart: req.policy.usual_names_hashed_apart,
     };
     let mut items: Vec<Item> = Vec::new();
     let top = match read_body(text, &wanted, &mut items, config.max_batch_items) {

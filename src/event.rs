@@ -183,6 +183,8 @@ pub struct Wanted<'w> {
     pub plain_categories: bool,
     /// The categories' jsoniter hashes, in the same order (see [`jsoniter_hashes`]).
     pub category_hashes: &'w [[u64; 2]],
+    /// None of them is a [`usual_category`]'s.
+    pub usual_names_hashed_apart: bool,
 }
 
 /// Whether every name is ASCII letters and digits alone (most category names are): their other
@@ -2013,8 +2015,11 @@ fn respelled_position(key: &Str, wanted: &Wanted) -> Option<usize> {
     if !wanted.plain_categories || key.is_escaped() {
         return respelled_rare(key, wanted);
     }
-    if let Some(i) = hash_position(raw, wanted.category_hashes) {
-        return Some(i);
+    // Hashing costs a multiplication per byte, one after the other: the usual names skip it.
+    if !(wanted.usual_names_hashed_apart && usual_category(raw)) {
+        if let Some(i) = hash_position(raw, wanted.category_hashes) {
+            return Some(i);
+        }
     }
     // A leading digit (see [`reduced`]), beyond ASCII or a character a library writes as a
     // word (a transliterating loader may write it as many letters), or a path to a name (see
@@ -2064,6 +2069,51 @@ fn respelled_rare(key: &Str, wanted: &Wanted) -> Option<usize> {
             .iter()
             .position(|c| respelling(key, &text, c))
     })
+}
+
+/// Category names events carry most (Segment's consent tools' and OneTrust's, Google Consent
+/// Mode's): a policy whose categories none of them shares a hash with lets them skip it.
+pub const USUAL_CATEGORIES: [&str; 16] = [
+    "Advertising",
+    "Analytics",
+    "Functional",
+    "DataSharing",
+    "Marketing",
+    "Personalization",
+    "Performance",
+    "Targeting",
+    "C0001",
+    "C0002",
+    "C0003",
+    "C0004",
+    "C0005",
+    "ad_storage",
+    "ad_user_data",
+    "analytics_storage",
+];
+
+/// Whether a key is one of [`USUAL_CATEGORIES`] (one comparison: no two share a length and a
+/// first byte but OneTrust's, which differ in their last).
+#[inline(always)]
+fn usual_category(key: &[u8]) -> bool {
+    let candidate: &[u8] = match (key.len(), key.first()) {
+        (11, Some(b'A')) => b"Advertising",
+        (9, Some(b'A')) => b"Analytics",
+        (10, Some(b'F')) => b"Functional",
+        (11, Some(b'D')) => b"DataSharing",
+        (9, Some(b'M')) => b"Marketing",
+        (15, Some(b'P')) => b"Personalization",
+        (11, Some(b'P')) => b"Performance",
+        (9, Some(b'T')) => b"Targeting",
+        (5, Some(b'C')) => {
+            return key.starts_with(b"C000") && matches!(key.last(), Some(b'1'..=b'5'))
+        }
+        (10, Some(b'a')) => b"ad_storage",
+        (12, Some(b'a')) => b"ad_user_data",
+        (17, Some(b'a')) => b"analytics_storage",
+        _ => return false,
+    };
+    same_bytes(key, candidate)
 }
 
 /// The name whose jsoniter hashes (`hashes`, see [`jsoniter_hashes`]) a key (its decoded bytes,
@@ -2158,6 +2208,7 @@ mod tests {
                 .iter()
                 .map(|c| jsoniter_hashes(c.as_bytes()))
                 .collect::<Vec<_>>(),
+            usual_names_hashed_apart: false,
         };
         let mut s = Scanner::new(body);
         let f = read_event(&mut s, &wanted, None)?;
@@ -2353,6 +2404,32 @@ mod tests {
             consent(r#"{"context":{"consent":{"version":2}}}"#),
             Some(Consent::NoPreferences)
         );
+    }
+
+    #[test]
+    fn usual_category_names_are_told_in_one_comparison() {
+        for name in USUAL_CATEGORIES {
+            assert!(usual_category(name.as_bytes()), "{name}");
+            let mut other = name.as_bytes().to_vec();
+            for i in 0..other.len() {
+                let was = other[i];
+                other[i] = b'x';
+                assert!(!usual_category(&other), "{other:?}");
+                other[i] = was;
+            }
+            assert!(!usual_category(format!("{name}x").as_bytes()));
+            assert!(!usual_category(name.get(1..).unwrap_or("").as_bytes()));
+        }
+        for other in ["C0000", "C0006", "C000", "C00011", "c0001", "advertising"] {
+            assert!(!usual_category(other.as_bytes()), "{other}");
+        }
+        // A policy whose category shares a hash with a usual name hashes every key.
+        let apart = |c: &str| {
+            crate::policy::RoutePolicy::new(vec![c.into()], crate::policy::Match::All)
+                .usual_names_hashed_apart
+        };
+        assert!(apart("Advertising") && apart("C0004") && apart("Ads"));
+        assert!(!apart("analytics") && !apart("AD_STORAGE"));
     }
 
     #[test]
@@ -2714,6 +2791,7 @@ mod tests {
                 destination: None,
                 plain_categories: true,
                 category_hashes: &[],
+                usual_names_hashed_apart: true,
             };
             let mut skip = |s: &mut Scanner, _: usize| s.skip_value();
             read_event(&mut Scanner::new(body), &wanted, Some(&mut skip)).unwrap()

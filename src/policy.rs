@@ -45,16 +45,30 @@ pub struct RoutePolicy {
     /// Each category's jsoniter hashes (see [`crate::event::jsoniter_hashes`]), in the same
     /// order: computed once, for every key in `categoryPreferences` that is not one exactly.
     pub category_hashes: Vec<[u64; 2]>,
+    /// No usual category name (see [`crate::event::USUAL_CATEGORIES`]) but the categories
+    /// themselves has one of those hashes: such keys need not be hashed.
+    pub usual_names_hashed_apart: bool,
 }
 
 impl RoutePolicy {
     /// A policy with only categories and a match mode.
     pub fn new(categories: Vec<String>, match_mode: Match) -> RoutePolicy {
+        let category_hashes: Vec<[u64; 2]> = categories
+            .iter()
+            .map(|c| crate::event::jsoniter_hashes(c.as_bytes()))
+            .collect();
         RoutePolicy {
-            category_hashes: categories
+            // A name that is a category is read exactly, never hashed.
+            usual_names_hashed_apart: crate::event::USUAL_CATEGORIES
                 .iter()
-                .map(|c| crate::event::jsoniter_hashes(c.as_bytes()))
-                .collect(),
+                .filter(|name| !categories.iter().any(|c| c == *name))
+                .all(|name| {
+                    let [folded, exact] = crate::event::jsoniter_hashes(name.as_bytes());
+                    category_hashes
+                        .iter()
+                        .all(|h| h[0] != folded && h[1] != exact)
+                }),
+            category_hashes,
             categories,
             match_mode,
             destination: None,
