@@ -992,25 +992,41 @@ pub fn read_event<'a>(
     Ok(facts)
 }
 
-/// Whether one of the event's own keys (the object at `s`) other than `type` and `event`
-/// names the call or the event in other words: its letters and digits hold `type` or `event`
-/// (`event_type`, `eventName`, `events`). A receiver's model that binds `type` and `event` to
-/// attributes named so (marshmallow's `data_key`, class-transformer's `@Expose({name})`,
-/// pydantic's alias with extra keys dumped) takes such a key, after the field, for the
-/// attribute: `"event_name":"Order Completed"` beside an allow-listed `event` is that event to
-/// it. Read only for an allow-listed event, which is then judged on its consent instead.
+/// The keys a `track` call of Segment's spec and of the libraries that send it may carry at
+/// its top level (and `traits`, an identify's, which some send along).
+const TRACK_KEYS: [&str; 20] = [
+    "type",
+    "event",
+    "properties",
+    "traits",
+    "userId",
+    "anonymousId",
+    "context",
+    "integrations",
+    "timestamp",
+    "originalTimestamp",
+    "sentAt",
+    "receivedAt",
+    "messageId",
+    "version",
+    "channel",
+    "writeKey",
+    "_metadata",
+    "projectId",
+    "rudderId",
+    "request_ip",
+];
+
+/// Whether the event (the object at `s`) has a key beyond [`TRACK_KEYS`]. A receiver's model
+/// may bind `type` and `event` to attributes named otherwise (marshmallow's `data_key`,
+/// class-transformer's `@Expose({name})`, pydantic's alias with extra keys dumped), and then
+/// takes a key of that name, after the field, for them: `"event_name"`, `"name"` or `"e"`
+/// holding `"Order Completed"` beside an allow-listed `event` is that event to it, and no key
+/// list can name every such attribute. Read only for an allow-listed event, which is then
+/// judged on its consent instead.
 fn names_the_call_otherwise(mut s: Scanner) -> Result<bool, Invalid> {
-    let names = |key: &Str| {
-        let letters: Vec<u8> = key
-            .decode()
-            .bytes()
-            .filter(u8::is_ascii_alphanumeric)
-            .map(|b| b.to_ascii_lowercase())
-            .collect();
-        let holds = |word: &[u8]| letters.windows(word.len()).any(|w| w == word);
-        !key.eq_str("type") && !key.eq_str("event") && (holds(b"type") || holds(b"event"))
-    };
-    Ok(own_keys(&mut s, &names)? == Some(true))
+    let other = |key: &Str| !TRACK_KEYS.iter().any(|k| key.eq_str(k));
+    Ok(own_keys(&mut s, &other)? == Some(true))
 }
 
 /// Reads the object at the cursor: `None` when it is empty, else whether one of its own keys
@@ -1573,9 +1589,14 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                             .filter(|(_, c)| names_an_id(&text, c))
                             .fold(0u64, |bits, (i, _)| bits | 1u64 << i);
                         bits |= named;
+                        // (Not for `allowedConsentIds`, read with no categories: it decides
+                        // nothing.)
                         readable &= named != 0
-                            || !enum_ordinal(&text)
-                            || categories.iter().any(|c| loose_number(c, false).is_some());
+                            || categories.is_empty()
+                            || match categories.iter().any(|c| loose_number(c, false).is_some()) {
+                                true => !may_be_another_number(&text, categories),
+                                false => !enum_ordinal(&text),
+                            };
                     }
                 }
             } else {
@@ -1627,6 +1648,24 @@ fn names_a_value(text: &str, value: &str) -> bool {
     };
     let (a, b) = (letters(trimmed), letters(value));
     trimmed == value || (!a.is_empty() && a == b)
+}
+
+/// On a route whose IDs are numbers, whether some reader may read the ID `text` (none of them)
+/// as a number other than as written: anything but plain ASCII digits (leading zeros only
+/// where a route's ID has them) that starts, white space aside, like a number — Jackson binds
+/// `"04"` to the constant at place 4, JavaScript's `==` reads `"0x5"` and `"\u{a0}5"` as 5,
+/// Python's `int` `"0_5"` and other scripts' digits.
+fn may_be_another_number(text: &str, categories: &[String]) -> bool {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let padded = text.len() > 1 && text.starts_with('0');
+    if digits && (!padded || categories.iter().any(|c| c.len() > 1 && c.starts_with('0'))) {
+        return false;
+    }
+    // White space, in any script, first: a character beyond ASCII may be either.
+    let start = text.trim_start_matches(|c: char| c <= ' ' || !c.is_ascii());
+    let skipped = text.get(..text.len() - start.len()).unwrap_or_default();
+    !skipped.is_ascii()
+        || start.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Whether Jackson binds the string `text` to an enum's constant by its place: once trimmed

@@ -1736,6 +1736,24 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
     ] {
         rows.push((id.into(), &rudder, &ads, denied(id), Deny(INVALID)));
     }
+    // `allowedConsentIds` decides nothing: iubenda's consented purposes, digits, pass.
+    let allowed = rs(
+        r#"{"provider":"iubenda","allowedConsentIds":["1","2","3","4","5"],"deniedConsentIds":[]}"#,
+    );
+    rows.push((
+        "allowed digits".into(),
+        &rudder,
+        &ads,
+        allowed.clone(),
+        Allow,
+    ));
+    rows.push((
+        "allowed digits, numeric route".into(),
+        &rudder,
+        &purpose,
+        allowed,
+        Allow,
+    ));
     // IDs in other scripts are other IDs: no reader binds them to a Latin constant.
     for id in [
         r#""Реклама""#,
@@ -1786,8 +1804,32 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
     ] {
         rows.push((id.into(), &rudder, &purpose, denied(id), Deny(CONSENT)));
     }
-    for id in [r#""50""#, r#""3""#, r#""0.5""#, r#""x5""#] {
+    for id in [
+        r#""50""#,
+        r#""3""#,
+        r#""x5""#,
+        r#""C0004""#,
+        r#""analytics""#,
+        r#""tcf.purpose_5""#,
+    ] {
         rows.push((id.into(), &rudder, &purpose, denied(id), Allow));
+    }
+    // Other forms of numbers, which some reader may read as the route's: Jackson binds "04" to
+    // place 4, JavaScript's `==` reads "0x5", "0b101" and "\u00a05" as 5, Python's `int`
+    // "0_5" and other scripts' digits.
+    for id in [
+        r#""04""#,
+        r#"" 04""#,
+        r#""0x5""#,
+        r#""0b101""#,
+        r#""\u00a05""#,
+        r#""\u0665""#,
+        r#""\uff15""#,
+        r#""0_5""#,
+        r#""0.5""#,
+        r#""-1""#,
+    ] {
+        rows.push((id.into(), &rudder, &purpose, denied(id), Deny(INVALID)));
     }
     // Beside Segment's consent (row 11a), the other shape's refusal read the same way.
     let both = r#"{"type":"track","event":"Buy","context":{"consent":{"categoryPreferences":{"Advertising":true}},"consentManagement":{"deniedConsentIds":["ADVERTISING"]}}}"#;

@@ -402,10 +402,21 @@ def test_rudderstack_consent(envoys, upstream, path, body, headers, expect):
 # "5", Perl's `==` "5abc" as 5. Route /iub requires purpose 5 (plugin config "iubenda").
 @pytest.mark.parametrize("id, expect", [("5", "denied"), ("05", "denied"), ("5.0", "denied"), (" 5", "denied"),
                                         ("5e0", "denied"), ("5abc", "denied"), ("0.5e0000001", "denied"),
-                                        ("4.99999999999999999", "denied"), ("3", ALLOW), ("50", ALLOW)])
+                                        ("4.99999999999999999", "denied"), ("3", ALLOW), ("50", ALLOW),
+                                        ("C0004", ALLOW),
+                                        # Other forms of numbers: Jackson binds "04" to place 4,
+                                        # JavaScript's `==` reads "0x5" as 5.
+                                        ("04", INVALID), ("0x5", INVALID), ("\u00a05", INVALID)])
 def test_a_numeric_id_a_loose_comparison_reads_as_the_routes(envoys, upstream, id, expect):
     body = rs({"provider": "iubenda", "deniedConsentIds": [id]})
     send(envoys.get("iubenda"), upstream, "/iub/v1/track", body, JSON, denied("5") if expect == "denied" else expect)
+
+
+def test_iubendas_consented_purposes_pass(envoys, upstream):
+    """The RudderStack JS SDK's iubenda plugin lists the purposes consented to, digits, in
+    `allowedConsentIds`, which decides nothing."""
+    body = rs({"provider": "iubenda", "allowedConsentIds": ["1", "2", "3", "4", "5"], "deniedConsentIds": []})
+    send(envoys.get("iubenda"), upstream, "/iub/v1/track", body, JSON, ALLOW)
 
 
 def test_a_batch_level_consent_management_denial_reaches_items(envoys, upstream):

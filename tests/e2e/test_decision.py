@@ -417,6 +417,8 @@ ALWAYS_ALLOW = [
     # the attribute: the allow list does not apply, the event's consent decides.
     row("with-an-event-name-key", "/ads", event(name="Consent Change", event_name="Order Completed"), MISSING),
     row("with-an-event-type-key", "/ads", event(name="Consent Change", eventType="identify"), MISSING),
+    # (Any key but Segment's own: Customer.io, Braze and GA4 call the event `name`.)
+    row("with-a-name-key", "/ads", {**event(name="Consent Change"), "name": "Order Completed"}, MISSING),
     row("with-an-event-name-key-consented", "/ads",
         event({"Advertising": True}, name="Consent Change", EVENT_NAME="Order Completed"), ALLOW),
     row("name-is-case-sensitive", "/ads", event(name="consent change"), MISSING),
