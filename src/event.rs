@@ -994,7 +994,7 @@ pub fn read_event<'a>(
 
 /// The keys a `track` call of Segment's spec and of the libraries that send it may carry at
 /// its top level (and `traits`, an identify's, which some send along).
-const TRACK_KEYS: [&str; 20] = [
+const TRACK_KEYS: [&str; 23] = [
     "type",
     "event",
     "properties",
@@ -1015,6 +1015,10 @@ const TRACK_KEYS: [&str; 20] = [
     "projectId",
     "rudderId",
     "request_ip",
+    // RudderStack's Android SDK (when the app sets them), analytics-swift's.
+    "userProperties",
+    "destinationProps",
+    "metrics",
 ];
 
 /// Whether the event (the object at `s`) has a key beyond [`TRACK_KEYS`]. A receiver's model

@@ -155,7 +155,7 @@ fn single_event_decision_table() {
         ("allow-listed, with an e", &deny, &ads,
             r#"{"type":"track","event":"Consent Change","e":"Order Completed"}"#.into(), Deny(MISSING, 403)),
         ("allow-listed, with Segment's keys", &deny, &ads,
-            r#"{"type":"track","event":"Consent Change","userId":"u","anonymousId":"a","messageId":"m","timestamp":"t","properties":{"event_type":"x","name":"n"},"context":{},"integrations":{},"sentAt":"s","_metadata":{},"version":2}"#.into(), Allow),
+            r#"{"type":"track","event":"Consent Change","userId":"u","anonymousId":"a","messageId":"m","timestamp":"t","properties":{"event_type":"x","name":"n"},"context":{},"integrations":{},"sentAt":"s","_metadata":{},"version":2,"userProperties":{"plan":"pro"}}"#.into(), Allow),
         ("allow-listed event with unreadable consent", &deny, &ads,
             r#"{"type":"track","event":"Consent Change","context":{"consent":{"categoryPreferences":7}}}"#.into(), Deny(INVALID, 400)),
         ("not JSON", &deny, &ads, "hello".into(), Deny(INVALID, 400)),
