@@ -1658,7 +1658,7 @@ fn names_a_value(text: &str, value: &str) -> bool {
 /// as a number other than as written: anything but plain ASCII digits (leading zeros only
 /// where a route's ID has them) that starts, white space aside, like a number — Jackson binds
 /// `"04"` to the constant at place 4, JavaScript's `==` reads `"0x5"` and `"\u{a0}5"` as 5,
-/// Python's `int` `"0_5"` and other scripts' digits.
+/// Python's `int` `"0_5"` and other scripts' digits, Java's `Integer.decode` `"#05"`.
 fn may_be_another_number(text: &str, categories: &[String]) -> bool {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
     let padded = text.len() > 1 && text.starts_with('0');
@@ -1668,8 +1668,15 @@ fn may_be_another_number(text: &str, categories: &[String]) -> bool {
     // White space, in any script, first: a character beyond ASCII may be either.
     let start = text.trim_start_matches(|c: char| c <= ' ' || !c.is_ascii());
     let skipped = text.get(..text.len() - start.len()).unwrap_or_default();
-    !skipped.is_ascii()
-        || start.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+    // A sign, then a digit or `.`, or a radix's mark: Java's `Integer.decode` reads `"#05"`,
+    // Perl's `oct` `"x5"`, `"o5"` and `"b101"`.
+    let unsigned = start.trim_start_matches(['+', '-']);
+    let radix = match unsigned.as_bytes() {
+        [b'#', ..] => true,
+        [b'x' | b'X' | b'o' | b'O' | b'b' | b'B', next, ..] => next.is_ascii_hexdigit(),
+        _ => false,
+    };
+    !skipped.is_ascii() || radix || unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
 }
 
 /// Whether Jackson binds the string `text` to an enum's constant by its place: once trimmed

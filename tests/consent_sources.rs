@@ -1807,7 +1807,7 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
     for id in [
         r#""50""#,
         r#""3""#,
-        r#""x5""#,
+        r#""ax5""#,
         r#""C0004""#,
         r#""analytics""#,
         r#""tcf.purpose_5""#,
@@ -1826,6 +1826,10 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
         r#""\u0665""#,
         r#""\uff15""#,
         r#""0_5""#,
+        r##""#05""##,
+        r##""-#05""##,
+        r#""x5""#,
+        r#""B101""#,
         r#""0.5""#,
         r#""-1""#,
     ] {

@@ -406,7 +406,9 @@ def test_rudderstack_consent(envoys, upstream, path, body, headers, expect):
                                         ("C0004", ALLOW),
                                         # Other forms of numbers: Jackson binds "04" to place 4,
                                         # JavaScript's `==` reads "0x5" as 5.
-                                        ("04", INVALID), ("0x5", INVALID), ("\u00a05", INVALID)])
+                                        ("04", INVALID), ("0x5", INVALID), ("\u00a05", INVALID),
+                                        # Java's Integer.decode reads "#05" as 5, Perl's oct "x5".
+                                        ("#05", INVALID), ("x5", INVALID)])
 def test_a_numeric_id_a_loose_comparison_reads_as_the_routes(envoys, upstream, id, expect):
     body = rs({"provider": "iubenda", "deniedConsentIds": [id]})
     send(envoys.get("iubenda"), upstream, "/iub/v1/track", body, JSON, denied("5") if expect == "denied" else expect)
