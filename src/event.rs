@@ -1563,8 +1563,9 @@ fn read_consent_management(
 /// A list of consent IDs (strings): the bits of `categories` it names. `Ok(None)` for anything
 /// but an array of strings, or an ID that a reader stopping at NUL, or one that turns Oj's
 /// Symbols back into strings, takes for a category, or an ID of digits alone where the route's
-/// IDs are not numbers (Jackson binds `"0"` to an enum's first constant, whichever it is).
-/// An ID that another reader takes for a category names it too (see [`names_an_id`]).
+/// IDs are not numbers (Jackson binds `"0"` to an enum's first constant, whichever it is), or
+/// one that may be another number where they are (see [`may_be_another_number`]). An ID that
+/// another reader takes for a category names it too (see [`names_an_id`]).
 fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, Invalid> {
     if s.peek_token() != Some(b'[') {
         s.skip_value()?;
@@ -1572,6 +1573,7 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
     }
     let mut bits = 0u64;
     let mut readable = true;
+    let numeric = categories.iter().any(|c| loose_number(c, false).is_some());
     if s.array_start()? {
         loop {
             if s.peek_token() == Some(b'"') {
@@ -1597,7 +1599,7 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                         // nothing.)
                         readable &= named != 0
                             || categories.is_empty()
-                            || match categories.iter().any(|c| loose_number(c, false).is_some()) {
+                            || match numeric {
                                 true => !may_be_another_number(&text, categories),
                                 false => !enum_ordinal(&text),
                             };
@@ -1641,12 +1643,7 @@ fn names_a_value(text: &str, value: &str) -> bool {
     let trimmed = text.trim_matches(|c: char| c <= ' ');
     let letters = |t: &str| -> String {
         t.chars()
-            .map(|c| match c {
-                '\u{017F}' => 's',
-                '\u{212A}' => 'k',
-                '\u{0131}' | '\u{0130}' => 'i',
-                c => c.to_ascii_lowercase(),
-            })
+            .map(|c| crate::target::ascii_fold(c).to_ascii_lowercase())
             .filter(|c| !c.is_ascii() || c.is_ascii_alphanumeric())
             .collect()
     };

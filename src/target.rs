@@ -479,14 +479,19 @@ pub fn router_readings(path: &str) -> Vec<String> {
 /// `path` with `ſ`, `ı`, `İ` and the Kelvin sign written as the ASCII letters routers fold them
 /// onto.
 fn fold_to_ascii(path: &str) -> String {
-    path.chars()
-        .map(|c| match c {
-            '\u{017F}' => 's',
-            '\u{212A}' => 'k',
-            '\u{0131}' | '\u{0130}' => 'i',
-            c => c,
-        })
-        .collect()
+    path.chars().map(ascii_fold).collect()
+}
+
+/// `ſ`, `ı`, `İ` and the Kelvin sign as the ASCII letters case-insensitive comparisons take them
+/// for (Go's `EqualFold`, Java's `equalsIgnoreCase`, .NET's `OrdinalIgnoreCase`, JavaScript's
+/// lower-casing); any other character as it is.
+pub fn ascii_fold(c: char) -> char {
+    match c {
+        '\u{017F}' => 's',
+        '\u{212A}' => 'k',
+        '\u{0131}' | '\u{0130}' => 'i',
+        c => c,
+    }
 }
 
 /// `path` with its last segment (trailing slashes aside, as [`Endpoint::of_path`] reads it) cut
