@@ -769,10 +769,14 @@ pub const fn jsoniter_hashes(bytes: &[u8]) -> [u64; 2] {
 
 /// Whether jsoniter takes a key (its decoded bytes) for one of `names`.
 fn jsoniter_takes(key: &[u8], names: &[Name]) -> bool {
-    let [folded, exact] = jsoniter_hashes(key);
-    names
-        .iter()
-        .any(|n| n.hashes[0] == folded || n.hashes[1] == exact)
+    let hashes = jsoniter_hashes(key);
+    names.iter().any(|n| hashes_meet(&n.hashes, &hashes))
+}
+
+/// Whether two keys' jsoniter hashes (see [`jsoniter_hashes`]) make them one to jsoniter, under
+/// its default or `CaseSensitive`.
+fn hashes_meet(a: &[u64; 2], b: &[u64; 2]) -> bool {
+    a[0] == b[0] || a[1] == b[1]
 }
 
 /// Whether some case-insensitive reader would match `key` to the field named `name` (ASCII):
@@ -1573,7 +1577,10 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
     }
     let mut bits = 0u64;
     let mut readable = true;
-    let numeric = categories.iter().any(|c| loose_number(c, false).is_some());
+    // What a loose comparison reads in the route's IDs, once for the list.
+    let numbers: Vec<Option<Number>> = categories.iter().map(|c| loose_number(c, false)).collect();
+    let numeric = numbers.iter().any(Option::is_some);
+    let padded = categories.iter().any(|c| c.len() > 1 && c.starts_with('0'));
     if s.array_start()? {
         loop {
             if s.peek_token() == Some(b'"') {
@@ -1588,11 +1595,13 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                     }
                     None => {
                         let text = id.decode();
+                        let read = numeric.then(|| loose_number(&text, true)).flatten();
                         let named = categories
                             .iter()
+                            .zip(&numbers)
                             .take(64)
                             .enumerate()
-                            .filter(|(_, c)| names_an_id(&text, c))
+                            .filter(|(_, (c, n))| names_an_id(&text, c, n.as_ref(), read.as_ref()))
                             .fold(0u64, |bits, (i, _)| bits | 1u64 << i);
                         bits |= named;
                         // (Not for `allowedConsentIds`, read with no categories: it decides
@@ -1600,7 +1609,7 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                         readable &= named != 0
                             || categories.is_empty()
                             || match numeric {
-                                true => !may_be_another_number(&text, categories),
+                                true => !may_be_another_number(&text, padded),
                                 false => !enum_ordinal(&text),
                             };
                     }
@@ -1624,9 +1633,10 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
 /// comparison of numbers (PHP's `in_array` and `==` read `"05"` and `"5.0"` as `"5"`, Perl's
 /// `==` reads the number a string starts with). Such an ID denies `id` too: the stricter
 /// reading.
-fn names_an_id(text: &str, id: &str) -> bool {
+/// `id_number` and `read` are what [`loose_number`] reads in `id` and (as a prefix) in `text`.
+fn names_an_id(text: &str, id: &str, id_number: Option<&Number>, read: Option<&Number>) -> bool {
     names_a_value(text, id)
-        || loose_number(id, false).is_some_and(|n| match loose_number(text, true) {
+        || id_number.is_some_and(|n| match read {
             // Digits beyond a double's may round it onto the route's number: taken for it.
             Some((_, digits, _)) if digits.len() > 15 => true,
             read => read == Some(n),
@@ -1656,10 +1666,11 @@ fn names_a_value(text: &str, value: &str) -> bool {
 /// where a route's ID has them) that starts, white space aside, like a number — Jackson binds
 /// `"04"` to the constant at place 4, JavaScript's `==` reads `"0x5"` and `"\u{a0}5"` as 5,
 /// Python's `int` `"0_5"` and other scripts' digits, Java's `Integer.decode` `"#05"`.
-fn may_be_another_number(text: &str, categories: &[String]) -> bool {
+/// `padded_ids`: some route ID has leading zeros.
+fn may_be_another_number(text: &str, padded_ids: bool) -> bool {
     let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
     let padded = text.len() > 1 && text.starts_with('0');
-    if digits && (!padded || categories.iter().any(|c| c.len() > 1 && c.starts_with('0'))) {
+    if digits && (!padded || padded_ids) {
         return false;
     }
     // White space, in any script, first: a character beyond ASCII may be either.
@@ -1685,13 +1696,17 @@ fn enum_ordinal(text: &str) -> bool {
         && trimmed.chars().all(|c| c.is_ascii_digit() || !c.is_ascii())
 }
 
+/// A number as [`loose_number`] reads it: its sign, significant digits, and the power of ten of
+/// the first.
+type Number = (bool, Vec<u8>, i64);
+
 /// The number a loose comparison reads in `text`: PHP's numeric strings (white space around,
 /// a sign, digits with a `.`, an exponent), or with `prefix` the number a string starts with,
 /// as Perl's `==` reads it (`"5abc"` is 5). As its sign, its significant digits and the power
 /// of ten of the first, so that equal numbers give equal values (without a float parser, which
 /// would add 20 KB to the wasm module; readers compare doubles, so a number of more than 15
 /// significant digits may equal another: see [`names_an_id`]).
-fn loose_number(text: &str, prefix: bool) -> Option<(bool, Vec<u8>, i64)> {
+fn loose_number(text: &str, prefix: bool) -> Option<Number> {
     const SPACE: [char; 6] = [' ', '\t', '\n', '\r', '\u{b}', '\u{c}'];
     let t = text.trim_start_matches(SPACE).as_bytes();
     let negative = t.first() == Some(&b'-');
@@ -2166,9 +2181,9 @@ fn usual_category(key: &[u8]) -> bool {
 /// The name whose jsoniter hashes (`hashes`, see [`jsoniter_hashes`]) a key (its decoded bytes,
 /// not a name exactly) has, if any.
 #[inline(always)]
-fn hash_position(key: &[u8], hashes: &[[u64; 2]]) -> Option<usize> {
-    let [folded, exact] = jsoniter_hashes(key);
-    hashes.iter().position(|h| h[0] == folded || h[1] == exact)
+pub fn hash_position(key: &[u8], hashes: &[[u64; 2]]) -> Option<usize> {
+    let key = jsoniter_hashes(key);
+    hashes.iter().position(|h| hashes_meet(h, &key))
 }
 
 /// Whether `text` (the decoded `key`) spells the category `name` to some reader (and is not it).

@@ -63,10 +63,7 @@ impl RoutePolicy {
                 .iter()
                 .filter(|name| !categories.iter().any(|c| c == *name))
                 .all(|name| {
-                    let [folded, exact] = crate::event::jsoniter_hashes(name.as_bytes());
-                    category_hashes
-                        .iter()
-                        .all(|h| h[0] != folded && h[1] != exact)
+                    crate::event::hash_position(name.as_bytes(), &category_hashes).is_none()
                 }),
             category_hashes,
             categories,

@@ -366,7 +366,7 @@ pub fn folds_onto_ascii(path: &str) -> bool {
     // (`%E2%84%25AA`), which a reader that decodes bytes completes on the next.
     let mut bytes = plain.as_bytes().to_vec();
     for _ in 0..=DECODING_HOPS {
-        let folding = FOLDED_ONTO_ASCII.iter().any(|c| {
+        let folding = FOLDED_ONTO_ASCII.iter().any(|(c, _)| {
             let mut utf8 = [0u8; 4];
             let c = c.encode_utf8(&mut utf8).as_bytes();
             bytes.windows(c.len()).any(|w| w == c)
@@ -382,9 +382,14 @@ pub fn folds_onto_ascii(path: &str) -> bool {
     false
 }
 
-/// `ſ`, the Kelvin sign, `ı` and `İ`: letters some case-insensitive comparison takes for `s`,
-/// `k` and `i`.
-const FOLDED_ONTO_ASCII: [char; 4] = ['\u{017F}', '\u{212A}', '\u{0131}', '\u{0130}'];
+/// `ſ`, the Kelvin sign, `ı` and `İ`, each with the ASCII letter some case-insensitive
+/// comparison takes it for.
+const FOLDED_ONTO_ASCII: [(char, char); 4] = [
+    ('\u{017F}', 's'),
+    ('\u{212A}', 'k'),
+    ('\u{0131}', 'i'),
+    ('\u{0130}', 'i'),
+];
 
 /// Whether the path holds an IIS `%uNNNN` escape: http.sys decodes them by default
 /// (`/open/%u002e%u002e/ads/v1/track` is `/ads/v1/track` to it), no other reader does, and
@@ -486,12 +491,10 @@ fn fold_to_ascii(path: &str) -> String {
 /// for (Go's `EqualFold`, Java's `equalsIgnoreCase`, .NET's `OrdinalIgnoreCase`, JavaScript's
 /// lower-casing); any other character as it is.
 pub fn ascii_fold(c: char) -> char {
-    match c {
-        '\u{017F}' => 's',
-        '\u{212A}' => 'k',
-        '\u{0131}' | '\u{0130}' => 'i',
-        c => c,
-    }
+    FOLDED_ONTO_ASCII
+        .iter()
+        .find(|(from, _)| *from == c)
+        .map_or(c, |(_, to)| *to)
 }
 
 /// `path` with its last segment (trailing slashes aside, as [`Endpoint::of_path`] reads it) cut
