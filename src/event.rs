@@ -790,6 +790,9 @@ pub fn folds_to(key: &str, name: &str) -> bool {
     if key.len() < name.len() || key.len() > 3 * name.len() {
         return false;
     }
+    if key.is_ascii() {
+        return key.eq_ignore_ascii_case(name);
+    }
     let mut want = name.bytes();
     for c in key.chars() {
         let Some(n) = want.next() else {
@@ -923,8 +926,9 @@ pub fn read_event<'a>(
                 facts.readable = false;
             }
             let field = at.and_then(|i| fields.get(i).copied());
-            // Only a body's top level can be a batch envelope.
+            // Only a body's top level can be a batch envelope (told once: one key is enough).
             if top
+                && !facts.has_event_fields
                 && !matches!(
                     field,
                     Some(Field::Context | Field::Batch | Field::Integrations)
