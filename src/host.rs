@@ -292,7 +292,11 @@ fn cgi_name_is(name: &[u8], want: &[u8]) -> bool {
 
 /// A header value as the filter keeps it.
 pub fn lossy(value: &[u8]) -> String {
-    String::from_utf8_lossy(value).into_owned()
+    // (Valid UTF-8, nearly always, is checked faster by `from_utf8` than by the lossy reading.)
+    match std::str::from_utf8(value) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(value).into_owned(),
+    }
 }
 
 /// A counter to add to.
