@@ -37,6 +37,11 @@ pub enum DecodeError {
     Corrupt,
 }
 
+/// The content type nearly every event is sent with, answered without parsing it.
+fn is_plain_json(content_type: &str) -> bool {
+    content_type.eq_ignore_ascii_case("application/json")
+}
+
 impl Encoding {
     /// Reads a `content-encoding` header value. `None` for encodings the filter cannot judge
     /// (`br`, `zstd`, unknown names, several stacked codings).
@@ -71,6 +76,9 @@ impl Encoding {
         let Some(value) = content_type else {
             return true;
         };
+        if is_plain_json(value) {
+            return true;
+        }
         if !value.is_ascii() {
             return false;
         }
@@ -108,6 +116,9 @@ impl Encoding {
         let Some(value) = content_type else {
             return true;
         };
+        if is_plain_json(value) {
+            return false;
+        }
         let media = value
             .trim_start()
             .split([';', ',', ' ', '\t'])
@@ -127,10 +138,11 @@ impl Encoding {
     pub fn is_multipart(content_type: Option<&str>) -> bool {
         const MULTIPART: &[u8] = b"multipart/";
         content_type.is_some_and(|value| {
-            value
-                .as_bytes()
-                .windows(MULTIPART.len())
-                .any(|w| w.eq_ignore_ascii_case(MULTIPART))
+            !is_plain_json(value)
+                && value
+                    .as_bytes()
+                    .windows(MULTIPART.len())
+                    .any(|w| w.eq_ignore_ascii_case(MULTIPART))
         })
     }
 
@@ -387,6 +399,7 @@ mod tests {
         assert!(Encoding::is_form(None));
         for other in [
             "application/json",
+            "Application/JSON",
             "text/plain",
             "multipart/form-data; boundary=x",
             "application/json x-www-form-urlencoded",
@@ -543,11 +556,32 @@ mod tests {
     }
 
     #[test]
+    fn tells_multipart_anywhere_in_the_media_type() {
+        for multipart in [
+            "multipart/form-data; boundary=x",
+            "Multipart/Mixed",
+            "application/json, multipart/form-data",
+            "application/json; x=multipart/",
+        ] {
+            assert!(Encoding::is_multipart(Some(multipart)), "{multipart}");
+        }
+        for other in [
+            None,
+            Some("application/json"),
+            Some("Application/Json"),
+            Some(""),
+        ] {
+            assert!(!Encoding::is_multipart(other), "{other:?}");
+        }
+    }
+
+    #[test]
     fn only_utf_8_is_a_charset_every_reader_reads_alike() {
         let ok = |v: Option<&str>| Encoding::charset_is_utf8(v);
         for fine in [
             None,
             Some("application/json"),
+            Some("APPLICATION/json"),
             Some("application/json; charset=utf-8"),
             Some("application/json;charset=UTF-8"),
             Some("application/json; charset=\"utf-8\""),

@@ -359,7 +359,7 @@ pub fn escapes_a_separator(path: &str) -> bool {
 /// `EqualFold` run the `/facebook/v1/track` handler.
 pub fn folds_onto_ascii(path: &str) -> bool {
     let plain = path_only(path);
-    if plain.is_ascii() && !plain.contains('%') {
+    if plain.is_ascii() && !has_escape(plain) {
         return false;
     }
     // Decoded as bytes, hop by hop: a hop may leave half a character escaped
@@ -404,14 +404,14 @@ pub fn has_a_wide_escape(path: &str) -> bool {
                     .is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit))
         })
     };
-    path.contains('%') && (wide(path) || decodings(path).iter().any(|text| wide(text)))
+    has_escape(path) && (wide(path) || decodings(path).iter().any(|text| wide(text)))
 }
 
 /// Whether the path (query aside) holds an escape, once or more (`%2F`, `%252F`), of a byte
 /// `hidden` takes.
 fn escapes(path: &str, hidden: impl Fn(u8) -> bool) -> bool {
     let path = path_only(path);
-    if !path.contains('%') {
+    if !has_escape(path) {
         return false; // (what the loop finds too, without copying the path)
     }
     let mut text = path.as_bytes().to_vec();
@@ -433,6 +433,12 @@ fn escapes(path: &str, hidden: impl Fn(u8) -> bool) -> bool {
         text = percent_decode(&String::from_utf8_lossy(&text));
     }
     false
+}
+
+/// Whether `text` holds a `%`. (For a path's few bytes a plain loop costs less than the
+/// memchr-based searcher of `str::contains`.)
+fn has_escape(text: &str) -> bool {
+    text.bytes().any(|b| b == b'%')
 }
 
 /// How many servers in a row may decode a path (a proxy, then the destination, and two more
