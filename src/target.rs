@@ -408,7 +408,9 @@ pub fn has_a_wide_escape(path: &str) -> bool {
 }
 
 /// Whether the path (query aside) holds an escape, once or more (`%2F`, `%252F`), of a byte
-/// `hidden` takes.
+/// `hidden` takes. An escape still left after [`DECODING_HOPS`] decodings counts as one,
+/// whatever it hides: what a further decoder makes of it is not followed, and no client sends
+/// one.
 fn escapes(path: &str, hidden: impl Fn(u8) -> bool) -> bool {
     let path = path_only(path);
     if !has_escape(path) {
@@ -432,7 +434,8 @@ fn escapes(path: &str, hidden: impl Fn(u8) -> bool) -> bool {
         }
         text = percent_decode(&String::from_utf8_lossy(&text));
     }
-    false
+    text.windows(3)
+        .any(|w| matches!(w, [b'%', h, l] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit()))
 }
 
 /// Whether `text` holds a `%`. (For a path's few bytes a plain loop costs less than the
@@ -1115,8 +1118,15 @@ mod tests {
             "/v1/%00track",
             "/v1/track%7f",
             "/v1/track%25250a",
+            // Four decodings leave an escape: refused whatever a fifth would give.
+            "/ads%252525252Fv1/track",
+            "/v1/track%2525252541",
         ] {
             assert!(escapes_a_separator(escapes), "{escapes}");
+            assert!(
+                hides_a_query(escapes) || !escapes.contains("25252525"),
+                "{escapes}"
+            );
         }
         for plain in [
             "/v1/track",

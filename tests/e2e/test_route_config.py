@@ -153,7 +153,9 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
                                   "/ad%C5%BF/v1/track", "/faceboo%E2%84%AA/v1/track",
                                   "/ad%25C5%25BF/v1/track", "/v1/%C4%B1dentify", "/v1/%C4%B0dentify",
                                   # Half escaped again: a byte-wise decoder completes it.
-                                  "/faceboo%E2%84%25AA/v1/track"])
+                                  "/faceboo%E2%84%25AA/v1/track",
+                                  # Still escaped after four decodings: a fifth is not followed.
+                                  "/open/..%252525252fads/v1/track", "/ads%252525252Fv1/track"])
 def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstream, path):
     """Envoy routes these on `/open`, `/exempt` or the catch-all `/` (gated on Analytics only:
     it keeps `%2F` and `%5C` as they are); servers that decode them serve another handler (nginx,
