@@ -269,9 +269,9 @@ impl<'a> NativeHost<'a> {
     }
 
     fn remove_header(&self, header_type: u32, name: &str) -> Result<(), HostError> {
-        // Envoy's removal costs about five times a read of a small map (it makes a lower-case
-        // copy of the name, then compares every line): removed only if a line has the name,
-        // or if the map cannot be read.
+        // Envoy's removal costs nearly twice a read of a small map (it makes a lower-case copy
+        // of the name, then compares every line): removed only if a line has the name, or if
+        // the map cannot be read.
         let mut present = false;
         let read = self.each_header(header_type, |line, _| {
             present |= line.eq_ignore_ascii_case(name.as_bytes());
