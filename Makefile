@@ -8,7 +8,7 @@ PY          := $(VENV)/bin/python
 ENVOY_BIN   ?= $(CURDIR)/$(VENV)/bin/envoy
 export ENVOY_BIN
 
-.PHONY: all build run test unit lint validate e2e bench clean toolchain venv fuzz fuzz-smoke fuzz-tools test-modules soak
+.PHONY: all build run test unit lint validate e2e bench bench-instructions clean toolchain venv fuzz fuzz-smoke fuzz-tools test-modules soak
 
 all: build
 
@@ -84,6 +84,13 @@ bench: build venv
 	cargo build --release --target $(TARGET) --example scan_speed
 	cargo build --release --target $(TARGET) --features scan-bench --example scan_in_envoy --target-dir target/scan-bench
 	$(PY) bench/run.py
+
+## bench-instructions: each front under callgrind, instructions per request (not moved by the
+## machine's load) -> bench/instructions.md (a few minutes; valgrind installed when missing)
+bench-instructions: build venv
+	cd bench/floor && cargo build --release --target $(TARGET)
+	cd bench/floor-native && cargo build --release
+	$(PY) bench/run.py --instructions
 
 # Test builds that panic on a trigger body (tests/e2e/test_failure_policy.py): the wasm module,
 # and the dynamic module under the name Envoy looks for, in its own folder.

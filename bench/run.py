@@ -34,8 +34,12 @@ bench/results.md, bench/results.json and bench/ratios.svg; rendered configs, bod
 go to bench/out/. Builds bench/floor-native (`cargo build --release`) first.
 
 Environment: QUICK=1 (about two minutes), BENCH_ROUNDS, BENCH_PROCESSES, BENCH_DURATION (seconds
-per wrk run), ENVOY_BIN, WRK_BIN, CONSENT_GATE_WASM, CONSENT_GATE_NATIVE.
-Options: --validate (render and validate the configs, then stop), --chart (redraw ratios.svg and
+per wrk run), ENVOY_BIN, WRK_BIN, CONSENT_GATE_WASM, CONSENT_GATE_NATIVE; for --instructions:
+BENCH_INSTR_WARMUP, BENCH_INSTR_REQUESTS (requests per workload, uncounted and counted), VALGRIND_BIN.
+Options: --validate (render and validate the configs, then stop), --instructions (each front in one
+Envoy process under callgrind: instructions per request, which do not move with the machine's
+load, into bench/instructions.md and bench/instructions.json; `make bench-instructions`),
+--chart (redraw ratios.svg and
 results.md from bench/results.json), --scan (time the decision core natively and inside V8 again,
 into bench/results.json, and redraw: the full run does it first, before any Envoy starts).
 """
@@ -578,10 +582,12 @@ def validate_config(path: Path, env: dict[str, str] | None = None) -> None:
 
 
 class Envoy:
-    def __init__(self, name: str, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, config: Path, env: dict[str, str] | None = None,
+                 prefix: list[str] | None = None) -> None:
         self.name = name
         self.config = config
         self.env = env
+        self.prefix = prefix or []  # a tool Envoy runs under (callgrind, for `--instructions`)
         self.log_path = OUT / "logs" / f"{name}.log"
         self.admin_path = OUT / "logs" / f"{name}.admin"
         self.proc: subprocess.Popen | None = None
@@ -593,16 +599,16 @@ class Envoy:
 
     def launch(self) -> "Envoy":
         self.admin_path.unlink(missing_ok=True)
-        argv = [envoy_bin(), "-c", str(self.config), "--concurrency", "1", "--disable-hot-restart",
+        argv = [*self.prefix, envoy_bin(), "-c", str(self.config), "--concurrency", "1", "--disable-hot-restart",
                 "--admin-address-path", str(self.admin_path), "--log-level", "warn",
                 "--log-path", str(self.log_path)]
         with open(OUT / "logs" / f"{self.name}.stdout", "wb") as out:
             self.proc = CHILDREN.start(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         return self
 
-    def wait_ready(self) -> "Envoy":
+    def wait_ready(self, timeout: float = 60) -> "Envoy":
         assert self.proc is not None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} Envoy exited ({self.proc.returncode}) at start:\n{self.log_tail()}")
@@ -615,7 +621,7 @@ class Envoy:
                     pass
             time.sleep(0.1)
         else:
-            raise BenchError(f"{self.name} Envoy not ready within 60 s:\n{self.log_tail()}")
+            raise BenchError(f"{self.name} Envoy not ready within {timeout:.0f} s:\n{self.log_tail()}")
         listeners = json.loads(self.admin_get("/listeners?format=json"))
         self.port = int(listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"])
         return self
@@ -1464,6 +1470,18 @@ def sum_stats(dicts: list[dict[str, int]]) -> dict[str, int]:
     return out
 
 
+def prepare_inputs(folders: tuple[str, ...]) -> list[Workload]:
+    """A run's inputs under out/: its folders, the modules' copies (see `use_modules`) and the
+    workloads' bodies."""
+    for sub in folders:
+        (OUT / sub).mkdir(parents=True, exist_ok=True)
+    use_modules(snapshot=True)
+    workloads = make_workloads()
+    for w in workloads:
+        w.body_file.write_bytes(w.body)
+    return workloads
+
+
 def bench() -> None:
     started = time.monotonic()
     if PROCESSES < 1 or ROUNDS < PROCESSES:
@@ -1476,12 +1494,7 @@ def bench() -> None:
     # On a quiet machine: before any Envoy starts.
     scan = scan_speeds()
     shutil.rmtree(OUT, ignore_errors=True)  # all generated: configs, bodies, logs of the last run
-    for sub in ("bodies", "logs", "configs"):
-        (OUT / sub).mkdir(parents=True, exist_ok=True)
-    use_modules(snapshot=True)
-    workloads = make_workloads()
-    for w in workloads:
-        w.body_file.write_bytes(w.body)
+    workloads = prepare_inputs(("bodies", "logs", "configs"))
     meta = machine()
     meta.update(quick=QUICK, rounds=ROUNDS, processes=PROCESSES, duration_s=DURATION,
                 module_bytes=MODULES["wasm"].stat().st_size, native_module_bytes=MODULES["native"].stat().st_size,
@@ -1592,11 +1605,143 @@ def bench() -> None:
         f"in {(time.monotonic() - started) / 60:.1f} min")
 
 
+# --------------------------------------------------------------------------------------------
+# Instructions per request (`--instructions`)
+
+INSTRUCTIONS_MD = BENCH / "instructions.md"
+INSTRUCTIONS_JSON = BENCH / "instructions.json"
+# Requests per workload and front: sent first uncounted (V8 tiers the wasm modules up, buffers
+# grow), then counted.
+INSTR_WARMUP = int(os.environ.get("BENCH_INSTR_WARMUP") or 200)
+INSTR_REQUESTS = int(os.environ.get("BENCH_INSTR_REQUESTS") or 300)
+
+
+def counted_totals(dump: Path) -> int:
+    """The instruction total of one callgrind dump (its `totals:` line)."""
+    for line in dump.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise BenchError(f"no totals line in {dump}")
+
+
+def instructions() -> None:
+    """Every front in one Envoy process under callgrind: the instructions its whole process
+    executes per request, one connection at a time, over INSTR_REQUESTS requests of each
+    workload after INSTR_WARMUP uncounted ones. Unlike CPU time, the count does not move with
+    the machine's load or speed: it tells a change in the filter's own work on a noisy machine.
+    It does not weigh cache misses or the load tool's share of the cores, which the timed run
+    does; valgrind's CPU has no AVX-512, so the native scan runs its AVX2 code."""
+    started = time.monotonic()
+    build_native_floor()
+    check_modules()
+    check_same_plugin_config()
+    valgrind = ensure_tool("valgrind", "valgrind", "VALGRIND_BIN")
+    control = shutil.which("callgrind_control") or str(Path(valgrind).with_name("callgrind_control"))
+    workloads = prepare_inputs(("bodies", "logs", "configs", "callgrind"))
+    meta = machine()
+    meta.update(requests=INSTR_REQUESTS, warmup=INSTR_WARMUP,
+                module_bytes=MODULES["wasm"].stat().st_size, native_module_bytes=MODULES["native"].stat().st_size,
+                module_sha256={key: sha256_of(path) for key, path in MODULES.items()},
+                envoy_version=tool_version([envoy_bin(), "--version"]).split("version: ")[-1],
+                valgrind_version=tool_version([valgrind, "--version"]))
+    log(f"instructions per request under callgrind: {len(FRONTS)} fronts x {len(workloads)} workloads, "
+        f"{INSTR_WARMUP} + {INSTR_REQUESTS} requests each (a few minutes)")
+    validate_config(ENVOY_DIR / "upstream.yaml")
+    upstream = Envoy("upstream", ENVOY_DIR / "upstream.yaml").start()
+    configs = render_all(upstream.port)
+    validate_all(configs)
+    expected = {"1k_allowed": 200, "1k_denied": 403, "32k_allowed": 200, "batch": 200}
+    counts: dict[str, dict[str, float]] = {}
+    for front in FRONTS:
+        out = OUT / "callgrind" / f"{front}.out"
+        for old in out.parent.glob(f"{out.name}*"):
+            old.unlink()
+        envoy = Envoy(f"{front}-callgrind", configs[front], front_env(front),
+                      # (`envoy` may be a script that execs the binary: followed, in the same process.)
+                      prefix=[valgrind, "--tool=callgrind", "--trace-children=yes", "--instr-atstart=no",
+                              f"--callgrind-out-file={out}"])
+        envoy.launch().wait_ready(timeout=600)
+        pid = str(envoy.proc.pid if envoy.proc else 0)
+
+        def tell(*command: str) -> None:
+            done = CHILDREN.run([control, *command, pid], timeout=120)
+            if done.returncode != 0:
+                raise BenchError(f"callgrind_control {' '.join(command)} failed for {front}:\n{done.stdout}")
+
+        counts[front] = {}
+        try:
+            for n, w in enumerate(workloads, start=1):
+                want = expected[w.key] if front in GATING else 200
+                conn = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=60)
+                try:
+                    def send(times: int) -> None:
+                        for _ in range(times):
+                            conn.request("POST", w.path, body=w.body, headers={"Content-Type": "application/json"})
+                            r = conn.getresponse()
+                            r.read()
+                            if r.status != want:
+                                raise BenchError(f"{front}: {w.label} answered {r.status}, not {want}")
+                    send(INSTR_WARMUP)
+                    tell("-i", "on")
+                    send(INSTR_REQUESTS)
+                    tell("-d")
+                    tell("-i", "off")
+                finally:
+                    conn.close()
+                dump = Path(f"{out}.{n}")
+                deadline = time.monotonic() + 60
+                while not dump.exists() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                counts[front][w.key] = counted_totals(dump) / INSTR_REQUESTS
+                log(f"  {front:26s} {w.label:24s} {counts[front][w.key] / 1000:8.1f}k instructions per request")
+        finally:
+            if envoy.proc:
+                CHILDREN.stop(envoy.proc)
+    if upstream.proc:
+        CHILDREN.stop(upstream.proc)
+    meta["seconds"] = round(time.monotonic() - started)
+    INSTRUCTIONS_JSON.write_text(json.dumps({"meta": meta, "workloads": [
+        {"key": w.key, "label": w.label, "bytes": len(w.body)} for w in workloads], "counts": counts}, indent=1) + "\n")
+    base = counts["passthrough"]
+    rows = [f"| {WORKLOAD_NAMES.get(w.key, w.label)} | {base[w.key] / 1000:,.1f}k | "
+            + " | ".join(f"{(counts[f][w.key] - base[w.key]) / 1000:,.1f}k" for f in FRONTS if f != "passthrough")
+            + " |" for w in workloads]
+    INSTRUCTIONS_MD.write_text("\n".join([
+        "# consent-gate: instructions per request",
+        "",
+        f"Generated by `make bench-instructions` (bench/run.py --instructions) on {meta['date']}, in "
+        f"{meta['seconds'] // 60} min.",
+        "",
+        f"- Envoy `{meta['envoy_version']}`, {meta['valgrind_version']}; `dist/consent_gate.wasm` "
+        f"{meta['module_bytes']:,} bytes (sha256 {meta['module_sha256']['wasm'][:12]}…), "
+        f"`dist/libconsent_gate.so` {meta['native_module_bytes']:,} bytes (sha256 "
+        f"{meta['module_sha256']['native'][:12]}…)",
+        f"- Method: each front in one Envoy process (one worker) under callgrind, one connection; per "
+        f"workload {INSTR_WARMUP} requests uncounted, then {INSTR_REQUESTS} counted: every instruction "
+        f"the process ran meanwhile (all its threads), divided by the requests. The upstream is "
+        f"not counted. Counts do not move with the machine's load or speed, so they tell a change in "
+        f"the filter's own work when timings cannot; they do not weigh cache misses, which the timed "
+        f"run (`make bench`, results.md) does. valgrind's CPU has no AVX-512: the native scan runs "
+        f"its AVX2 code here. The same modules counted twice differ by about 1k instructions per "
+        f"request (Envoy's own timers).",
+        "",
+        "Instructions per request: passthrough's, and every other front's above it.",
+        "",
+        "| workload | passthrough | " + " | ".join(LABELS[f] for f in FRONTS if f != "passthrough") + " |",
+        "|---|" + "---:|" * len(FRONTS),
+        *rows,
+        "",
+    ]))
+    log(f"wrote {shown(INSTRUCTIONS_MD)} and {shown(INSTRUCTIONS_JSON)}")
+
+
 def main(argv: list[str]) -> int:
     _install_signal_handlers()
     try:
         if "--validate" in argv:
             validate_only()
+        elif "--instructions" in argv:
+            instructions()
         elif "--scan" in argv:
             data = json.loads(RESULTS_JSON.read_text())
             data["scan"] = scan_speeds()
