@@ -524,10 +524,7 @@ fn without_format_suffix(path: &str) -> String {
 /// Where the two bytes `pair` first occur in `text`. (`str::find` with a string would bring
 /// its general searcher into the module, 3 KB, for these two-byte patterns.)
 fn find_pair(text: &str, pair: &[u8; 2]) -> Option<usize> {
-    let [first, second] = *pair;
-    text.as_bytes()
-        .windows(2)
-        .position(|w| matches!(*w, [a, b] if a == first && b == second))
+    text.as_bytes().windows(2).position(|w| w == pair)
 }
 
 /// The path without its query and fragment.
