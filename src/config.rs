@@ -535,8 +535,13 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
                 settings::shown(&prefix)
             ));
         }
-        let normal = normalize_path(&prefix);
-        if !prefix.starts_with('/') || prefix.contains(['?', '#']) || normal != prefix {
+        if !prefix.starts_with('/')
+            || prefix.contains(['?', '#'])
+            || normalize_path(&prefix) != prefix
+        {
+            // The suggestion is a prefix this check takes: no query or fragment, a leading `/`.
+            let path_part = prefix.split(['?', '#']).next().unwrap_or_default();
+            let normal = normalize_path(&format!("/{}", path_part.trim_start_matches('/')));
             return Err(format!(
                 "\"{path}\" must be a normalised path starting with \"/\" (no query, no \"//\", \"/./\", \"/../\" or escaped unreserved characters): got \"{prefix}\", did you mean \"{normal}\"?"
             ));
@@ -554,6 +559,34 @@ fn route_rule(at: &str, raw: RawRule, default_match: Match) -> Result<RouteRule,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_prefix_to_normalise_is_refused_with_a_suggestion_that_is_taken() {
+        let rule = |prefix: &str| {
+            Config::parse(&format!(
+                r#"{{"routes":[{{"path_prefix":{prefix:?},"categories":["A"]}}]}}"#
+            ))
+        };
+        for (bad, want) in [
+            ("/v1?x", "/v1"),
+            ("/v1/track#f", "/v1/track"),
+            ("//v1//x?y=1", "/v1/x"),
+            ("v1/track", "/v1/track"),
+            ("/v1/../x", "/x"),
+            ("/v1/%61", "/v1/a"),
+            ("?x", "/"),
+        ] {
+            let err = rule(bad).unwrap_err();
+            assert!(
+                err.contains(&format!("did you mean {want:?}?")),
+                "{bad} -> {err}"
+            );
+            assert!(
+                rule(want).is_ok(),
+                "{bad}: the suggestion {want} is refused too"
+            );
+        }
+    }
 
     #[test]
     fn a_rule_an_earlier_rule_covers_is_refused() {

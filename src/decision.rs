@@ -544,15 +544,16 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
 }
 
 /// A refused batch is a consent denial (its body says how many items were dropped and why),
-/// unless every item was dropped for one reason that is not about consent: no item could be
-/// read (an invalid request), or the integrations object turned every item off.
+/// unless no dropped item was about consent: no item could be read (an invalid request), or the
+/// integrations object turned off every item that could be read (the reply then says so, not
+/// that the user withheld consent).
 fn batch_reply_reason(counts: &[u32; Reason::ALL.len()]) -> Reason {
+    let count = |reason: Reason| counts.get(reason.index()).copied().unwrap_or(0);
     let dropped: u32 = counts.iter().sum();
-    let only =
-        |reason: Reason| dropped > 0 && counts.get(reason.index()).copied().unwrap_or(0) == dropped;
-    if only(Reason::InvalidEvent) {
+    let consent = count(Reason::FilteredByEndUserConsent) + count(Reason::MissingConsent);
+    if dropped > 0 && count(Reason::InvalidEvent) == dropped {
         Reason::InvalidEvent
-    } else if only(Reason::FilteredByIntegrations) {
+    } else if consent == 0 && count(Reason::FilteredByIntegrations) > 0 {
         Reason::FilteredByIntegrations
     } else {
         Reason::FilteredByEndUserConsent

@@ -560,6 +560,25 @@ fn batch_integrations_merge_with_the_batch_and_refuse_what_readings_disagree_on(
             Deny(OFF),
         ),
         (
+            "every readable item off, one unreadable: refused for integrations",
+            batch(
+                r#"{"All":false}"#,
+                &[item("a", ""), "1".to_string(), item("b", "")],
+            ),
+            Deny(OFF),
+        ),
+        (
+            "one item off, one without consent: a consent denial",
+            batch(
+                "",
+                &[
+                    item("a", r#"{"Mixpanel":false}"#),
+                    r#"{"type":"track","event":"x"}"#.to_string(),
+                ],
+            ),
+            Deny(CONSENT),
+        ),
+        (
             "unreadable batch integrations refuse the batch",
             batch(r#"{"All":"no"}"#, &[item("a", "")]),
             Deny(INVALID),
