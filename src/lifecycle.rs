@@ -13,7 +13,7 @@ use crate::policy::{RoutePolicy, RouteSetting};
 use crate::reply;
 use crate::target::{
     escapes_a_separator, folds_onto_ascii, has_a_wide_escape, hides_a_query,
-    is_canonical_authority, moves_when_decoded,
+    is_canonical_authority, moves_when_decoded, normalises_into_syntax,
 };
 
 /// The response header that tells the client how many batch items were dropped.
@@ -412,6 +412,7 @@ fn route(config: &Config, host: &mut impl Host, headers: &mut Option<RequestHead
             || escapes_a_separator(&h.path)
             || has_a_wide_escape(&h.path)
             || folds_onto_ascii(&h.path)
+            || normalises_into_syntax(&h.path)
             || !is_canonical_authority(&h.authority)
             || h.names_another_target()
     };

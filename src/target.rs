@@ -358,6 +358,27 @@ pub fn escapes_a_separator(path: &str) -> bool {
 /// while find-my-way (Fastify), lower-casing the decoded path as JavaScript does, and Go's
 /// `EqualFold` run the `/facebook/v1/track` handler.
 pub fn folds_onto_ascii(path: &str) -> bool {
+    holds_beyond_ascii(path, |bytes| {
+        FOLDED_ONTO_ASCII.iter().any(|(c, _)| holds_char(bytes, *c))
+    })
+}
+
+/// Whether the path holds, as sent or decoded once or more, a character that a reader turns
+/// into path syntax: Unicode normalisation (NFKC, and NFC for the Greek question mark) makes
+/// `．．／`, `‥`, `＼`, `％2e`, `？`, `；` and their kind the ASCII characters, and Windows' best-fit
+/// conversion to a code page makes `∕` and `⁄` a `/`, so `/open/．．／ads/v1/track` is
+/// `/ads/v1/track` to a reader that normalises before it resolves the path. So does an overlong
+/// UTF-8 form (`%C0%AE` for `.`, `%C0%AF` for `/`), which lenient decoders take for the
+/// character it spells. No analytics endpoint's path holds any of them.
+pub fn normalises_into_syntax(path: &str) -> bool {
+    holds_beyond_ascii(path, |bytes| {
+        NORMALISED_INTO_SYNTAX.iter().any(|c| holds_char(bytes, *c)) || holds_overlong_utf8(bytes)
+    })
+}
+
+/// Whether `found` holds for the path's bytes as sent or after one to [`DECODING_HOPS`]
+/// decodings; never for an ASCII path without escapes.
+fn holds_beyond_ascii(path: &str, found: impl Fn(&[u8]) -> bool) -> bool {
     let plain = path_only(path);
     if plain.is_ascii() && !has_escape(plain) {
         return false;
@@ -366,12 +387,7 @@ pub fn folds_onto_ascii(path: &str) -> bool {
     // (`%E2%84%25AA`), which a reader that decodes bytes completes on the next.
     let mut bytes = plain.as_bytes().to_vec();
     for _ in 0..=DECODING_HOPS {
-        let folding = FOLDED_ONTO_ASCII.iter().any(|(c, _)| {
-            let mut utf8 = [0u8; 4];
-            let c = c.encode_utf8(&mut utf8).as_bytes();
-            bytes.windows(c.len()).any(|w| w == c)
-        });
-        if folding {
+        if found(&bytes) {
             return true;
         }
         if !bytes.contains(&b'%') {
@@ -381,6 +397,54 @@ pub fn folds_onto_ascii(path: &str) -> bool {
     }
     false
 }
+
+/// Whether `bytes` hold `c` in UTF-8.
+fn holds_char(bytes: &[u8], c: char) -> bool {
+    let mut utf8 = [0u8; 4];
+    let c = c.encode_utf8(&mut utf8).as_bytes();
+    bytes.windows(c.len()).any(|w| w == c)
+}
+
+/// Whether `bytes` hold a character's overlong UTF-8 form: a lead byte `C0` or `C1`, or `E0` or
+/// `F0` followed by a byte that makes the sequence longer than the character needs.
+fn holds_overlong_utf8(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| match *w {
+        [0xC0 | 0xC1, next] => (0x80..=0xBF).contains(&next),
+        [0xE0, next] => (0x80..=0x9F).contains(&next),
+        [0xF0, next] => (0x80..=0x8F).contains(&next),
+        _ => false,
+    })
+}
+
+/// The characters that Unicode's compatibility normalisation (NFKC) makes `.`, `/`, `\`, `%`,
+/// `?`, `#` or `;` alone (every one such, as Python's `unicodedata` lists them; U+037E already
+/// under NFC), and the two that Windows' best-fit conversion makes `/`.
+const NORMALISED_INTO_SYNTAX: [char; 24] = [
+    '\u{037E}', // Greek question mark: `;`
+    '\u{2024}', // one dot leader: `.`
+    '\u{2025}', // two dot leader: `..`
+    '\u{2026}', // horizontal ellipsis: `...`
+    '\u{2047}', // double question mark: `??`
+    '\u{FE14}', // vertical semicolon
+    '\u{FE16}', // vertical question mark
+    '\u{FE19}', // vertical ellipsis
+    '\u{FE30}', // vertical two dot leader
+    '\u{FE52}', // small full stop
+    '\u{FE54}', // small semicolon
+    '\u{FE56}', // small question mark
+    '\u{FE5F}', // small number sign
+    '\u{FE68}', // small reverse solidus
+    '\u{FE6A}', // small percent sign
+    '\u{FF03}', // fullwidth number sign
+    '\u{FF05}', // fullwidth percent sign
+    '\u{FF0E}', // fullwidth full stop
+    '\u{FF0F}', // fullwidth solidus
+    '\u{FF1B}', // fullwidth semicolon
+    '\u{FF1F}', // fullwidth question mark
+    '\u{FF3C}', // fullwidth reverse solidus
+    '\u{2215}', // division slash: `/` to best-fit
+    '\u{2044}', // fraction slash: `/` to best-fit
+];
 
 /// `ſ`, the Kelvin sign, `ı` and `İ`, each with the ASCII letter some case-insensitive
 /// comparison takes it for.
@@ -1025,6 +1089,45 @@ mod tests {
         assert_eq!(host("10.0.0.5"), "10.0.0.5");
         assert_eq!(host("10.5"), "10.0.0.5");
         assert_eq!(host("1.2.65535"), "1.2.255.255");
+    }
+
+    #[test]
+    fn tells_characters_a_normaliser_makes_path_syntax() {
+        for path in [
+            "/open/\u{FF0E}\u{FF0E}\u{FF0F}ads/v1/track",
+            "/open/%EF%BC%8E%EF%BC%8E/ads/v1/track",
+            "/open/..%EF%BC%8Fads/v1/track",
+            "/open/..%E2%88%95ads/v1/track",
+            "/open/..%E2%81%84ads/v1/track",
+            "/open/..%EF%BC%BCads/v1/track",
+            "/open/%E2%80%A5/ads/v1/track",
+            "/v1/track%EF%BC%9Fdata=e30",
+            "/v1/track%CD%BEx",
+            "/open/%EF%BC%85%32%65%EF%BC%85%32%65/ads",
+            // Escaped again, or half of it: a byte-wise decoder completes it.
+            "/open/%25EF%25BC%258E%25EF%25BC%258E/ads/v1/track",
+            "/open/%EF%BC%258E/ads/v1/track",
+            // Overlong UTF-8: `.`, `/`, and a three- and four-byte form.
+            "/open/%C0%AE%C0%AE/ads/v1/track",
+            "/open/..%C0%AFads/v1/track",
+            "/open/..%E0%80%AFads/v1/track",
+            "/open/..%F0%80%80%AFads/v1/track",
+            "/open/%25C0%25AE%25C0%25AE/ads/v1/track",
+        ] {
+            assert!(normalises_into_syntax(path), "{path}");
+        }
+        for path in [
+            "/v1/track",
+            "/open/caf%C3%A9/v1/track",
+            "/open/\u{e9}t\u{e9}/v1/track",
+            "/open/%E2%82%AC/v1/track", // the euro sign
+            "/open/%E0%A4%85/v1/track", // a three-byte form from E0 that is not overlong
+            "/open/%F0%9F%98%80/v1/track",
+            "/open/%C3%80/v1/track",
+            "/v1/track?q=%EF%BC%8E",
+        ] {
+            assert!(!normalises_into_syntax(path), "{path}");
+        }
     }
 
     #[test]

@@ -635,6 +635,26 @@ fn a_path_that_a_decoding_server_reads_as_another_path_is_refused() {
             );
         }
     }
+    // A character that Unicode normalisation or Windows' best-fit conversion makes path syntax
+    // (`．`, `／`, `∕`, `？`), or an overlong UTF-8 form of one, on any route: a reader that
+    // normalises before resolving the path serves `/ads/v1/track`.
+    for metadata in [None, Some(r#"{"category":"Ads"}"#)] {
+        for path in [
+            "/open/%EF%BC%8E%EF%BC%8E/ads/v1/track",
+            "/open/\u{FF0E}\u{FF0E}\u{FF0F}ads/v1/track",
+            "/open/..%E2%88%95ads/v1/track",
+            "/v1/track%EF%BC%9Fdata=e30",
+            "/open/%C0%AE%C0%AE/ads/v1/track",
+            "/open/..%25C0%25AFads/v1/track",
+        ] {
+            let mut host = Fake::post(path, CONSENTED).metadata(metadata);
+            assert_eq!(
+                play(&config, &mut host),
+                replied(400, Reason::InvalidEvent),
+                "{path} {metadata:?}"
+            );
+        }
+    }
     // Other letters beyond ASCII, escaped or not, pass as before.
     for path in ["/open/caf%C3%A9/v1/track", "/open/\u{e9}t\u{e9}/v1/track"] {
         let mut host = Fake::post(path, REFUSED).metadata(None);

@@ -155,7 +155,13 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
                                   # Half escaped again: a byte-wise decoder completes it.
                                   "/faceboo%E2%84%25AA/v1/track",
                                   # Still escaped after four decodings: a fifth is not followed.
-                                  "/open/..%252525252fads/v1/track", "/ads%252525252Fv1/track"])
+                                  "/open/..%252525252fads/v1/track", "/ads%252525252Fv1/track",
+                                  # Unicode normalisation (NFKC) or Windows' best-fit makes these
+                                  # `.`, `/`, `?`; lenient decoders read overlong UTF-8 forms.
+                                  "/open/%EF%BC%8E%EF%BC%8E/ads/v1/track",
+                                  "/open/..%EF%BC%8Fads/v1/track", "/open/..%E2%88%95ads/v1/track",
+                                  "/open/v1/track%EF%BC%9Fdata=e30",
+                                  "/open/%C0%AE%C0%AE/ads/v1/track", "/open/..%C0%AFads/v1/track"])
 def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstream, path):
     """Envoy routes these on `/open`, `/exempt` or the catch-all `/` (gated on Analytics only:
     it keeps `%2F` and `%5C` as they are); servers that decode them serve another handler (nginx,
