@@ -408,7 +408,7 @@ fn single(req: &Request, facts: EventFacts, track_endpoint: bool) -> Judgement {
         allow_listed_name: facts.allow_listed_name,
         segment: facts.consent,
         rudder: facts.rudder,
-        integrations_off: facts.integrations.turns_off(),
+        integrations_off: facts.integrations.turns_off(req.policy.off_unless_named()),
         gpc: req.gpc,
     };
     let verdict = decide(req.config, req.policy, &signals);
@@ -471,7 +471,9 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
         given => given,
     };
     let denied = |c: Consent| match c {
-        Consent::Denied { denied, .. } => Some(denied),
+        Consent::Denied {
+            denied, allowed, ..
+        } => Some((denied, allowed)),
         _ => None,
     };
     let managed = |c: Consent| matches!(c, Consent::NoPreferences | Consent::Denied { .. });
@@ -480,11 +482,18 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
         // Two `consentManagement` objects, one with a list: the merged list holds the item's IDs
         // and some of the batch's, and the merged `provider` and `resolutionStrategy` may be
         // either's (`"custom"` from the batch, `"or"` from the item): read as every ID of both
-        // denied, any one of them enough.
+        // denied, any one of them enough. The merged allowed list holds every ID of the item's,
+        // and of the batch's only those beyond the item's list's length: where the item lists
+        // none, it is read as allowing none.
         (first, then) if managed(first) && managed(then) => match (denied(first), denied(then)) {
             (None, None) => first,
             (mine, theirs) => Consent::Denied {
-                denied: mine.unwrap_or(0) | theirs.unwrap_or(0),
+                denied: mine.map_or(0, |m| m.0) | theirs.map_or(0, |t| t.0),
+                allowed: match (mine.and_then(|m| m.1), theirs.and_then(|t| t.1)) {
+                    (Some(allowed), _) => Some(allowed),
+                    (None, Some(_)) => Some(0),
+                    (None, None) => None,
+                },
                 strategy: Strategy::And,
             },
         },
@@ -505,7 +514,8 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
         allow_listed_name: facts.allow_listed_name,
         segment,
         rudder,
-        integrations_off: mine.merged(batch).turns_off() || whole.turns_off(),
+        integrations_off: mine.merged(batch).turns_off(req.policy.off_unless_named())
+            || whole.turns_off(req.policy.off_unless_named()),
         gpc: req.gpc,
     };
     // Without consent at the batch's top level (what SDKs send), every reading is the item's own.
@@ -693,8 +703,13 @@ fn consent_denial(
             }
         },
         Consent::Preferences { consented, .. } => (consented & all, policy.match_mode),
-        Consent::Denied { denied, strategy } => (
-            all & !denied,
+        // Both of rudder-server's readings: the denied IDs, and the allowed ones where listed.
+        Consent::Denied {
+            denied,
+            allowed,
+            strategy,
+        } => (
+            all & !denied & allowed.unwrap_or(all),
             match strategy {
                 Strategy::Or => Match::Any,
                 Strategy::And => Match::All,

@@ -21,14 +21,21 @@ pub enum Consent {
     Absent,
     /// The key is there but states nothing the decision uses: `consent` without
     /// `categoryPreferences` (e.g. `consent: {}`), `consentManagement` without
-    /// `deniedConsentIds`.
+    /// `deniedConsentIds` and with no ID in `allowedConsentIds`.
     NoPreferences,
     /// Segment: bit `i` of `consented` is set when required category `i` is JSON `true`; of
     /// `respelled`, when the object also holds another spelling of it (with the same answer, or
     /// it would be unreadable): merged with another object's keys, readers may take either.
     Preferences { consented: u64, respelled: u64 },
-    /// RudderStack: bit `i` is set when required category `i` is in `deniedConsentIds`.
-    Denied { denied: u64, strategy: Strategy },
+    /// RudderStack: bit `i` of `denied` is set when required category `i` is in
+    /// `deniedConsentIds`; `allowed` is `Some` when `allowedConsentIds` lists an ID (rudder-server
+    /// since its allow-list release then decides by it alone), bit `i` set when it lists
+    /// required category `i` exactly.
+    Denied {
+        denied: u64,
+        allowed: Option<u64>,
+        strategy: Strategy,
+    },
 }
 
 /// How RudderStack combines a destination's consent IDs (`resolutionStrategy`).
@@ -67,10 +74,14 @@ pub struct Integrations {
 }
 
 impl Integrations {
-    /// Segment's rule: off when the destination is `false`, or when `All` is `false` and the
-    /// destination is not named.
-    pub fn turns_off(self) -> bool {
-        self.destination == Some(false) || (self.destination.is_none() && self.all == Some(false))
+    /// Segment's rule: off when the destination is `false`, or when it is not named and `All`
+    /// is `false` or the destination is one that is off unless named (`off_unless_named`, see
+    /// [`crate::policy::RoutePolicy::off_unless_named`]).
+    pub fn turns_off(self, off_unless_named: bool) -> bool {
+        match self.destination {
+            Some(on) => !on,
+            None => off_unless_named || self.all == Some(false),
+        }
     }
 
     /// A batch item's object with the batch's merged in, key by key (the item's keys win).
@@ -1469,7 +1480,10 @@ const CONSENT_MANAGEMENT_FIELDS: [&str; 4] = [
 ];
 
 /// RudderStack's `consentManagement` object, read as rudder-server reads it (its Go struct, so
-/// keys in any case are the same field): `deniedConsentIds` decides; `provider: "custom"` takes
+/// keys in any case are the same field): `deniedConsentIds` decides, and so does
+/// `allowedConsentIds` when it lists an ID (rudder-server's releases differ: before its
+/// allow-list release only the denied IDs count, since then a listed allowed ID makes the allowed
+/// list decide alone; an event must pass both readings); `provider: "custom"` takes
 /// the strategy from the route; `resolutionStrategy: "or"` needs only one required ID not
 /// denied, where rudder-server reads it (another `provider` than none, `""` or `oneTrust`, see
 /// [`Provider`]). Every field it has must have the type rudder-server expects (where rudder-server
@@ -1491,6 +1505,7 @@ fn read_consent_management(
     let mut readable = true;
     let mut seen = [Seen::default(); NAMES.len()];
     let mut denied: Option<u64> = None;
+    let mut allowed: Option<u64> = None;
     let mut provider = Provider::OneTrustOrNone;
     let mut or = false;
     if s.object_start()? {
@@ -1504,22 +1519,10 @@ fn read_consent_management(
                             Some(bits) => denied = Some(bits),
                             None => readable = false,
                         },
-                        1 => {
-                            // Not used by the decision, but an SDK that sends it sends an array
-                            // of IDs, or (older OneTrust builds) an object keyed by ID.
-                            let ok = match s.peek_token() {
-                                Some(b'[') => read_id_list(s, &[])?.is_some(),
-                                Some(b'{') => {
-                                    s.skip_value()?;
-                                    true
-                                }
-                                _ => {
-                                    s.skip_value()?;
-                                    false
-                                }
-                            };
-                            readable &= ok;
-                        }
+                        1 => match read_allowed_ids(s, categories)? {
+                            Some(ids) => allowed = ids,
+                            None => readable = false,
+                        },
                         2 => match read_provider(s)? {
                             Some(p) => provider = p,
                             None => readable = false,
@@ -1555,10 +1558,11 @@ fn read_consent_management(
     if !readable {
         return Ok(None);
     }
-    Ok(Some(match denied {
-        None => Consent::NoPreferences,
-        Some(denied) => Consent::Denied {
-            denied,
+    Ok(Some(match (denied, allowed) {
+        (None, None) => Consent::NoPreferences,
+        (denied, allowed) => Consent::Denied {
+            denied: denied.unwrap_or(0),
+            allowed,
             strategy: match (provider, or) {
                 (Provider::Custom, _) => Strategy::Route,
                 (Provider::Other, true) => Strategy::Or,
@@ -1566,6 +1570,70 @@ fn read_consent_management(
             },
         },
     }))
+}
+
+/// `allowedConsentIds`: an array of IDs, or (older OneTrust builds of RudderStack's JS SDK) an
+/// object keyed by ID, as rudder-server reads it. `Ok(Some(None))` when it lists no ID;
+/// `Ok(Some(Some(bits)))` when it lists one, bit `i` set when required category `i` is listed
+/// exactly (rudder-server trims IDs and drops empty ones first: an ID listed in another spelling,
+/// or one it would drop, does not allow a category here, which can only refuse more, and any
+/// non-empty ID makes the list one that decides). `Ok(None)`: unreadable (another type, an
+/// element that is not a string, an ID some reader reads as a category the others do not).
+fn read_allowed_ids(
+    s: &mut Scanner,
+    categories: &[String],
+) -> Result<Option<Option<u64>>, Invalid> {
+    let mut listed = false;
+    let mut bits = 0u64;
+    let mut readable = true;
+    let mut add = |id: &Str| {
+        listed |= !id.raw().is_empty();
+        match id.position_in(categories) {
+            Some(i) if i < 64 => bits |= 1u64 << i,
+            Some(_) => {}
+            // As in `deniedConsentIds` (see [`read_id_list`]): a reader stopping at NUL, or one
+            // turning Oj's Symbols back into strings, reads another ID than the others.
+            None => {
+                readable &= symbol_position(id, categories).is_none()
+                    && !(id.is_escaped() && nul_prefix_position(id, categories).is_some());
+            }
+        }
+    };
+    match s.peek_token() {
+        Some(b'[') => {
+            if s.array_start()? {
+                loop {
+                    if s.peek_token() != Some(b'"') {
+                        s.skip_value()?;
+                        while s.array_more()? {
+                            s.skip_value()?;
+                        }
+                        return Ok(None);
+                    }
+                    add(&s.string()?);
+                    if !s.array_more()? {
+                        break;
+                    }
+                }
+            }
+        }
+        Some(b'{') => {
+            if s.object_start()? {
+                loop {
+                    add(&s.key()?);
+                    s.skip_value()?;
+                    if !s.object_more()? {
+                        break;
+                    }
+                }
+            }
+        }
+        _ => {
+            s.skip_value()?;
+            return Ok(None);
+        }
+    }
+    Ok(readable.then_some(listed.then_some(bits)))
 }
 
 /// A list of consent IDs (strings): the bits of `categories` it names. `Ok(None)` for anything
@@ -1654,7 +1722,7 @@ fn names_an_id(text: &str, id: &str, id_number: Option<&Number>, read: Option<&N
 /// `ſ`, `ı`, `İ` and the Kelvin sign onto ASCII letters). Letters beyond ASCII are compared as
 /// written (no case tables in the wasm module: `РЕКЛАМА` is not `Реклама` here).
 fn names_a_value(text: &str, value: &str) -> bool {
-    let trimmed = text.trim_matches(|c: char| c <= ' ');
+    let trimmed = text.trim_matches(|c: char| c <= ' ' || c.is_whitespace());
     let letters = |t: &str| -> String {
         t.chars()
             .map(|c| crate::target::ascii_fold(c).to_ascii_lowercase())

@@ -76,9 +76,27 @@ pub fn gpc_signal(value: &[u8]) -> bool {
 /// Whether a reader that compares the value with the number 1 reads it as 1: PHP's loose `==`
 /// (`"01"`, `"1.0"`, `"+1"`, `"1e0"`, `"1."`), JavaScript's `Number` and `== 1` (also `"0x1"`,
 /// `"0b1"`, `"0o1"`, `".1e1"`) and `parseInt`/`parseFloat`, which read a number at the start
-/// and ignore the rest (`"1abc"`, `"1;q=1"`, `"1 1"`, `"1.9"`, `"10e-1x"`). Counting more
+/// and ignore the rest (`"1abc"`, `"1;q=1"`, `"1 1"`, `"1.9"`, `"10e-1x"`); Python's `int` and
+/// `float`, Go's `ParseInt` (base 0) and Ruby's `to_i` take `_` between digits (`"0_1"`,
+/// `"0x_1"`, `"0.1_0e1"`), Go's `ParseFloat` hexadecimal floats (`"0x.8p1"`). Counting more
 /// values withdraws consent more often, never less.
 fn reads_as_one(value: &[u8]) -> bool {
+    // Every `_` dropped: more than those readers take, which only counts more values.
+    let plain: Vec<u8>;
+    let value = match value.contains(&b'_') {
+        true => {
+            plain = value.iter().copied().filter(|b| *b != b'_').collect();
+            if reads_as_one_as_written(value) {
+                return true;
+            }
+            &plain[..]
+        }
+        false => value,
+    };
+    reads_as_one_as_written(value)
+}
+
+fn reads_as_one_as_written(value: &[u8]) -> bool {
     let value = value.strip_prefix(b"+").unwrap_or(value);
     let digits = |text: &[u8], radix: u32| -> usize {
         text.iter()
@@ -93,7 +111,8 @@ fn reads_as_one(value: &[u8]) -> bool {
             _ => 8,
         };
         let n = digits(rest, radix);
-        return n > 0 && sole_one(rest.get(..n).unwrap_or_default()) == Some(Some(n - 1));
+        return (n > 0 && sole_one(rest.get(..n).unwrap_or_default()) == Some(Some(n - 1)))
+            || (radix == 16 && hex_float_is_one(rest));
     }
     // The integer at the start (parseInt).
     let int_len = digits(value, 10);
@@ -148,6 +167,52 @@ fn reads_as_one(value: &[u8]) -> bool {
 
 /// Of digits: `Some(None)` when all are zeros (or there are none), `Some(Some(i))` when the only
 /// one that is not is a 1 at `i`, `None` otherwise.
+/// Whether the hexadecimal float after `0x` (Go's `ParseFloat`: digits, an optional `.` and
+/// digits, then `p` and a decimal power of two) is 1: its digits, leading zeros gone, a single
+/// `1`, `2`, `4` or `8` and zeros, at the power of two the exponent cancels.
+fn hex_float_is_one(text: &[u8]) -> bool {
+    let hex = |t: &[u8]| t.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let int_len = hex(text);
+    let (int, mut rest) = text.split_at(int_len);
+    let mut frac: &[u8] = &[];
+    if let [b'.', more @ ..] = rest {
+        let n = hex(more);
+        (frac, rest) = more.split_at(n);
+    }
+    let [b'p' | b'P', more @ ..] = rest else {
+        return false;
+    };
+    let (negative, more) = match more {
+        [b'-', m @ ..] => (true, m),
+        [b'+', m @ ..] => (false, m),
+        m => (false, m),
+    };
+    let exp_len = more.iter().take_while(|b| b.is_ascii_digit()).count();
+    if exp_len == 0 {
+        return false;
+    }
+    let mut p: i64 = 0;
+    for d in more.iter().take(exp_len) {
+        p = p.saturating_mul(10).saturating_add(i64::from(d - b'0'));
+    }
+    let p = if negative { -p } else { p };
+    let all: Vec<u8> = int.iter().chain(frac).copied().collect();
+    let Some(first) = all.iter().position(|&d| d != b'0') else {
+        return false;
+    };
+    let rest_zero = all.iter().skip(first + 1).all(|&d| d == b'0');
+    let bit = match all.get(first) {
+        Some(b'1') => 0,
+        Some(b'2') => 1,
+        Some(b'4') => 2,
+        Some(b'8') => 3,
+        _ => return false,
+    };
+    // The value is 2^bit × 16^place × 2^p, `place` being the first digit's power of 16.
+    let place = int_len as i64 - 1 - first as i64;
+    rest_zero && bit + 4 * place + p == 0
+}
+
 fn sole_one(digits: &[u8]) -> Option<Option<usize>> {
     let mut found = None;
     for (i, d) in digits.iter().enumerate() {
@@ -510,8 +575,21 @@ mod tests {
             "+",
             "0x",
             "x1",
+            "0x.8p2",
+            "0x.8",
+            "0x3p0",
+            "_",
+            "2_0e-1x",
         ] {
             assert!(!gpc_signal(no.as_bytes()), "{no:?}");
+        }
+        // Digits with `_` between them (Python's `int`/`float`, Go's `ParseInt` base 0, Ruby's
+        // `to_i`) and hexadecimal floats (Go's `ParseFloat`).
+        for yes in [
+            "0_1", "+0_1", "00_1", "0_0_1", "0_1.0", "0_1e0", "0.1_0e1", "0x_1", "0o_1", "0b_1",
+            "1_0e-1", "0x.8p1", "0x.08p5", "0x2p-1", "0x10p-4", "0X1P+0", "0x0.4p2", "0x_.8p1",
+        ] {
+            assert!(gpc_signal(yes.as_bytes()), "{yes:?}");
         }
         // The wasm build reads header values through `from_utf8_lossy`: the same answer.
         let h = RequestHeaders::from_pairs([(&b"sec-gpc"[..], &b"\xa01"[..])]);

@@ -73,6 +73,17 @@ impl RoutePolicy {
         }
     }
 
+    /// Whether the route's destination is one that Segment delivers to only when an event's
+    /// `integrations` names it on: Salesforce (Facade's `enabled`, which Segment's libraries and
+    /// receivers use, holds it off by default, whatever `All` says; Segment's Salesforce
+    /// destination takes only events that enable it). Compared in any ASCII case: the stricter
+    /// reading of a name an operator may write otherwise.
+    pub fn off_unless_named(&self) -> bool {
+        self.destination
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case("Salesforce"))
+    }
+
     /// Adds `destination` and `gpc_denies` as written, checked against the categories. `at` is
     /// the keys' prefix in error messages (`routes[0].`, or empty for route metadata).
     pub fn with_extras(

@@ -626,12 +626,77 @@ fn rudderstack_consent_as_rudder_server_decides() {
             ),
             Deny(CONSENT),
         ),
+        // rudder-server before its allow-list release reads the denied IDs alone; since, an
+        // allowed list that lists an ID decides alone. Both readings must let the event go.
         (
-            "an ID in neither list is not denied",
+            "an ID in neither list: not allowed where the allowed list lists IDs",
             &rudder,
             &one,
             rs(r#"{"allowedConsentIds":["C0009"],"deniedConsentIds":["C0002"]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "an allowed list alone that lists the route's ID",
+            &rudder,
+            &one,
+            rs(r#"{"provider":"oneTrust","allowedConsentIds":["C0002","C0001"]}"#),
             Allow,
+        ),
+        (
+            "an allowed list alone without it, missing consent allowed",
+            &rudder_allow_missing,
+            &one,
+            rs(r#"{"provider":"custom","allowedConsentIds":["C0009"]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "allowed and denied: denied wins",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":["C0001"],"deniedConsentIds":["C0001"]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "allowed in another spelling allows nothing (rudder-server trims it)",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":["C0001 "],"deniedConsentIds":[]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "older OneTrust builds: an object keyed by ID",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":{"C0001":"Strictly"},"deniedConsentIds":[]}"#),
+            Allow,
+        ),
+        (
+            "an object keyed by other IDs",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":{"C0009":"x"},"deniedConsentIds":[]}"#),
+            Deny(CONSENT),
+        ),
+        (
+            "an allowed list of no ID decides nothing",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":[],"deniedConsentIds":["C0009"]}"#),
+            Allow,
+        ),
+        (
+            "an allowed list that is no list is unreadable",
+            &rudder,
+            &one,
+            rs(r#"{"allowedConsentIds":"C0001","deniedConsentIds":[]}"#),
+            Deny(INVALID),
+        ),
+        (
+            "a denied ID with Unicode white space around it (rudder-server trims it)",
+            &rudder,
+            &one,
+            rs(r#"{"deniedConsentIds":["C0001\u00a0","\u3000C0001"]}"#),
+            Deny(CONSENT),
         ),
         (
             "empty deny list: nothing denied",
@@ -829,10 +894,17 @@ fn rudderstack_consent_as_rudder_server_decides() {
             Deny(MISSING),
         ),
         (
-            "no deny list",
+            "no deny list, an allowed list of the route's ID: consent stated",
             &rudder,
             &one,
             rs(r#"{"provider":"custom","allowedConsentIds":["C0001"]}"#),
+            Allow,
+        ),
+        (
+            "no deny list, an allowed list of no ID",
+            &rudder,
+            &one,
+            rs(r#"{"provider":"custom","allowedConsentIds":[]}"#),
             Deny(MISSING),
         ),
         (
@@ -1412,6 +1484,16 @@ fn a_batch_item_has_only_its_own_rudderstack_consent() {
         Deny("FILTERED_BY_END_USER_CONSENT"),
         "{longer}"
     );
+    // An allowed list at the batch's top level that lacks the route's ID: merged into an item
+    // whose own lists name nothing, it decides for rudder-server's allow-list release.
+    let allowing_other = batch(r#"{"allowedConsentIds":["C0001"]}"#);
+    for config in [&rudder, &rudder_allow_missing] {
+        assert_eq!(
+            outcome(&run(config, &one, "/v1/batch", false, &allowing_other)),
+            Deny("FILTERED_BY_END_USER_CONSENT"),
+            "{allowing_other}"
+        );
+    }
     let j = run(&rudder, &one, "/v1/batch", false, &not_denied);
     assert_eq!((j.events, j.dropped), (2, 1));
     assert_eq!(j.reason(), Some(Reason::MissingConsent));
@@ -1755,7 +1837,9 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
     ] {
         rows.push((id.into(), &rudder, &ads, denied(id), Deny(INVALID)));
     }
-    // `allowedConsentIds` decides nothing: iubenda's consented purposes, digits, pass.
+    // iubenda's consented purposes, digits, are not read as other numbers: they allow what they
+    // list exactly (the numeric route's "5"), and on a route of named IDs they allow nothing,
+    // which rudder-server's allow-list release drops for lack of consent (not as unreadable).
     let allowed = rs(
         r#"{"provider":"iubenda","allowedConsentIds":["1","2","3","4","5"],"deniedConsentIds":[]}"#,
     );
@@ -1764,7 +1848,7 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
         &rudder,
         &ads,
         allowed.clone(),
-        Allow,
+        Deny(CONSENT),
     ));
     rows.push((
         "allowed digits, numeric route".into(),
@@ -1841,7 +1925,6 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
         r#"" 04""#,
         r#""0x5""#,
         r#""0b101""#,
-        r#""\u00a05""#,
         r#""\u0665""#,
         r#""\uff15""#,
         r#""0_5""#,
@@ -1854,6 +1937,15 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
     ] {
         rows.push((id.into(), &rudder, &purpose, denied(id), Deny(INVALID)));
     }
+    // White space beyond ASCII around the route's number: rudder-server trims it, so it is
+    // that ID, denied.
+    rows.push((
+        "nbsp".into(),
+        &rudder,
+        &purpose,
+        denied(r#""\u00a05""#),
+        Deny(CONSENT),
+    ));
     // Beside Segment's consent (row 11a), the other shape's refusal read the same way.
     let both = r#"{"type":"track","event":"Buy","context":{"consent":{"categoryPreferences":{"Advertising":true}},"consentManagement":{"deniedConsentIds":["ADVERTISING"]}}}"#;
     rows.push(("11a".into(), &segment, &ads, both.into(), Deny(INVALID)));

@@ -118,7 +118,9 @@ impl Gen {
             "consent" => self.consent(),
             "categoryPreferences" => self.preferences(),
             "consentManagement" => self.consent_management(),
-            "deniedConsentIds" | "allowedConsentIds" => self.ids(),
+            "deniedConsentIds" => self.ids(0.3),
+            // SDKs list the consented IDs: the route's more often than the denied list does.
+            "allowedConsentIds" => self.ids(0.7),
             "provider" => self
                 .rng
                 .pick(&["\"custom\"", "\"oneTrust\"", "\"ketch\"", "1"])
@@ -184,7 +186,8 @@ impl Gen {
         self.object(members)
     }
 
-    fn ids(&mut self) -> String {
+    /// A list of IDs, each of the route's categories listed with chance `route`.
+    fn ids(&mut self, route: f64) -> String {
         let mut ids = Vec::new();
         for id in [
             "\"Advertising\"",
@@ -195,10 +198,11 @@ impl Gen {
             "\"\"",
             "7",
         ] {
-            if self
-                .rng
-                .chance(if id.starts_with("\"A") { 0.3 } else { 0.1 })
-            {
+            if self.rng.chance(match id {
+                "\"Advertising\"" | "\"Analytics\"" => route,
+                _ if id.starts_with("\"A") => 0.3,
+                _ => 0.1,
+            }) {
                 ids.push(id);
             }
         }

@@ -118,6 +118,11 @@ INTEGRATIONS = [
     # Flatteners and warehouse loaders: the same column as the field the filter read.
     row("flattened-integrations-key", "/mixpanel",
         seg(True, {"Mixpanel": True}).replace(b'{"type"', b'{"integrations_Mixpanel":false,"type"'), INVALID),
+    # Segment's Facade holds Salesforce off unless the event turns it on, whatever `All` says.
+    row("salesforce-is-off-unless-named", "/salesforce", seg(True), OFF),
+    row("salesforce-all-on-is-not-enough", "/salesforce", seg(True, {"All": True}), OFF),
+    row("salesforce-named-on", "/salesforce", seg(True, {"Salesforce": True}), ALLOW),
+    row("salesforce-options", "/salesforce", seg(True, {"All": False, "Salesforce": {"x": 1}}), ALLOW),
     # Routes without a destination do not read `integrations` at all.
     row("no-destination-ignores-it", "/ads", seg(True, {"All": False}), ALLOW),
     row("no-destination-ignores-anything", "/ads", seg(True, "not an object"), ALLOW),
@@ -128,7 +133,7 @@ INTEGRATIONS = [
 def test_integrations_on_a_route_with_a_destination(gate, upstream, path, body, headers, expect):
     resp = send(gate, upstream, path, body, headers, expect)
     if expect == OFF:
-        assert resp.json()["destination"] == "Mixpanel", resp
+        assert resp.json()["destination"] == path.strip("/").capitalize(), resp
 
 
 # ---- keys that flatteners, warehouse loaders and path readers read as the consent ------------------
@@ -326,7 +331,17 @@ RUDDERSTACK = [
                                   "allowedConsentIds": ["Advertising"], "deniedConsentIds": ["C0004"]}), ALLOW),
     row("denied", "/ads", rs({"provider": "oneTrust", "resolutionStrategy": "and",
                               "allowedConsentIds": [], "deniedConsentIds": ["Advertising"]}), denied("Advertising")),
-    row("neither-list-is-not-denied", "/ads", rs({"allowedConsentIds": ["C0001"], "deniedConsentIds": []}), ALLOW),
+    # rudder-server's allow-list release: an allowed list that lists IDs decides alone; earlier
+    # releases read the denied IDs alone. An event must pass both.
+    row("an-allowed-list-without-the-id", "/ads", rs({"allowedConsentIds": ["C0001"], "deniedConsentIds": []}),
+        denied("Advertising")),
+    row("an-allowed-list-without-the-id-nothing-denied", "/ads",
+        rs({"allowedConsentIds": ["C0001"], "deniedConsentIds": ["C0002"]}), denied("Advertising")),
+    row("an-id-in-neither-list-is-not-denied", "/ads", rs({"allowedConsentIds": [], "deniedConsentIds": ["C0002"]}),
+        ALLOW),
+    # rudder-server trims white space of any script around an ID.
+    row("a-denied-id-with-unicode-white-space", "/ads", rs({"deniedConsentIds": ["Advertising\u00a0"]}),
+        denied("Advertising")),
     # flatten_json writes a list's items as `deniedConsentIds_0`.
     row("a-denied-id-as-a-flattened-item", "/ads", rs({"deniedConsentIds": [], "deniedConsentIds_0": "Advertising"}),
         INVALID),
@@ -375,9 +390,12 @@ RUDDERSTACK = [
         rs({"provider": "custom", "resolutionStrategy": "or", "deniedConsentIds": ["Analytics"]}),
         denied("Analytics")),
     row("allowed-ids-as-an-object", "/ads",
-        rs({"allowedConsentIds": {"C0001": "Necessary"}, "deniedConsentIds": []}), ALLOW),
+        rs({"allowedConsentIds": {"Advertising": "Marketing"}, "deniedConsentIds": []}), ALLOW),
+    row("allowed-ids-as-an-object-without-the-id", "/ads",
+        rs({"allowedConsentIds": {"C0001": "Necessary"}, "deniedConsentIds": []}), denied("Advertising")),
     row("no-consent-management", "/ads", encode(event()), MISSING),
-    row("no-deny-list", "/ads", rs({"provider": "custom", "allowedConsentIds": ["Advertising"]}), MISSING),
+    row("no-deny-list-but-allowed", "/ads", rs({"provider": "custom", "allowedConsentIds": ["Advertising"]}), ALLOW),
+    row("no-deny-list", "/ads", rs({"provider": "custom", "allowedConsentIds": []}), MISSING),
     row("segment-shape-is-not-read", "/ads", encode(event({"Advertising": True})), MISSING),
     row("deny-list-not-a-list", "/ads", rs({"deniedConsentIds": "Advertising"}), INVALID),
     row("number-in-deny-list", "/ads", rs({"deniedConsentIds": ["C0004", 7]}), INVALID),
@@ -406,7 +424,9 @@ def test_rudderstack_consent(envoys, upstream, path, body, headers, expect):
                                         ("C0004", ALLOW),
                                         # Other forms of numbers: Jackson binds "04" to place 4,
                                         # JavaScript's `==` reads "0x5" as 5.
-                                        ("04", INVALID), ("0x5", INVALID), ("\u00a05", INVALID),
+                                        ("04", INVALID), ("0x5", INVALID),
+                                        # rudder-server trims white space of any script.
+                                        ("\u00a05", "denied"),
                                         # Java's Integer.decode reads "#05" as 5, Perl's oct "x5".
                                         ("#05", INVALID), ("x5", INVALID)])
 def test_a_numeric_id_a_loose_comparison_reads_as_the_routes(envoys, upstream, id, expect):
@@ -690,7 +710,10 @@ def test_gpc_with_what_readers_trim_beyond_ascii_withdraws(gate, upstream, value
                                    # PHP's `== 1`, JavaScript's `Number`/`== 1`, `parseInt`.
                                    "01", "1.0", "+1", "1e0", "1.", "0x1", "1abc", "1;q=1",
                                    # Rounded to the nearest double.
-                                   "0.99999999999999999999", "100000000000000000001e-20"])
+                                   "0.99999999999999999999", "100000000000000000001e-20",
+                                   # `_` between digits (Python's int, Go's ParseInt, Ruby's
+                                   # to_i), a hexadecimal float (Go's ParseFloat).
+                                   "0_1", "0.1_0e1", "0x_1", "0x.8p1"])
 def test_a_gpc_line_listing_1_withdraws(gate, upstream, value):
     resp = clients.http1(gate.port, "POST", "/gpc", BOTH_CONSENTED, {**JSON, "sec-gpc": value})
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])

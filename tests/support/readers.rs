@@ -225,8 +225,13 @@ pub struct ItemReading {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RudderReading {
-    /// Per route category: it is in `deniedConsentIds`.
+    /// Per route category: it is in `deniedConsentIds` (as written, or once rudder-server has
+    /// trimmed the IDs' white space).
     pub denied: Vec<bool>,
+    /// Where `allowedConsentIds` lists an ID (once trimmed, not empty): per route category, it
+    /// is listed. rudder-server's allow-list release then decides by it alone; earlier ones
+    /// ignore it.
+    pub allowed: Option<Vec<bool>>,
     pub provider: Option<String>,
     pub strategy: Option<String>,
 }
@@ -323,12 +328,37 @@ fn rudder(r: Reader, cm: &Node, categories: &[String]) -> Option<RudderReading> 
     };
     let provider = strings("provider").ok()?;
     let strategy = strings("resolutionStrategy").ok()?;
-    let Some(Node::Arr(ids)) = r.get(cm, "deniedConsentIds") else {
-        return None;
+    let trimmed = |ids: &[String]| -> Vec<String> {
+        ids.iter()
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty())
+            .collect()
     };
-    let ids: Vec<String> = ids.iter().map(|n| text(r, n)).collect::<Option<_>>()?;
+    let denied: Option<Vec<String>> = match r.get(cm, "deniedConsentIds") {
+        None => None,
+        Some(Node::Arr(ids)) => Some(ids.iter().map(|n| text(r, n)).collect::<Option<_>>()?),
+        Some(_) => return None,
+    };
+    // An array of IDs, or (older OneTrust builds) an object keyed by ID.
+    let allowed: Vec<String> = match r.get(cm, "allowedConsentIds") {
+        None => Vec::new(),
+        Some(Node::Arr(ids)) => ids.iter().map(|n| text(r, n)).collect::<Option<_>>()?,
+        Some(Node::Obj(members)) => members.iter().map(|(k, _)| k.clone()).collect(),
+        Some(_) => return None,
+    };
+    let allowed = trimmed(&allowed);
+    if denied.is_none() && allowed.is_empty() {
+        return None;
+    }
+    let denied = denied.unwrap_or_default();
+    let denied_trimmed = trimmed(&denied);
     Some(RudderReading {
-        denied: categories.iter().map(|c| ids.contains(c)).collect(),
+        denied: categories
+            .iter()
+            .map(|c| denied.contains(c) || denied_trimmed.contains(c))
+            .collect(),
+        allowed: (!allowed.is_empty())
+            .then(|| categories.iter().map(|c| allowed.contains(c)).collect()),
         provider,
         strategy,
     })
@@ -569,8 +599,14 @@ impl Judge<'_> {
         let n = self.withdrawn.len();
         let (bits, any): (Vec<bool>, bool) = match (use_rudder, segment, rudder) {
             (false, Some(Some(bits)), _) => (bits.clone(), self.match_any),
+            // Both of rudder-server's readings must let it go: the denied IDs (every release),
+            // the allowed ones where listed (its allow-list release).
             (true, _, Some(Some(r))) => (
-                r.denied.iter().map(|d| !d).collect(),
+                r.denied
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| !d && r.allowed.as_ref().is_none_or(|a| a[i]))
+                    .collect(),
                 // rudder-server: `custom` takes the destination's strategy; no provider, `""`
                 // or `oneTrust` the older OneTrust setting's (`and`); any other the event's.
                 match r.provider.as_deref() {
