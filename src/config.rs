@@ -257,7 +257,8 @@ impl Config {
             if let Some(got) = e.strip_prefix("must be an object, got ") {
                 format!("the plugin configuration must be a JSON object, got {got}")
             } else if e.starts_with("is not valid JSON") {
-                format!("the plugin configuration {e}")
+                // A `google.protobuf.Struct` reaches the wasm module as protobuf bytes.
+                format!("the plugin configuration {e}: pass it as a google.protobuf.StringValue holding a JSON object")
             } else {
                 e
             }
