@@ -334,7 +334,7 @@ fn invisible(ch: char) -> bool {
 const ENVOY_FILTER_PREFIX: &str = "envoy.filters.http.";
 
 /// Whether `key`, a namespace in a route's metadata, misspells `namespace` (and is not it): the
-/// same once ASCII case, `-`, `_` and `.` between words and Envoy's `envoy.filters.http.`
+/// same once ASCII case, white space, `-`, `_` and `.` and Envoy's `envoy.filters.http.`
 /// prefix are set aside (`consent-gate`, `ConsentGate`, `envoy.filters.http.consent_gate` for
 /// `consent_gate`). A route that carries one meant to be gated; taken for an unconfigured
 /// route, it would pass ungated.
@@ -347,7 +347,7 @@ pub fn misspells_namespace(key: &[u8], namespace: &str) -> bool {
         };
         bare.unwrap_or_default()
             .iter()
-            .filter(|b| !matches!(b, b'-' | b'_' | b'.'))
+            .filter(|b| !matches!(b, b'-' | b'_' | b'.') && !b.is_ascii_whitespace())
             .map(u8::to_ascii_lowercase)
     }
     key != namespace.as_bytes() && folded(key).eq(folded(namespace.as_bytes()))
@@ -403,11 +403,18 @@ pub fn namespace_misspellings(namespace: &str) -> Vec<String> {
             .map(|(i, w)| if i == 0 { w.clone() } else { title(w) })
             .collect();
         let titled: Vec<String> = words.iter().map(title).collect();
+        // The first word's capital alone (`Consent_gate`), as a sentence starts.
+        let sentence: Vec<String> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| if i == 0 { title(w) } else { w.clone() })
+            .collect();
         for spelling in [
             format!("{ENVOY_FILTER_PREFIX}{lower}"),
             lower.to_ascii_uppercase(),
             camel.join(separator),
             titled.join(separator),
+            sentence.join(separator),
             lower,
         ] {
             if spelling != namespace && !out.contains(&spelling) {
@@ -618,6 +625,10 @@ mod tests {
             "CONSENT_GATE",
             "envoy.filters.http.consent_gate",
             "Envoy.Filters.HTTP.consent-gate",
+            "Consent_gate",
+            "consent_gate ",
+            " consent gate",
+            "consent_gate\t",
         ] {
             assert!(misspells_namespace(key.as_bytes(), "consent_gate"), "{key}");
         }
@@ -645,6 +656,9 @@ mod tests {
             "consent.gate",
             "envoy.filters.http.consent_gate",
             "envoy.filters.http.consent-gate",
+            "Consent_gate",
+            "Consent-gate",
+            "Consentgate",
         ] {
             assert!(probes.iter().any(|p| p == key), "{key} in {probes:?}");
         }
@@ -652,7 +666,7 @@ mod tests {
         assert!(probes
             .iter()
             .all(|p| misspells_namespace(p.as_bytes(), "consent_gate")));
-        assert!(probes.len() <= 20, "{probes:?}");
+        assert!(probes.len() <= 24, "{probes:?}");
         // A camel-case namespace splits into its words.
         assert!(namespace_misspellings("consentGate")
             .iter()

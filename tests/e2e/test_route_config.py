@@ -44,8 +44,12 @@ MISCONFIGURED = [
     ("/misconfigured/ns-envoy", "misconfigured_ns_envoy",
      ['the route has "envoy.filters.http.consent_gate", a misspelling']),
     ("/misconfigured/ns-camel", "misconfigured_ns_camel", ['the route has "ConsentGate", a misspelling']),
+    ("/misconfigured/ns-sentence", "misconfigured_ns_sentence", ['the route has "Consent_gate", a misspelling']),
 ]
 if MODULE == "wasm":
+    # Only the wasm module, which lists the route's namespaces, sees one with white space.
+    MISCONFIGURED.append(("/misconfigured/ns-space", "misconfigured_ns_space",
+                          ['the route has "consent_gate ", a misspelling']))
     # The dynamic module's ABI counts a namespace's keys, so it cannot tell `{}` from no
     # namespace (see test_empty_namespace_natively_reads_as_none).
     MISCONFIGURED.append(("/misconfigured/empty", "misconfigured_empty",
