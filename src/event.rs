@@ -843,14 +843,15 @@ enum Field {
     Context,
     Type,
     Event,
-    /// Only at a body's top level.
+    /// A body's batch; in a batch item, a batch of its own (unreadable: receivers that take an
+    /// event or a batch through one model deliver what it holds).
     Batch,
     /// Only on routes that name a destination.
     Integrations,
 }
 
-/// The field names looked for on an object: an item's (or a single event's), a body's top level
-/// (which may be a batch), each with `integrations` on routes that name a destination.
+/// The field names looked for on an object, a body's top level (which may be a batch) or a batch
+/// item, with `integrations` on routes that name a destination.
 const NAMES: [Name; 5] = [
     Name::new("context"),
     Name::new("type"),
@@ -863,18 +864,6 @@ const FIELDS: [Field; 5] = [
     Field::Type,
     Field::Event,
     Field::Batch,
-    Field::Integrations,
-];
-const ITEM_DEST_NAMES: [Name; 4] = [
-    Name::new("context"),
-    Name::new("type"),
-    Name::new("event"),
-    Name::new("integrations"),
-];
-const ITEM_DEST_FIELDS: [Field; 4] = [
-    Field::Context,
-    Field::Type,
-    Field::Event,
     Field::Integrations,
 ];
 
@@ -890,11 +879,12 @@ pub fn read_event<'a>(
     // Where the event starts: read again, rarely (see [`names_the_call_otherwise`]).
     let start = s.clone();
     let top = batch_items.is_some();
-    let (names, fields): (&[Name], &[Field]) = match (top, wanted.destination.is_some()) {
-        (false, false) => (&NAMES[..3], &FIELDS[..3]),
-        (false, true) => (&ITEM_DEST_NAMES, &ITEM_DEST_FIELDS),
-        (true, false) => (&NAMES[..4], &FIELDS[..4]),
-        (true, true) => (&NAMES, &FIELDS),
+    // A batch item is read for `batch` too, and its look-alikes: a batch nested in an item is
+    // one to a receiver that takes an event or a batch through one model (a pydantic, zod or Go
+    // type that recurses), which delivers what it holds; here the item is unreadable.
+    let (names, fields): (&[Name], &[Field]) = match wanted.destination.is_some() {
+        false => (&NAMES[..4], &FIELDS[..4]),
+        true => (&NAMES, &FIELDS),
     };
     let mut seen = [Seen::default(); NAMES.len()];
     let mut event_name: Option<Str<'a>> = None;
@@ -982,7 +972,8 @@ pub fn read_event<'a>(
                     facts.batch = match (s.peek_token(), batch_items.as_mut()) {
                         (Some(b'['), Some(visit)) => Some(read_items(s, &mut **visit)?),
                         _ => {
-                            // `batch` that is not a list: not a batch anyone could judge.
+                            // `batch` that is not a list, or a batch item's own: not a batch
+                            // anyone could judge.
                             s.skip_value()?;
                             facts.readable = false;
                             None

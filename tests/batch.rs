@@ -358,6 +358,24 @@ fn unreadable_items_are_dropped_and_unreadable_batches_refused() {
     );
     assert_eq!(kept(&recased), vec!["ok"]);
 
+    // A batch of its own in an item (or a key some reader takes for `batch`): a receiver that
+    // reads an event or a batch through one model delivers the refused event inside.
+    let denied = item("n", Some(json!({"Advertising": false})));
+    for nested in [
+        format!(r#"{{"messageId":"outer","batch":[{denied}]}}"#),
+        format!(r#"{{"messageId":"outer","Batch":[{denied}]}}"#),
+        format!(r#"{{"messageId":"outer","b\u0061tch":[{denied}]}}"#),
+        format!(
+            r#"{{"type":"track","messageId":"outer","context":{{"consent":{{"categoryPreferences":{{"Advertising":true}}}}}},"batch":[{denied}]}}"#
+        ),
+    ] {
+        let body = format!(
+            r#"{{"batch":[{},{nested}],"context":{{"consent":{{"categoryPreferences":{{"Advertising":true}}}}}}}}"#,
+            item("ok", Some(json!({"Advertising": true})))
+        );
+        assert_eq!(kept(&body), vec!["ok"], "{body}");
+    }
+
     for unreadable in [
         r#"{"batch":{}}"#,
         r#"{"batch":[],"batch":[]}"#,

@@ -161,6 +161,12 @@ MATRIX = [
         batch(drop(INVALID, bare("i1", consent=None)), drop(INVALID, ev("i2", ["Analytics"])),
               drop(INVALID, bare("i3", context="eu")), drop(INVALID, ev("i4", True)), keep(ok("i5")),
               top_consent={"Analytics": True}), FORWARDED),
+    # A batch of its own in an item: a receiver that reads an event or a batch through one model
+    # (a recursive pydantic, zod or Go type) delivers the refused event inside.
+    row("invalid-items/a-batch-in-an-item",
+        batch(keep(ok("n1")), drop(INVALID, b'{"messageId":"n2","batch":[' + encode(no("n3")) + b"]}"),
+              drop(INVALID, b'{"messageId":"n4","Batch":[' + encode(no("n5")) + b"]}"),
+              top_consent={"Analytics": True}), FORWARDED),
     # track events in always_allow_events pass; the path implies no type for batch items.
     row("always-allow-consent-event-in-batch",
         batch(keep(no("e1", name="Segment Consent Preference Updated")),
