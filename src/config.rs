@@ -241,8 +241,8 @@ impl Config {
         }
         if !self.route_metadata && self.routes.is_empty() {
             out.push(match self.on_unconfigured_route {
-                UnconfiguredRoute::Allow => "the configuration gates nothing: \"route_metadata\" is false and there are no \"routes\" rules, so every request passes ungated".to_string(),
-                UnconfiguredRoute::Deny => "the configuration gates nothing: \"route_metadata\" is false and there are no \"routes\" rules, so every request is refused (on_unconfigured_route: deny)".to_string(),
+                UnconfiguredRoute::Allow => "the configuration gates nothing by itself: \"route_metadata\" is false and there are no \"routes\" rules, so every request passes ungated but on routes with a per-route configuration (dynamic module only)".to_string(),
+                UnconfiguredRoute::Deny => "the configuration gates nothing by itself: \"route_metadata\" is false and there are no \"routes\" rules, so every request is refused (on_unconfigured_route: deny) but on routes with a per-route configuration (dynamic module only)".to_string(),
             });
         }
         out

@@ -472,6 +472,9 @@ fn or_dash(s: &str) -> &str {
 
 /// What the request lifecycle needs from the proxy, for one request.
 pub trait Host {
+    /// What to check when every request with a body ends before any of it reached the filter
+    /// (appended to that warning): the wasm filter needs `allow_on_headers_stop_iteration`.
+    const BODY_NEVER_ARRIVES_HINT: &'static str = "";
     /// The request headers (read once per request).
     fn request_headers(&mut self) -> Result<RequestHeaders, HostError>;
     /// The route's name, or "" when it has none.

@@ -236,7 +236,7 @@ impl Lifecycle {
     /// judged and never forwarded: the client went away or timed out first. If no body ever
     /// reached the filter, the likely cause is a configuration mistake that makes every request
     /// with a body hang, and the log says which.
-    pub fn on_stream_end(&mut self, config: &Config, host: &mut impl Host) {
+    pub fn on_stream_end<H: Host>(&mut self, config: &Config, host: &mut H) {
         let State::Buffering(pending) = std::mem::replace(&mut self.state, State::Open) else {
             return;
         };
@@ -250,9 +250,10 @@ impl Lifecycle {
         } else {
             host.log(
                 Level::Warn,
-                "a request ended before any of its body reached the filter; nothing was forwarded. \
-                 If every request with a body hangs like this, the wasm filter is configured \
-                 without `allow_on_headers_stop_iteration: true`",
+                &format!(
+                    "a request ended before any of its body reached the filter; nothing was forwarded{}",
+                    H::BODY_NEVER_ARRIVES_HINT
+                ),
             );
         }
     }

@@ -816,3 +816,10 @@ def test_real_rudderstack_client_upstream_gets_exactly_the_consented_events(envo
     assert received == expected, f"expected {expected}, received {received}"
     assert [status for status, _ in errors] == [403], errors
     assert sorted(errors[0][1]) == sorted(m for m in refused if "-refused-" in m), errors
+
+
+def test_a_correct_gpc_route_logs_no_error(gate, upstream):
+    """The dynamic module reads `gpc_denies` as the list it is before trying other types: Envoy
+    logs an error for every metadata getter used on a value of another type."""
+    send(gate, upstream, "/gpc", BOTH_CONSENTED, JSON, ALLOW)
+    assert "key gpc_denies is not" not in gate.stderr_text()

@@ -376,7 +376,7 @@ impl<'a> NativeHost<'a> {
             List,
         }
         let order = match key {
-            b"categories" => [Kind::List, Kind::String, Kind::Number, Kind::Bool],
+            b"categories" | b"gpc_denies" => [Kind::List, Kind::String, Kind::Number, Kind::Bool],
             b"exempt" => [Kind::Bool, Kind::String, Kind::Number, Kind::List],
             _ => [Kind::String, Kind::Number, Kind::Bool, Kind::List],
         };

@@ -100,6 +100,10 @@ pub struct WasmHost<'a> {
 }
 
 impl Host for WasmHost<'_> {
+    const BODY_NEVER_ARRIVES_HINT: &'static str =
+        ". If every request with a body hangs like this, \
+        the wasm filter is configured without `allow_on_headers_stop_iteration: true`";
+
     fn request_headers(&mut self) -> Result<RequestHeaders, HostError> {
         let raw = abi::get_header_map(MAP_HTTP_REQUEST_HEADERS)?;
         // An undecodable map is a host fault: refuse the request rather than guess.
