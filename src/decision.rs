@@ -400,6 +400,18 @@ fn read_body(
     }
 }
 
+/// Whether the route's destination is off unless the event names it (Salesforce, see
+/// [`RoutePolicy::off_unless_named`]) for this event: Segment's libraries and receivers hold it
+/// so; rudder-server, reading an event in RudderStack's shape, has no such default.
+fn off_unless_named(req: &Request, rudder: Consent) -> bool {
+    req.policy.off_unless_named()
+        && match req.config.consent_format {
+            ConsentFormat::Segment => true,
+            ConsentFormat::Rudderstack => false,
+            ConsentFormat::Auto => rudder == Consent::Absent,
+        }
+}
+
 /// One event; `track_endpoint`: the path names no call, or names `track`.
 fn single(req: &Request, facts: EventFacts, track_endpoint: bool) -> Judgement {
     let signals = Signals {
@@ -408,7 +420,9 @@ fn single(req: &Request, facts: EventFacts, track_endpoint: bool) -> Judgement {
         allow_listed_name: facts.allow_listed_name,
         segment: facts.consent,
         rudder: facts.rudder,
-        integrations_off: facts.integrations.turns_off(req.policy.off_unless_named()),
+        integrations_off: facts
+            .integrations
+            .turns_off(off_unless_named(req, facts.rudder)),
         gpc: req.gpc,
     };
     let verdict = decide(req.config, req.policy, &signals);
@@ -482,15 +496,17 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
         // Two `consentManagement` objects, one with a list: the merged list holds the item's IDs
         // and some of the batch's, and the merged `provider` and `resolutionStrategy` may be
         // either's (`"custom"` from the batch, `"or"` from the item): read as every ID of both
-        // denied, any one of them enough. The merged allowed list holds every ID of the item's,
-        // and of the batch's only those beyond the item's list's length: where the item lists
-        // none, it is read as allowing none.
+        // denied, any one of them enough. The merged allowed list is surely none but IDs both
+        // list (an item's array keeps the batch's IDs past its own length; an item's object
+        // merged onto the batch's array leaves the array, JSON dropping the object's keys), the
+        // item's where the batch lists none, and nothing the batch's alone allow.
         (first, then) if managed(first) && managed(then) => match (denied(first), denied(then)) {
             (None, None) => first,
             (mine, theirs) => Consent::Denied {
                 denied: mine.map_or(0, |m| m.0) | theirs.map_or(0, |t| t.0),
                 allowed: match (mine.and_then(|m| m.1), theirs.and_then(|t| t.1)) {
-                    (Some(allowed), _) => Some(allowed),
+                    (Some(mine), Some(theirs)) => Some(mine & theirs),
+                    (Some(mine), None) => Some(mine),
                     (None, Some(_)) => Some(0),
                     (None, None) => None,
                 },
@@ -514,8 +530,10 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
         allow_listed_name: facts.allow_listed_name,
         segment,
         rudder,
-        integrations_off: mine.merged(batch).turns_off(req.policy.off_unless_named())
-            || whole.turns_off(req.policy.off_unless_named()),
+        integrations_off: mine
+            .merged(batch)
+            .turns_off(off_unless_named(req, facts.rudder))
+            || whole.turns_off(off_unless_named(req, facts.rudder)),
         gpc: req.gpc,
     };
     // Without consent at the batch's top level (what SDKs send), every reading is the item's own.

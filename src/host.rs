@@ -168,8 +168,10 @@ fn reads_as_one_as_written(value: &[u8]) -> bool {
 /// Of digits: `Some(None)` when all are zeros (or there are none), `Some(Some(i))` when the only
 /// one that is not is a 1 at `i`, `None` otherwise.
 /// Whether the hexadecimal float after `0x` (Go's `ParseFloat`: digits, an optional `.` and
-/// digits, then `p` and a decimal power of two) is 1: its digits, leading zeros gone, a single
-/// `1`, `2`, `4` or `8` and zeros, at the power of two the exponent cancels.
+/// digits, then `p` and a decimal power of two) rounds to 1 as a double: taken as any within
+/// 2⁻⁵⁰ of 1, wider than a double's half unit (counting more values withdraws consent more
+/// often, never less). Its significant digits are summed as a double and scaled by their power
+/// of two.
 fn hex_float_is_one(text: &[u8]) -> bool {
     let hex = |t: &[u8]| t.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     let int_len = hex(text);
@@ -200,17 +202,17 @@ fn hex_float_is_one(text: &[u8]) -> bool {
     let Some(first) = all.iter().position(|&d| d != b'0') else {
         return false;
     };
-    let rest_zero = all.iter().skip(first + 1).all(|&d| d == b'0');
-    let bit = match all.get(first) {
-        Some(b'1') => 0,
-        Some(b'2') => 1,
-        Some(b'4') => 2,
-        Some(b'8') => 3,
-        _ => return false,
-    };
-    // The value is 2^bit × 16^place × 2^p, `place` being the first digit's power of 16.
-    let place = int_len as i64 - 1 - first as i64;
-    rest_zero && bit + 4 * place + p == 0
+    // Sixteen significant digits (64 bits) are more than a double holds; the rest only round.
+    let digit = |d: u8| f64::from(char::from(d).to_digit(16).unwrap_or(0));
+    let used = all.get(first..).unwrap_or_default().iter().take(16);
+    let count = used.len() as i64;
+    let value = used.fold(0f64, |v, &d| v * 16.0 + digit(d));
+    // value × 16^(place of the last digit used) × 2^p, the power split so that neither half
+    // overflows where the whole does not.
+    let place = int_len as i64 - first as i64 - count;
+    let power = p.saturating_add(place.saturating_mul(4)).clamp(-4000, 4000) as i32;
+    let x = value * 2f64.powi(power / 2) * 2f64.powi(power - power / 2);
+    (x - 1.0).abs() <= 2f64.powi(-50)
 }
 
 fn sole_one(digits: &[u8]) -> Option<Option<usize>> {
@@ -581,6 +583,7 @@ mod tests {
             "0x.8p2",
             "0x.8",
             "0x3p0",
+            "0x.fffp0",
             "_",
             "2_0e-1x",
         ] {
@@ -589,8 +592,30 @@ mod tests {
         // Digits with `_` between them (Python's `int`/`float`, Go's `ParseInt` base 0, Ruby's
         // `to_i`) and hexadecimal floats (Go's `ParseFloat`).
         for yes in [
-            "0_1", "+0_1", "00_1", "0_0_1", "0_1.0", "0_1e0", "0.1_0e1", "0x_1", "0o_1", "0b_1",
-            "1_0e-1", "0x.8p1", "0x.08p5", "0x2p-1", "0x10p-4", "0X1P+0", "0x0.4p2", "0x_.8p1",
+            "0_1",
+            "+0_1",
+            "00_1",
+            "0_0_1",
+            "0_1.0",
+            "0_1e0",
+            "0.1_0e1",
+            "0x_1",
+            "0o_1",
+            "0b_1",
+            "1_0e-1",
+            "0x.8p1",
+            "0x.08p5",
+            "0x2p-1",
+            "0x10p-4",
+            "0X1P+0",
+            "0x0.4p2",
+            "0x_.8p1",
+            // Rounded to 1 as a double (Go's ParseFloat, Python's float.fromhex).
+            "0x.fffffffffffffffp0",
+            "0x0.fffffffffffffffp0",
+            "0x1fffffffffffffffp-61",
+            // Within 2⁻⁵⁰ of 1: wider than rounding, on the side of counting.
+            "0x1.0000000000001p0",
         ] {
             assert!(gpc_signal(yes.as_bytes()), "{yes:?}");
         }

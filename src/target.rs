@@ -372,7 +372,14 @@ pub fn folds_onto_ascii(path: &str) -> bool {
 /// character it spells. No analytics endpoint's path holds any of them.
 pub fn normalises_into_syntax(path: &str) -> bool {
     holds_beyond_ascii(path, |bytes| {
-        NORMALISED_INTO_SYNTAX.iter().any(|c| holds_char(bytes, *c)) || holds_overlong_utf8(bytes)
+        bytes.utf8_chunks().any(|chunk| {
+            chunk.valid().chars().any(|c| {
+                let c = u32::from(c);
+                NORMALISED_INTO_SYNTAX
+                    .iter()
+                    .any(|(from, to)| (*from..=*to).contains(&c))
+            })
+        }) || holds_overlong_utf8(bytes)
     })
 }
 
@@ -416,34 +423,39 @@ fn holds_overlong_utf8(bytes: &[u8]) -> bool {
     })
 }
 
-/// The characters that Unicode's compatibility normalisation (NFKC) makes `.`, `/`, `\`, `%`,
-/// `?`, `#` or `;` alone (every one such, as Python's `unicodedata` lists them; U+037E already
-/// under NFC), and the two that Windows' best-fit conversion makes `/`.
-const NORMALISED_INTO_SYNTAX: [char; 24] = [
-    '\u{037E}', // Greek question mark: `;`
-    '\u{2024}', // one dot leader: `.`
-    '\u{2025}', // two dot leader: `..`
-    '\u{2026}', // horizontal ellipsis: `...`
-    '\u{2047}', // double question mark: `??`
-    '\u{FE14}', // vertical semicolon
-    '\u{FE16}', // vertical question mark
-    '\u{FE19}', // vertical ellipsis
-    '\u{FE30}', // vertical two dot leader
-    '\u{FE52}', // small full stop
-    '\u{FE54}', // small semicolon
-    '\u{FE56}', // small question mark
-    '\u{FE5F}', // small number sign
-    '\u{FE68}', // small reverse solidus
-    '\u{FE6A}', // small percent sign
-    '\u{FF03}', // fullwidth number sign
-    '\u{FF05}', // fullwidth percent sign
-    '\u{FF0E}', // fullwidth full stop
-    '\u{FF0F}', // fullwidth solidus
-    '\u{FF1B}', // fullwidth semicolon
-    '\u{FF1F}', // fullwidth question mark
-    '\u{FF3C}', // fullwidth reverse solidus
-    '\u{2215}', // division slash: `/` to best-fit
-    '\u{2044}', // fraction slash: `/` to best-fit
+/// The characters whose Unicode compatibility form (NFKC) holds `.`, `/`, `\`, `%`, `?`, `#` or
+/// `;` (every one such, as Python's `unicodedata` lists them: U+037E is `;` already under NFC,
+/// U+2048 `?!`, U+2100 `a/c`, U+2488 `1.`), and the two that Windows' best-fit conversion makes
+/// `/`, as ranges of code points.
+const NORMALISED_INTO_SYNTAX: [(u32, u32); 28] = [
+    (0x037E, 0x037E),   // Greek question mark: `;`
+    (0x2024, 0x2026),   // dot leaders, ellipsis: `.`, `..`, `...`
+    (0x2044, 0x2044),   // fraction slash: `/` to best-fit
+    (0x2047, 0x2049),   // `??`, `?!`, `!?`
+    (0x2100, 0x2101),   // `a/c`, `a/s`
+    (0x2105, 0x2106),   // `c/o`, `c/u`
+    (0x2215, 0x2215),   // division slash: `/` to best-fit
+    (0x2488, 0x249B),   // `1.` to `20.`
+    (0x33C2, 0x33C2),   // `a.m.`
+    (0x33C7, 0x33C7),   // `Co.`
+    (0x33D8, 0x33D8),   // `p.m.`
+    (0xFE14, 0xFE14),   // vertical semicolon
+    (0xFE16, 0xFE16),   // vertical question mark
+    (0xFE19, 0xFE19),   // vertical ellipsis
+    (0xFE30, 0xFE30),   // vertical two dot leader
+    (0xFE52, 0xFE52),   // small full stop
+    (0xFE54, 0xFE54),   // small semicolon
+    (0xFE56, 0xFE56),   // small question mark
+    (0xFE5F, 0xFE5F),   // small number sign
+    (0xFE68, 0xFE68),   // small reverse solidus
+    (0xFE6A, 0xFE6A),   // small percent sign
+    (0xFF03, 0xFF03),   // fullwidth number sign
+    (0xFF05, 0xFF05),   // fullwidth percent sign
+    (0xFF0E, 0xFF0F),   // fullwidth full stop, solidus
+    (0xFF1B, 0xFF1B),   // fullwidth semicolon
+    (0xFF1F, 0xFF1F),   // fullwidth question mark
+    (0xFF3C, 0xFF3C),   // fullwidth reverse solidus
+    (0x1F100, 0x1F100), // `0.`
 ];
 
 /// `ſ`, the Kelvin sign, `ı` and `İ`, each with the ASCII letter some case-insensitive
@@ -1103,6 +1115,10 @@ mod tests {
             "/open/%E2%80%A5/ads/v1/track",
             "/v1/track%EF%BC%9Fdata=e30",
             "/v1/track%CD%BEx",
+            "/ads/v1/track%E2%81%88&data=e30",
+            "/open/%E2%84%80/v1/track",
+            "/open/%E2%92%88/v1/track",
+            "/open/%F0%9F%84%80/v1/track",
             "/open/%EF%BC%85%32%65%EF%BC%85%32%65/ads",
             // Escaped again, or half of it: a byte-wise decoder completes it.
             "/open/%25EF%25BC%258E%25EF%25BC%258E/ads/v1/track",

@@ -1494,6 +1494,15 @@ fn a_batch_item_has_only_its_own_rudderstack_consent() {
             "{allowing_other}"
         );
     }
+    // The item's allowed IDs as an object, the batch's as a list: lodash's `merge` leaves the
+    // batch's list (JSON drops the object's keys put on it), which lacks the route's ID.
+    let object_over_list =
+        r#"{"batch":[{"messageId":"a","type":"track","context":{"consentManagement":{"allowedConsentIds":{"C0004":"x"},"deniedConsentIds":[]}}}],"context":{"consentManagement":{"allowedConsentIds":["C0001"],"deniedConsentIds":[]}}}"#.to_string();
+    assert_eq!(
+        outcome(&run(&rudder, &one, "/v1/batch", false, &object_over_list)),
+        Deny("FILTERED_BY_END_USER_CONSENT"),
+        "{object_over_list}"
+    );
     let j = run(&rudder, &one, "/v1/batch", false, &not_denied);
     assert_eq!((j.events, j.dropped), (2, 1));
     assert_eq!(j.reason(), Some(Reason::MissingConsent));
@@ -1967,6 +1976,54 @@ fn rudderstack_values_a_java_enum_or_a_loose_comparison_reads_otherwise() {
             outcome(&run(config, policy, "/v1/batch", false, &batch)),
             want,
             "{name} in a batch: {batch}"
+        );
+    }
+}
+
+#[test]
+fn salesforce_is_off_unless_named_in_segments_shape_only() {
+    let salesforce = policy(&["C0004"], Match::All, Some("Salesforce"), &[]);
+    let segment = Config::default();
+    let rudder = Config::parse(r#"{"consent_format":"rudderstack"}"#).unwrap();
+    let auto = Config::parse(r#"{"consent_format":"auto"}"#).unwrap();
+    let seg_event = |integrations: &str| {
+        format!(
+            r#"{{"type":"track","event":"Buy","context":{{"consent":{{"categoryPreferences":{{"C0004":true}}}}}}{integrations}}}"#
+        )
+    };
+    let rs_event = |integrations: &str| {
+        format!(
+            r#"{{"type":"track","event":"Buy","context":{{"consentManagement":{{"deniedConsentIds":[]}}}}{integrations}}}"#
+        )
+    };
+    // Segment's Facade holds Salesforce off unless the event turns it on, whatever `All` says.
+    for (config, body, want) in [
+        (&segment, seg_event(""), Deny(OFF)),
+        (
+            &segment,
+            seg_event(r#","integrations":{"All":true}"#),
+            Deny(OFF),
+        ),
+        (
+            &segment,
+            seg_event(r#","integrations":{"Salesforce":true}"#),
+            Allow,
+        ),
+        (&auto, seg_event(""), Deny(OFF)),
+        // rudder-server has no such default: RudderStack's SDKs send `All: true`.
+        (&rudder, rs_event(r#","integrations":{"All":true}"#), Allow),
+        (&rudder, rs_event(""), Allow),
+        (&auto, rs_event(r#","integrations":{"All":true}"#), Allow),
+        (
+            &rudder,
+            rs_event(r#","integrations":{"Salesforce":false}"#),
+            Deny(OFF),
+        ),
+    ] {
+        assert_eq!(
+            outcome(&run(config, &salesforce, "/v1/track", false, &body)),
+            want,
+            "{body}"
         );
     }
 }

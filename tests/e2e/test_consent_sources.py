@@ -408,6 +408,9 @@ RUDDERSTACK = [
     row("java-reads-den-dotless-i-edConsentIds", "/ads",
         rs({"den\u0131edConsentIds": ["Advertising"], "deniedConsentIds": []}), INVALID),
     row("id-with-nul", "/ads", rs({"deniedConsentIds": ["Advertising\u0000x"]}), INVALID),
+    # Salesforce is off unless named to Segment's Facade only: rudder-server has no such default.
+    row("salesforce-in-rudderstacks-shape", "/salesforce", rs({"deniedConsentIds": []}, integrations={"All": True}),
+        ALLOW),
 ]
 
 
@@ -713,7 +716,9 @@ def test_gpc_with_what_readers_trim_beyond_ascii_withdraws(gate, upstream, value
                                    "0.99999999999999999999", "100000000000000000001e-20",
                                    # `_` between digits (Python's int, Go's ParseInt, Ruby's
                                    # to_i), a hexadecimal float (Go's ParseFloat).
-                                   "0_1", "0.1_0e1", "0x_1", "0x.8p1"])
+                                   "0_1", "0.1_0e1", "0x_1", "0x.8p1",
+                                   # A hexadecimal float Go rounds to 1.
+                                   "0x.fffffffffffffffp0"])
 def test_a_gpc_line_listing_1_withdraws(gate, upstream, value):
     resp = clients.http1(gate.port, "POST", "/gpc", BOTH_CONSENTED, {**JSON, "sec-gpc": value})
     assert_denied(resp, upstream, 403, "FILTERED_BY_END_USER_CONSENT", ["Advertising"])

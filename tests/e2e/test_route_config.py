@@ -165,7 +165,9 @@ def test_exempt_route_passes_counted_and_recorded(gate, upstream):
                                   "/open/%EF%BC%8E%EF%BC%8E/ads/v1/track",
                                   "/open/..%EF%BC%8Fads/v1/track", "/open/..%E2%88%95ads/v1/track",
                                   "/open/v1/track%EF%BC%9Fdata=e30",
-                                  "/open/%C0%AE%C0%AE/ads/v1/track", "/open/..%C0%AFads/v1/track"])
+                                  "/open/%C0%AE%C0%AE/ads/v1/track", "/open/..%C0%AFads/v1/track",
+                                  # NFKC: `⁈` is `?!`, `⒈` is `1.`.
+                                  "/open/v1/track%E2%81%88&data=e30", "/open/%E2%92%88/v1/track"])
 def test_a_path_a_decoding_server_reads_as_another_route_is_refused(gate, upstream, path):
     """Envoy routes these on `/open`, `/exempt` or the catch-all `/` (gated on Analytics only:
     it keeps `%2F` and `%5C` as they are); servers that decode them serve another handler (nginx,
