@@ -1667,8 +1667,7 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                             .filter(|(_, (c, n))| names_an_id(&text, c, n.as_ref(), read.as_ref()))
                             .fold(0u64, |bits, (i, _)| bits | 1u64 << i);
                         bits |= named;
-                        // (Not for `allowedConsentIds`, read with no categories: it decides
-                        // nothing.)
+                        // (A list read with no categories names nothing, and refuses nothing.)
                         readable &= named != 0
                             || categories.is_empty()
                             || match numeric {

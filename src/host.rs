@@ -139,16 +139,7 @@ fn reads_as_one_as_written(value: &[u8]) -> bool {
     };
     let mut exponent = int_len as i64 - first as i64;
     if let [b'e' | b'E', more @ ..] = rest {
-        let (negative, more) = match more {
-            [b'-', m @ ..] => (true, m),
-            [b'+', m @ ..] => (false, m),
-            m => (false, m),
-        };
-        let mut e: i64 = 0;
-        for d in more.iter().take_while(|b| b.is_ascii_digit()) {
-            e = e.saturating_mul(10).saturating_add(i64::from(d - b'0'));
-        }
-        exponent = exponent.saturating_add(if negative { -e } else { e });
+        exponent = exponent.saturating_add(signed_exponent(more).0);
     }
     // Fifteen digits after the first, zeros past the end.
     let next15 = || {
@@ -184,20 +175,10 @@ fn hex_float_is_one(text: &[u8]) -> bool {
     let [b'p' | b'P', more @ ..] = rest else {
         return false;
     };
-    let (negative, more) = match more {
-        [b'-', m @ ..] => (true, m),
-        [b'+', m @ ..] => (false, m),
-        m => (false, m),
-    };
-    let exp_len = more.iter().take_while(|b| b.is_ascii_digit()).count();
-    if exp_len == 0 {
+    let (p, exp_digits) = signed_exponent(more);
+    if exp_digits == 0 {
         return false;
     }
-    let mut p: i64 = 0;
-    for d in more.iter().take(exp_len) {
-        p = p.saturating_mul(10).saturating_add(i64::from(d - b'0'));
-    }
-    let p = if negative { -p } else { p };
     let all: Vec<u8> = int.iter().chain(frac).copied().collect();
     let Some(first) = all.iter().position(|&d| d != b'0') else {
         return false;
@@ -213,6 +194,23 @@ fn hex_float_is_one(text: &[u8]) -> bool {
     let power = p.saturating_add(place.saturating_mul(4)).clamp(-4000, 4000) as i32;
     let x = value * 2f64.powi(power / 2) * 2f64.powi(power - power / 2);
     (x - 1.0).abs() <= 2f64.powi(-50)
+}
+
+/// The exponent at the start of `text` (an optional sign, then decimal digits, saturating), and
+/// how many digits it has.
+fn signed_exponent(text: &[u8]) -> (i64, usize) {
+    let (negative, digits) = match text {
+        [b'-', m @ ..] => (true, m),
+        [b'+', m @ ..] => (false, m),
+        m => (false, m),
+    };
+    let mut e: i64 = 0;
+    let mut n = 0;
+    for d in digits.iter().take_while(|b| b.is_ascii_digit()) {
+        e = e.saturating_mul(10).saturating_add(i64::from(d - b'0'));
+        n += 1;
+    }
+    (if negative { -e } else { e }, n)
 }
 
 fn sole_one(digits: &[u8]) -> Option<Option<usize>> {
