@@ -96,7 +96,10 @@ class Body:
             "event": lambda: json.dumps(self.rng.choice(NAMES)),
             "consentManagement": self.consent_management,
             "deniedConsentIds": self.ids,
-            "allowedConsentIds": lambda: self.rng.choice([self.ids(), '{"C0001":"Necessary"}']),
+            # SDKs list the consented IDs: the route's more often than the denied list does.
+            "allowedConsentIds": lambda: self.rng.choice([
+                self.ids(0.7), self.ids(0.7), '{"Advertising":"Targeting","Analytics":"Performance"}',
+                '{"C0001":"Necessary"}']),
             "provider": lambda: json.dumps(self.rng.choice(["custom", "oneTrust", "ketch", "custom", 1])),
             "resolutionStrategy": lambda: json.dumps(self.rng.choice(["or", "and", "any", "or\u0000"])),
             "integrations": self.integrations,
@@ -104,11 +107,13 @@ class Body:
             "All": lambda: self.rng.choice(["true", "false", "false", "{}", '"false"', "0", "null"]),
         }.get(key, lambda: json.dumps("x"))()
 
-    def ids(self) -> str:
+    def ids(self, route: float = 0.3) -> str:
+        """A list of IDs, the route's categories each listed with chance `route`."""
         if self.rng.random() < 0.05:
             return self.rng.choice(['"Advertising"', "null", '["Advertising",7]', '["Advertising",null]'])
         pool = ["Advertising", "Analytics", "advertising", "C0004", "", "Advertising\u0000"]
-        return json.dumps([i for i in pool if self.rng.random() < 0.3])
+        return json.dumps([i for i in pool
+                           if self.rng.random() < (route if i in ("Advertising", "Analytics") else 0.3)])
 
     def consent_management(self) -> str:
         if self.rng.random() < 0.03:
@@ -250,7 +255,9 @@ def allowed_both(item: dict, categories: list[str], path: str, destination: str 
             if rudder == "unusable":
                 return False
             any_ = rudder["provider"] != "custom" and rudder["strategy"] == "or"
-            kept = [not rudder["denied"][c] for c in categories]
+            # Both of rudder-server's readings: the denied IDs, the allowed ones where listed.
+            allowed = rudder["allowed"]
+            kept = [not rudder["denied"][c] and (allowed is None or allowed[c]) for c in categories]
             if not (any(kept) if any_ else all(kept)):
                 return False
         elif not (isinstance(segment, dict) and all(segment.get(c) is True for c in categories)):

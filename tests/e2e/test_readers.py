@@ -200,17 +200,23 @@ def cm(**fields) -> dict:
     return {"consentManagement": fields}
 
 
-def denied(advertising: bool, analytics: bool, provider: str = "", strategy: str = "") -> dict:
-    return {"denied": {"Advertising": advertising, "Analytics": analytics}, "provider": provider,
-            "strategy": strategy}
+def denied(advertising: bool, analytics: bool, provider: str = "", strategy: str = "",
+           allowed: dict | None = None) -> dict:
+    return {"denied": {"Advertising": advertising, "Analytics": analytics}, "allowed": allowed,
+            "provider": provider, "strategy": strategy}
 
 
 RUDDERSTACK = {
     "denied list": ({"type": "track", "context": cm(deniedConsentIds=["Analytics", "C9"], provider="ketch",
                                                      resolutionStrategy="or", allowedConsentIds={"C1": "x"})},
-                    denied(False, True, "ketch", "or")),
+                    denied(False, True, "ketch", "or", {"Advertising": False, "Analytics": False})),
     "empty list": ({"type": "track", "context": cm(deniedConsentIds=[])}, denied(False, False)),
-    "no deny list": ({"type": "track", "context": cm(allowedConsentIds=["Advertising"])}, "unusable"),
+    # rudder-server's allow-list release: an allowed list that lists IDs decides.
+    "no deny list": ({"type": "track", "context": cm(allowedConsentIds=[" Advertising"])},
+                     denied(False, False, allowed={"Advertising": True, "Analytics": False})),
+    "neither list": ({"type": "track", "context": cm(allowedConsentIds=[" "])}, "unusable"),
+    "a denied ID trimmed": ({"type": "track", "context": cm(deniedConsentIds=["Analytics\u00a0"])},
+                            denied(False, True)),
     "not an object": ({"type": "track", "context": {"consentManagement": ["Advertising"]}}, "unusable"),
     "a number in the list": ({"type": "track", "context": cm(deniedConsentIds=["Advertising", 7])}, "unusable"),
     "provider a number": ({"type": "track", "context": cm(deniedConsentIds=[], provider=1)}, "unusable"),

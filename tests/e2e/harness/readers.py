@@ -12,8 +12,12 @@ returns the same shape, for the categories asked about:
                }, ...]}
 
 Each item also has "rudder" — RudderStack's `context.consentManagement` as rudder-server reads it:
-None (absent), "unusable" (not an object, no `deniedConsentIds`, or a field of another type: what
-rudder-server ignores) or {"denied": {"<category>": bool}, "provider": str, "strategy": str} — and
+None (absent), "unusable" (not an object, a field of another type, or neither a
+`deniedConsentIds` nor an `allowedConsentIds` that lists an ID: what rudder-server ignores) or
+{"denied": {"<category>": bool}, "allowed": None | {"<category>": bool}, "provider": str,
+"strategy": str} — IDs as rudder-server's allow-list release reads them too (trimmed of white
+space; `allowedConsentIds` an array of strings or an object keyed by ID, "allowed" None when it
+lists no ID) — and
 "integrations": None, or when a destination is given {"item": entries | None, "batch": entries |
 None}, entries being [the destination's, All's], each None (absent), "true", "false", "object" or
 "other". A batch item has only its own `consentManagement`: rudder-server's gateway stores each item
@@ -237,7 +241,12 @@ def _rudder(context: dict | None, categories: Sequence[str]):
         return None
     if not isinstance(cm, dict):
         return "unusable"
+    raw_allowed = cm.get("allowedConsentIds")
+    ids = raw_allowed if isinstance(raw_allowed, (list, dict)) else []
+    allowed = [a.strip() for a in ids if isinstance(a, str) and a.strip()]
     denied = cm.get("deniedConsentIds")
+    if denied is None and allowed:
+        denied = []
     # Go reads a null list item as "" and a null string as "".
     if not isinstance(denied, list) or not all(d is None or isinstance(d, str) for d in denied):
         return "unusable"
@@ -247,8 +256,10 @@ def _rudder(context: dict | None, categories: Sequence[str]):
         if value is not None and not isinstance(value, str):
             return "unusable"
         texts[key] = value or ""
-    return {"denied": {c: c in denied for c in categories}, "provider": texts["provider"],
-            "strategy": texts["resolutionStrategy"]}
+    trimmed = [d.strip() for d in denied if isinstance(d, str)]
+    return {"denied": {c: c in denied or c in trimmed for c in categories},
+            "allowed": {c: c in allowed for c in categories} if allowed else None,
+            "provider": texts["provider"], "strategy": texts["resolutionStrategy"]}
 
 
 def _kind(value) -> str | None:

@@ -18,7 +18,7 @@
 //
 //	{"kind": "batch"|"event", "error": null|"...", "items": [{"type": ..., "event": ...,
 //	 "messageId": ..., "consent": null|"no_preferences"|{"Advertising": true, ...},
-//	 "rudder": null|"unusable"|{"denied": {"Advertising": false, ...}, "provider": "", "strategy": ""},
+//	 "rudder": null|"unusable"|{"denied": {"Advertising": false, ...}, "allowed": null|{...}, "provider": "", "strategy": ""},
 //	 "integrations": null|{"item": null|[dest, all], "batch": null|[dest, all]}}]}
 //
 // where dest and all are null (absent), "true", "false", "object" or "other".
@@ -79,7 +79,9 @@ type request struct {
 }
 
 type rudderReading struct {
-	Denied   map[string]bool `json:"denied"`
+	Denied map[string]bool `json:"denied"`
+	// nil when allowedConsentIds lists no ID
+	Allowed  map[string]bool `json:"allowed"`
 	Provider string          `json:"provider"`
 	Strategy string          `json:"strategy"`
 }
@@ -113,22 +115,53 @@ func rudder(raw json.RawMessage, categories []string) interface{} {
 	if err := json.Unmarshal(raw, &info); err != nil {
 		return "unusable"
 	}
-	if info.DeniedConsentIDs == nil {
-		// No deny list: the decision has nothing to go on.
+	// rudder-server's allow-list release: an array's strings, or an object's keys, trimmed, the
+	// empty ones dropped.
+	var listed []string
+	switch ids := info.AllowedConsentIDs.(type) {
+	case []interface{}:
+		for _, id := range ids {
+			if s, ok := id.(string); ok {
+				listed = append(listed, s)
+			}
+		}
+	case map[string]interface{}:
+		for id := range ids {
+			listed = append(listed, id)
+		}
+	}
+	var allowedIDs []string
+	for _, id := range listed {
+		if t := strings.TrimSpace(id); t != "" {
+			allowedIDs = append(allowedIDs, t)
+		}
+	}
+	if info.DeniedConsentIDs == nil && len(allowedIDs) == 0 {
+		// Neither list: the decision has nothing to go on.
 		return "unusable"
 	}
 	denied := make(map[string]bool, len(categories))
 	for _, c := range categories {
+		denied[c] = false
 		for _, id := range info.DeniedConsentIDs {
-			if id == c {
+			if id == c || strings.TrimSpace(id) == c {
 				denied[c] = true
 			}
 		}
-		if !denied[c] {
-			denied[c] = false
+	}
+	var allowed map[string]bool
+	if len(allowedIDs) > 0 {
+		allowed = make(map[string]bool, len(categories))
+		for _, c := range categories {
+			allowed[c] = false
+			for _, id := range allowedIDs {
+				if id == c {
+					allowed[c] = true
+				}
+			}
 		}
 	}
-	return rudderReading{Denied: denied, Provider: info.Provider, Strategy: info.ResolutionStrategy}
+	return rudderReading{Denied: denied, Allowed: allowed, Provider: info.Provider, Strategy: info.ResolutionStrategy}
 }
 
 func kind(v interface{}, present bool) interface{} {
