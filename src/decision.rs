@@ -517,6 +517,7 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
     };
     let (mine, batch) = (facts.integrations, top.integrations);
     let whole = if mine.present { mine } else { batch };
+    let off_by_default = off_unless_named(req, facts.rudder);
     // Merged all the way down, the batch's other spellings of a required category sit beside
     // the item's own keys in one object, which readers read first or last (see
     // `read_preferences`): such an item cannot be judged.
@@ -530,10 +531,8 @@ fn batch_item_verdict(req: &Request, facts: &EventFacts, top: &EventFacts) -> Ve
         allow_listed_name: facts.allow_listed_name,
         segment,
         rudder,
-        integrations_off: mine
-            .merged(batch)
-            .turns_off(off_unless_named(req, facts.rudder))
-            || whole.turns_off(off_unless_named(req, facts.rudder)),
+        integrations_off: mine.merged(batch).turns_off(off_by_default)
+            || whole.turns_off(off_by_default),
         gpc: req.gpc,
     };
     // Without consent at the batch's top level (what SDKs send), every reading is the item's own.

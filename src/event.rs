@@ -1582,12 +1582,7 @@ fn read_allowed_ids(
         match id.position_in(categories) {
             Some(i) if i < 64 => bits |= 1u64 << i,
             Some(_) => {}
-            // As in `deniedConsentIds` (see [`read_id_list`]): a reader stopping at NUL, or one
-            // turning Oj's Symbols back into strings, reads another ID than the others.
-            None => {
-                readable &= symbol_position(id, categories).is_none()
-                    && !(id.is_escaped() && nul_prefix_position(id, categories).is_some());
-            }
+            None => readable &= !read_as_a_category(id, categories),
         }
     };
     match s.peek_token() {
@@ -1651,11 +1646,7 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
                 match id.position_in(categories) {
                     Some(i) if i < 64 => bits |= 1u64 << i,
                     Some(_) => {}
-                    // Oj's Symbol `:C0001` is `C0001` to a reader that takes it `to_s`.
-                    None if symbol_position(&id, categories).is_some() => readable = false,
-                    None if id.is_escaped() && nul_prefix_position(&id, categories).is_some() => {
-                        readable = false;
-                    }
+                    None if read_as_a_category(&id, categories) => readable = false,
                     None => {
                         let text = id.decode();
                         let read = numeric.then(|| loose_number(&text, true)).flatten();
@@ -1686,6 +1677,14 @@ fn read_id_list(s: &mut Scanner, categories: &[String]) -> Result<Option<u64>, I
         }
     }
     Ok(readable.then_some(bits))
+}
+
+/// Whether some reader takes an ID (not a category exactly) for a category the others do not:
+/// Oj's Symbol `:C0001` is `C0001` to a reader that takes it `to_s`, and `C0001\u0000x` to a
+/// reader that stops at NUL.
+fn read_as_a_category(id: &Str, categories: &[String]) -> bool {
+    symbol_position(id, categories).is_some()
+        || (id.is_escaped() && nul_prefix_position(id, categories).is_some())
 }
 
 /// Whether a receiver other than rudder-server, which compares IDs exactly, takes the ID `text`

@@ -493,25 +493,27 @@ fn escapes(path: &str, hidden: impl Fn(u8) -> bool) -> bool {
         return false; // (what the loop finds too, without copying the path)
     }
     let mut text = path.as_bytes().to_vec();
-    for _ in 0..DECODING_HOPS {
+    for hop in 0..=DECODING_HOPS {
+        // After the last decoding followed, any escape counts.
+        let beyond = hop == DECODING_HOPS;
         let mut found = false;
         let mut rest = text.as_slice();
         while let Some(at) = rest.iter().position(|&b| b == b'%') {
             // As [`percent_decode`] reads an escape.
             let digit = |i: usize| rest.get(at + i).copied().and_then(hex);
-            found |= matches!((digit(1), digit(2)), (Some(h), Some(l)) if hidden(h * 16 + l));
+            found |= matches!((digit(1), digit(2)),
+                (Some(h), Some(l)) if beyond || hidden(h * 16 + l));
             rest = rest.get(at + 1..).unwrap_or_default();
         }
         if found {
             return true;
         }
-        if !text.contains(&b'%') {
+        if beyond || !text.contains(&b'%') {
             return false;
         }
         text = percent_decode(&String::from_utf8_lossy(&text));
     }
-    text.windows(3)
-        .any(|w| matches!(w, [b'%', h, l] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit()))
+    false
 }
 
 /// Whether `text` holds a `%`. (For a path's few bytes a plain loop costs less than the
